@@ -1,0 +1,204 @@
+//! The limiter against governor, in one run: unkeyed, keyed (1 hot key, 10,000 keys round robin,
+//! a flood of distinct keys), and 2 threads. Also prints resident memory after a 1,000,000-key
+//! flood for both.
+//!
+//! `cargo bench --bench limiter`
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use governor::{Quota as GQuota, RateLimiter};
+use portcullis::{Limiter, Policy, PolicyId, Quota};
+
+const RATE: u32 = 1_000_000_000;
+const KEYS: u64 = 10_000;
+const FLOOD: u64 = 1_000_000;
+
+fn ours(capacity: usize) -> (Arc<Limiter>, PolicyId) {
+    let l = Limiter::builder()
+        .policy(Policy::gcra("bench", Quota::per_second(RATE).unwrap()))
+        .capacity(capacity)
+        .build()
+        .unwrap();
+    let id = l.policy_id("bench").unwrap();
+    (Arc::new(l), id)
+}
+
+fn gquota() -> GQuota {
+    GQuota::per_second(NonZeroU32::new(RATE).unwrap())
+}
+
+type GKeyed = RateLimiter<
+    u64,
+    governor::state::keyed::DefaultKeyedStateStore<u64>,
+    governor::clock::DefaultClock,
+>;
+
+fn gkeyed() -> Arc<GKeyed> {
+    Arc::new(RateLimiter::keyed(gquota()))
+}
+
+fn single_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("unkeyed");
+    let (l, id) = ours(64);
+    g.bench_function("portcullis", |b| {
+        b.iter(|| l.check(id, b"", 1).unwrap().allowed)
+    });
+    let gov = RateLimiter::direct(gquota());
+    g.bench_function("governor", |b| b.iter(|| gov.check().is_ok()));
+    g.finish();
+
+    let mut g = c.benchmark_group("keyed");
+    let (l, id) = ours(1 << 16);
+    let gov = gkeyed();
+    g.bench_function(BenchmarkId::new("portcullis", "1 hot key"), |b| {
+        b.iter(|| l.check(id, 42u64.to_le_bytes(), 1).unwrap().allowed)
+    });
+    g.bench_function(BenchmarkId::new("governor", "1 hot key"), |b| {
+        b.iter(|| gov.check_key(&42).is_ok())
+    });
+    let mut i = 0u64;
+    g.bench_function(BenchmarkId::new("portcullis", "10k keys"), |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            l.check(id, i.to_le_bytes(), 1).unwrap().allowed
+        })
+    });
+    g.bench_function(BenchmarkId::new("governor", "10k keys"), |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            gov.check_key(&i).is_ok()
+        })
+    });
+    // A flood: every check is a key never seen before.
+    let (l, id) = ours(1 << 20);
+    let gov = gkeyed();
+    let mut n = 0u64;
+    g.bench_function(BenchmarkId::new("portcullis", "flood"), |b| {
+        b.iter(|| {
+            n += 1;
+            l.check(id, n.to_le_bytes(), 1).unwrap().allowed
+        })
+    });
+    let mut n = 0u64;
+    g.bench_function(BenchmarkId::new("governor", "flood"), |b| {
+        b.iter(|| {
+            n += 1;
+            gov.check_key(&n).is_ok()
+        })
+    });
+    g.finish();
+}
+
+/// Two threads, each doing `iters` checks; one element = one check.
+fn two_threads(iters: u64, check: impl Fn(u64) -> bool + Send + Sync + 'static) -> Duration {
+    let check = Arc::new(check);
+    let barrier = Arc::new(Barrier::new(3));
+    let handles: Vec<_> = (0..2u64)
+        .map(|t| {
+            let check = Arc::clone(&check);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..iters {
+                    black_box(check(t * 5_003 + i));
+                }
+                barrier.wait();
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    barrier.wait();
+    let elapsed = start.elapsed();
+    for h in handles {
+        h.join().unwrap();
+    }
+    elapsed
+}
+
+fn multi_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("2 threads");
+    g.throughput(Throughput::Elements(2));
+    for (name, keys) in [("1 hot key", 1u64), ("10k keys", KEYS)] {
+        g.bench_function(BenchmarkId::new("portcullis", name), |b| {
+            let (l, id) = ours(1 << 16);
+            b.iter_custom(|iters| {
+                let l = Arc::clone(&l);
+                two_threads(iters, move |i| {
+                    l.check(id, (i % keys).to_le_bytes(), 1).unwrap().allowed
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("governor", name), |b| {
+            let gov = gkeyed();
+            b.iter_custom(|iters| {
+                let gov = Arc::clone(&gov);
+                two_threads(iters, move |i| gov.check_key(&(i % keys)).is_ok())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Resident memory grown by a flood of distinct keys, ours first (governor's pages are not
+/// given back, so it must come second).
+fn memory_report() {
+    let before = resident_bytes();
+    let (l, id) = ours(1 << 20);
+    let built = resident_bytes();
+    for k in 0..FLOOD {
+        black_box(l.check(id, k.to_le_bytes(), 1).unwrap());
+    }
+    let flooded = resident_bytes();
+    let table = l.stats()[0].memory_bytes as u64;
+    drop(l);
+    let g0 = resident_bytes();
+    let gov = gkeyed();
+    for k in 0..FLOOD {
+        black_box(gov.check_key(&k).is_ok());
+    }
+    let g1 = resident_bytes();
+    gov.retain_recent();
+    gov.shrink_to_fit();
+    let g2 = resident_bytes();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("memory after a flood of {FLOOD} distinct keys (resident set growth):");
+    println!(
+        "  portcullis: table {:.1} MiB fixed; RSS +{:.1} MiB at construction, +{:.1} MiB during the flood",
+        mib(table),
+        mib(built.saturating_sub(before)),
+        mib(flooded.saturating_sub(built))
+    );
+    println!(
+        "  governor:   RSS +{:.1} MiB during the flood ({:.0} bytes/key), +{:.1} MiB still after retain_recent + shrink_to_fit",
+        mib(g1.saturating_sub(g0)),
+        g1.saturating_sub(g0) as f64 / FLOOD as f64,
+        mib(g2.saturating_sub(g0))
+    );
+}
+
+fn main() {
+    memory_report();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    single_thread(&mut c);
+    multi_thread(&mut c);
+    c.final_summary();
+}

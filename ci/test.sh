@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every test, on a fresh Debian machine: formatting, lints, unit/integration/doc tests, the loom
+# models, the CORS browser test (installs Chromium when missing) and a wrk load test against
+# the demo server (installs wrk when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (all targets, release: the property tests run many cases)"
+# The browser test runs on its own below, once Chromium is installed.
+PORTCULLIS_SKIP_BROWSER=1 cargo test --release --all-targets
+
+step "doctests (crate docs and README)"
+cargo test --release --doc
+
+step "loom models"
+bash ci/loom.sh
+
+if [ -x ci/cors-browser.sh ] || [ -f ci/cors-browser.sh ]; then
+  step "CORS in a real browser"
+  bash ci/cors-browser.sh
+fi
+
+step "load: wrk against the demo server"
+bash ci/load.sh
+
+echo
+echo "all checks passed"

@@ -1,0 +1,278 @@
+//! `serve`: a demo HTTP API with the gate in front.
+//!
+//! Routes: `POST /api/v1/auth/login`, `GET /api/v1/export` (slow, concurrency-limited), any
+//! other `/api/` path, and the loopback-only admin endpoints `GET /_portcullis/stats` and
+//! `POST /_portcullis/reset?policy=..&key=..`. The principal is the bearer token of
+//! `Authorization`, the tier comes from `X-Tier`. SIGHUP reloads the config; SIGINT and SIGTERM
+//! stop the server after writing every counter to the store.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portcullis::gate::{Gate, GateRequest, Status};
+use serde_json::json;
+
+use crate::args::ServeArgs;
+use crate::commands::{open_gate, save_abuse};
+use crate::http::{read_request, write_response, Request};
+
+static RELOAD: AtomicBool = AtomicBool::new(false);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only atomic stores here: async-signal-safe.
+    if signal == libc::SIGHUP {
+        RELOAD.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
+}
+
+fn install_signals() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGHUP, handler);
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+struct App {
+    gate: Gate,
+    trust_forwarded: bool,
+    /// Allowed requests per (policy, key), for the load test's quota check.
+    allowed: Mutex<HashMap<(String, String), u64>>,
+    started: Instant,
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    let (gate, config) = open_gate(&args.config)?;
+    let listener = TcpListener::bind(args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    install_signals();
+    let app = Arc::new(App {
+        gate,
+        trust_forwarded: args.trust_forwarded,
+        allowed: Mutex::new(HashMap::new()),
+        started: Instant::now(),
+    });
+    let (tx, rx) = mpsc::channel::<TcpStream>();
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..args.workers.max(1) {
+        let (rx, app) = (rx.clone(), app.clone());
+        std::thread::spawn(move || loop {
+            let next = rx.lock().map(|r| r.recv());
+            match next {
+                Ok(Ok(stream)) => serve_connection(&app, stream),
+                _ => return,
+            }
+        });
+    }
+    println!("portcullis: listening on http://{addr}");
+    println!("portcullis: config {}", args.config.config.display());
+    let _ = std::io::stdout().flush();
+    let data = config.store.path.clone();
+    let mut last_save = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        if RELOAD.swap(false, Ordering::SeqCst) {
+            reload(&app.gate, &args.config);
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                if tx.send(stream).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => eprintln!("portcullis: accept: {e}"),
+        }
+        if last_save.elapsed() > Duration::from_secs(1) {
+            save_abuse(data.as_deref(), &app.gate);
+            last_save = Instant::now();
+        }
+    }
+    save_abuse(data.as_deref(), &app.gate);
+    app.gate
+        .close()
+        .map_err(|e| format!("could not write the counters to the store: {e}"))?;
+    println!("portcullis: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reload(gate: &Gate, args: &crate::args::ConfigArgs) {
+    let config = match crate::commands::load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: reload refused, the running config stays:\n{e}");
+            return;
+        }
+    };
+    match gate.reload(config) {
+        Ok(s) => println!(
+            "portcullis: reloaded (kept {:?}, fresh {:?}, removed {:?})",
+            s.kept, s.fresh, s.removed
+        ),
+        Err(e) => eprintln!("portcullis: reload refused, the running config stays: {e}"),
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn serve_connection(app: &App, stream: TcpStream) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let req = match read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(_) => {
+                let _ = write_response(&mut writer, 400, &[], r#"{"error":"bad request"}"#, false);
+                return;
+            }
+        };
+        let keep_alive = req.keep_alive;
+        if handle(app, peer, &req, &mut writer).is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+fn client_ip(app: &App, peer: SocketAddr, req: &Request) -> IpAddr {
+    if app.trust_forwarded && peer.ip().is_loopback() {
+        let forwarded = req
+            .header("x-forwarded-for")
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
+}
+
+fn handle(app: &App, peer: SocketAddr, req: &Request, w: &mut TcpStream) -> std::io::Result<()> {
+    let keep = req.keep_alive;
+    let path = req.path();
+    if path.starts_with("/_portcullis/") {
+        if !peer.ip().is_loopback() {
+            return write_response(
+                w,
+                403,
+                &[],
+                r#"{"error":"admin endpoints are loopback only"}"#,
+                keep,
+            );
+        }
+        return admin(app, req, w);
+    }
+    let principal = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let ip = client_ip(app, peer, req);
+    let mut greq = GateRequest::new(&req.method, path).ip(ip);
+    greq.origin = req.header("origin");
+    greq.request_method = req.header("access-control-request-method");
+    greq.request_headers = req.header("access-control-request-headers");
+    greq.request_private_network = req
+        .header("access-control-request-private-network")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    greq.principal = principal;
+    greq.tier = req.header("x-tier");
+    let outcome = app.gate.decide(&greq);
+    let headers: Vec<(&str, String)> = outcome
+        .headers()
+        .iter()
+        .map(|(n, v)| (*n, v.clone()))
+        .collect();
+    if let Some(code) = outcome.status().code() {
+        let body = match outcome.status() {
+            Status::Preflight => String::new(),
+            _ => json!({ "error": outcome.reason().to_string(), "reason": outcome.reason() })
+                .to_string(),
+        };
+        return write_response(w, code, &headers, &body, keep);
+    }
+    if let Some(route) = outcome.route() {
+        let mut counts = app.allowed.lock().unwrap_or_else(|e| e.into_inner());
+        for a in outcome
+            .applied()
+            .iter()
+            .filter(|a| !a.shadow && a.decision.allowed)
+        {
+            let key = app.gate.key_display(a.key, route, Some(ip), principal);
+            *counts.entry((a.policy.to_string(), key)).or_default() += 1;
+        }
+    }
+    if !outcome.delay().is_zero() {
+        std::thread::sleep(outcome.delay());
+    }
+    let (code, body) = match (req.method.as_str(), path) {
+        ("POST", "/api/v1/auth/login") => (200, json!({ "token": "demo-token" })),
+        ("GET", "/api/v1/export") => {
+            // An expensive operation: the concurrency limit keeps a client to a few at once.
+            std::thread::sleep(Duration::from_millis(200));
+            (200, json!({ "export": "done" }))
+        }
+        (_, p) if p == "/api" || p.starts_with("/api/") => (
+            200,
+            json!({ "hello": principal.unwrap_or("anonymous"), "tier": req.header("x-tier") }),
+        ),
+        _ => (404, json!({ "error": "not found" })),
+    };
+    let result = write_response(w, code, &headers, &body.to_string(), keep);
+    // The leases (concurrency) are held until the response is written.
+    drop(outcome);
+    result
+}
+
+fn admin(app: &App, req: &Request, w: &mut TcpStream) -> std::io::Result<()> {
+    let keep = req.keep_alive;
+    match (req.method.as_str(), req.path()) {
+        ("GET", "/_portcullis/stats") => {
+            let allowed: Vec<_> = app
+                .allowed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|((policy, key), n)| json!({ "policy": policy, "key": key, "allowed": n }))
+                .collect();
+            let body = json!({
+                "uptime_ms": u64::try_from(app.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "gate": app.gate.stats(),
+                "allowed_by_key": allowed,
+            });
+            write_response(w, 200, &[], &body.to_string(), keep)
+        }
+        ("POST", "/_portcullis/reset") => {
+            let (Some(policy), Some(key)) = (req.query("policy"), req.query("key")) else {
+                return write_response(w, 400, &[], r#"{"error":"give policy= and key="}"#, keep);
+            };
+            match crate::commands::reset_key(&app.gate, &policy, &key) {
+                Ok(had) => write_response(w, 200, &[], &json!({ "reset": had }).to_string(), keep),
+                Err(e) => write_response(w, 400, &[], &json!({ "error": e }).to_string(), keep),
+            }
+        }
+        _ => write_response(w, 404, &[], r#"{"error":"not found"}"#, keep),
+    }
+}

@@ -1,0 +1,1070 @@
+//! The TOML config file: store, policies, routes, CORS and header style, validated into a
+//! [`Config`] that builds a [`crate::gate::Gate`].
+//!
+//! Parsing happens in two passes. The TOML syntax and the shape of the document (unknown keys,
+//! wrong types) are checked by the TOML parser, which stops at the first problem. Everything
+//! else (quotas, durations, algorithms, policy references, route patterns, CORS rules, duplicate
+//! names) is then checked over the whole document, and every problem is reported at once. Each
+//! [`ConfigError`] names its line and column and says what to write instead.
+//!
+//! ```
+//! use portcullis::config::Config;
+//!
+//! let errors = Config::parse(r#"
+//! [[policy]]
+//! name = "api"
+//! limit = "100/fortnight"
+//!
+//! [[route]]
+//! match = "/api/"
+//! limits = [{ policy = "apii", key = "ip" }]
+//! "#).unwrap_err();
+//! assert_eq!(errors.len(), 2);
+//! assert_eq!(errors.errors()[0].line(), 4);
+//! assert_eq!(errors.errors()[1].line(), 8);
+//! ```
+//!
+//! See `docs/GATE.md` for every key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::cors::{CorsConfigError, CorsPolicy, CorsPolicyBuilder};
+use crate::gate::RoutePattern;
+use crate::quota::{parse_duration, Quota};
+use crate::{Algorithm, HeaderStyle, Policy};
+
+/// Keys per policy table when neither the store nor the policy says.
+pub const DEFAULT_TABLE_CAPACITY: usize = 100_000;
+
+/// One problem in a config file: where it is, and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    line: usize,
+    column: usize,
+    message: String,
+}
+
+impl ConfigError {
+    /// The line, from 1 (0 when the problem is not in the text, e.g. an unreadable file).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The column in characters, from 1 (0 when the problem is not in the text).
+    pub fn column(&self) -> usize {
+        self.column
+    }
+
+    /// What is wrong and what to write instead.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.line, self.column, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a config file (never empty), in the order of the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    source: Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// The problems.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
+    }
+
+    /// How many problems there are.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Always false: a config without problems parses.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The file the problems are in, if the config was loaded from one.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+}
+
+/// One line per problem: `file:line:column: message`.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            if let Some(source) = &self.source {
+                write!(f, "{source}:")?;
+            }
+            fmt::Display::fmt(e, f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where the limiter keeps its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In memory only: counters start fresh at every start.
+    Memory,
+    /// A sled database in a folder: counters survive restarts.
+    Sled,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// Memory or sled.
+    pub kind: StoreKind,
+    /// The sled folder (sled only).
+    pub path: Option<PathBuf>,
+    /// Keys per policy table, unless a policy sets its own.
+    pub capacity: usize,
+    /// How often changed counters are written behind (sled only).
+    pub flush_interval: Duration,
+    /// sled's page cache in bytes (sled only; `None`: the store's default).
+    pub cache_capacity: Option<u64>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Memory,
+            path: None,
+            capacity: DEFAULT_TABLE_CAPACITY,
+            flush_interval: Duration::from_millis(100),
+            cache_capacity: None,
+        }
+    }
+}
+
+pub use crate::store::Durability;
+
+/// One `[[policy]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// The policy (name, algorithm, quota, block).
+    pub policy: Policy,
+    /// How soon its decisions are durable.
+    pub durability: Durability,
+    /// Keys in its table.
+    pub capacity: usize,
+}
+
+/// What a limit is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// The client address (IPv6 by prefix), via [`crate::IpKeyer`].
+    Ip,
+    /// The principal (user id or API key); the client address when there is none.
+    Principal,
+    /// The route: one counter for every client of the route.
+    Route,
+    /// One counter for everything the policy sees.
+    Global,
+}
+
+impl KeyKind {
+    /// The name used in config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::Ip => "ip",
+            KeyKind::Principal => "principal",
+            KeyKind::Route => "route",
+            KeyKind::Global => "global",
+        }
+    }
+}
+
+/// Which policy a limit applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySelect {
+    /// Always this policy.
+    Fixed(String),
+    /// A policy per tier; a request without a known tier gets `default`'s.
+    Tiers {
+        /// (tier, policy), sorted by tier.
+        tiers: Vec<(String, String)>,
+        /// The tier of requests without a known tier.
+        default: String,
+    },
+}
+
+/// One limit of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// The policy, fixed or by tier.
+    pub select: PolicySelect,
+    /// What it is keyed by.
+    pub key: KeyKind,
+    /// Decided and counted, never enforced.
+    pub shadow: bool,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// The `match` text as written.
+    pub text: String,
+    /// Method and path pattern.
+    pub pattern: RoutePattern,
+    /// Limits for requests with a principal (and without one, when `anonymous` is unset).
+    pub limits: Vec<LimitSettings>,
+    /// Limits for requests without a principal.
+    pub anonymous: Option<Vec<LimitSettings>>,
+}
+
+/// A validated config: everything a [`crate::gate::Gate`] is built from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Which rate-limit headers to send.
+    pub header_style: HeaderStyle,
+    /// IPv6 clients are keyed by this prefix length.
+    pub ipv6_prefix: u8,
+    /// The store.
+    pub store: StoreSettings,
+    /// The policies, in file order.
+    pub policies: Vec<PolicySettings>,
+    /// The routes, in file order: the first that matches a request applies.
+    pub routes: Vec<RouteSettings>,
+    /// The CORS policy (checked), if any.
+    pub cors: Option<CorsPolicyBuilder>,
+}
+
+impl Config {
+    /// Parses and validates a config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let mut ctx = Ctx {
+            text,
+            errors: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                ctx.push(e.span().unwrap_or(0..0), explain_syntax(e.message()));
+                return Err(ctx.finish());
+            }
+        };
+        let config = ctx.validate(raw);
+        match ctx.errors.is_empty() {
+            true => Ok(config),
+            false => Err(ctx.finish()),
+        }
+    }
+
+    /// Reads, parses and validates a config file; errors name the file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let source = Some(path.display().to_string());
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source: None,
+            errors: vec![ConfigError {
+                line: 0,
+                column: 0,
+                message: format!("cannot read config file {}: {e}", path.display()),
+            }],
+        })?;
+        Self::parse(&text).map_err(|e| ConfigErrors { source, ..e })
+    }
+
+    /// The policy settings of a name.
+    pub fn policy(&self, name: &str) -> Option<&PolicySettings> {
+        self.policies.iter().find(|p| p.policy.name() == name)
+    }
+}
+
+impl FromStr for Config {
+    type Err = ConfigErrors;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Config::parse(s)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The document as written.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    header_style: Option<Spanned<String>>,
+    ipv6_prefix: Option<Spanned<i64>>,
+    store: Option<RawStore>,
+    #[serde(default)]
+    policy: Vec<Spanned<RawPolicy>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+    cors: Option<Spanned<RawCors>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    kind: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    capacity: Option<Spanned<i64>>,
+    flush_interval: Option<Spanned<String>>,
+    cache_capacity: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: Spanned<String>,
+    algorithm: Option<Spanned<String>>,
+    limit: Spanned<toml::Value>,
+    burst: Option<Spanned<i64>>,
+    block: Option<Spanned<String>>,
+    max_delay: Option<Spanned<String>>,
+    lease_timeout: Option<Spanned<String>>,
+    durability: Option<Spanned<String>>,
+    capacity: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    #[serde(default)]
+    limits: Vec<Spanned<RawLimit>>,
+    anonymous: Option<Vec<Spanned<RawLimit>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    policy: Option<Spanned<String>>,
+    tiers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    default_tier: Option<Spanned<String>>,
+    key: Spanned<String>,
+    #[serde(default)]
+    shadow: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    #[serde(default)]
+    allowed_origins: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowed_methods: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowed_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    exposed_headers: Vec<Spanned<String>>,
+    allow_credentials: Option<Spanned<bool>>,
+    max_age: Option<Spanned<String>>,
+    allow_private_network: Option<Spanned<bool>>,
+    debug: Option<Spanned<bool>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation: collects every problem.
+
+struct Ctx<'t> {
+    text: &'t str,
+    errors: Vec<(usize, ConfigError)>,
+}
+
+/// Turns the TOML parser's message into one that says what to write.
+fn explain_syntax(message: &str) -> String {
+    let message = message.trim();
+    if message.starts_with("unknown field") {
+        format!("{message}; remove it or fix its spelling")
+    } else if message.starts_with("missing field") {
+        format!("{message}; add it")
+    } else {
+        message.to_owned()
+    }
+}
+
+fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .copied()
+        .map(|c| (edit_distance(input, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn one_of(what: &str, input: &str, allowed: &[&str]) -> String {
+    let hint = match closest(input, allowed) {
+        Some(c) => format!("did you mean \"{c}\"? "),
+        None => String::new(),
+    };
+    format!(
+        "unknown {what} \"{input}\": {hint}write one of {}",
+        allowed
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+impl Ctx<'_> {
+    fn push(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let start = span.start.min(self.text.len());
+        let before = self.text.get(..start).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        self.errors.push((
+            start,
+            ConfigError {
+                line,
+                column,
+                message: message.into(),
+            },
+        ));
+    }
+
+    fn finish(self) -> ConfigErrors {
+        let mut errors = self.errors;
+        // Stable: problems found at one place keep the order they were found in.
+        errors.sort_by_key(|(at, _)| *at);
+        ConfigErrors {
+            source: None,
+            errors: errors.into_iter().map(|(_, e)| e).collect(),
+        }
+    }
+
+    fn duration(&mut self, value: &Spanned<String>, what: &str) -> Option<Duration> {
+        match parse_duration(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.push(value.span(), format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, value: &Spanned<i64>, what: &str, min: i64, max: i64) -> Option<i64> {
+        let v = *value.get_ref();
+        if (min..=max).contains(&v) {
+            Some(v)
+        } else {
+            self.push(
+                value.span(),
+                format!("{what} must be between {min} and {max}, got {v}"),
+            );
+            None
+        }
+    }
+
+    fn validate(&mut self, raw: RawConfig) -> Config {
+        let header_style = match &raw.header_style {
+            None => HeaderStyle::Legacy,
+            Some(s) => match s.get_ref().as_str() {
+                "legacy" => HeaderStyle::Legacy,
+                "ietf" => HeaderStyle::Ietf,
+                "both" => HeaderStyle::Both,
+                "retry_after_only" => HeaderStyle::RetryAfterOnly,
+                other => {
+                    self.push(
+                        s.span(),
+                        one_of(
+                            "header_style",
+                            other,
+                            &["legacy", "ietf", "both", "retry_after_only"],
+                        ),
+                    );
+                    HeaderStyle::Legacy
+                }
+            },
+        };
+        let ipv6_prefix = raw
+            .ipv6_prefix
+            .as_ref()
+            .and_then(|p| self.count(p, "ipv6_prefix", 1, 128))
+            .map_or(64, |p| p as u8);
+        let store = self.store(raw.store.as_ref());
+        let policies = self.policies(&raw.policy, store.capacity);
+        // References are checked against every declared name: a policy with an error of its
+        // own is reported once, not again at each route that uses it.
+        let declared: Vec<String> = raw
+            .policy
+            .iter()
+            .map(|p| p.get_ref().name.get_ref().clone())
+            .collect();
+        let routes = self.routes(&raw.route, &declared);
+        let cors = raw.cors.as_ref().and_then(|c| self.cors(c));
+        Config {
+            header_style,
+            ipv6_prefix,
+            store,
+            policies,
+            routes,
+            cors,
+        }
+    }
+
+    fn store(&mut self, raw: Option<&RawStore>) -> StoreSettings {
+        let mut s = StoreSettings::default();
+        let Some(raw) = raw else { return s };
+        if let Some(kind) = &raw.kind {
+            match kind.get_ref().as_str() {
+                "memory" => s.kind = StoreKind::Memory,
+                "sled" => s.kind = StoreKind::Sled,
+                other => self.push(
+                    kind.span(),
+                    one_of("store kind", other, &["memory", "sled"]),
+                ),
+            }
+        }
+        if let Some(path) = &raw.path {
+            if path.get_ref().trim().is_empty() {
+                self.push(
+                    path.span(),
+                    "store path is empty: write a folder, e.g. path = \"portcullis-data\"",
+                );
+            } else {
+                s.path = Some(PathBuf::from(path.get_ref()));
+            }
+        }
+        if s.kind == StoreKind::Sled && raw.path.is_none() {
+            let span = raw.kind.as_ref().map_or(0..0, |k| k.span());
+            self.push(
+                span,
+                "a sled store needs a folder: add path = \"portcullis-data\" to [store]",
+            );
+        }
+        if let Some(c) = &raw.capacity {
+            if let Some(c) = self.count(c, "store capacity (keys per policy)", 4, 1 << 30) {
+                s.capacity = c as usize;
+            }
+        }
+        if let Some(f) = &raw.flush_interval {
+            if let Some(d) = self.duration(f, "flush_interval") {
+                if d.is_zero() {
+                    self.push(
+                        f.span(),
+                        "flush_interval must be longer than zero, e.g. \"100ms\"",
+                    );
+                } else {
+                    s.flush_interval = d;
+                }
+            }
+        }
+        if let Some(c) = &raw.cache_capacity {
+            if let Some(c) = self.count(c, "cache_capacity (bytes)", 1 << 20, i64::MAX) {
+                s.cache_capacity = Some(c as u64);
+            }
+        }
+        if s.kind == StoreKind::Memory {
+            let sled_only = [
+                ("path", raw.path.as_ref().map(|v| v.span())),
+                (
+                    "flush_interval",
+                    raw.flush_interval.as_ref().map(|v| v.span()),
+                ),
+                (
+                    "cache_capacity",
+                    raw.cache_capacity.as_ref().map(|v| v.span()),
+                ),
+            ];
+            for (key, span) in sled_only {
+                if let Some(span) = span {
+                    self.push(
+                        span,
+                        format!(
+                            "{key} applies to sled stores only: remove it, or write kind = \"sled\""
+                        ),
+                    );
+                }
+            }
+        }
+        s
+    }
+
+    fn policies(&mut self, raw: &[Spanned<RawPolicy>], capacity: usize) -> Vec<PolicySettings> {
+        let mut out: Vec<PolicySettings> = Vec::new();
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for p in raw {
+            let p = p.get_ref();
+            let name = p.name.get_ref();
+            let line_of = |ctx: &Ctx<'_>, at: usize| {
+                ctx.text
+                    .get(..at)
+                    .map_or(0, |b| b.matches('\n').count() + 1)
+            };
+            if let Some((_, first)) = seen.iter().find(|(n, _)| n == name) {
+                let line = line_of(self, *first);
+                self.push(
+                    p.name.span(),
+                    format!(
+                        "policy \"{name}\" is already defined on line {line}: give each policy its own name"
+                    ),
+                );
+                continue;
+            }
+            seen.push((name.clone(), p.name.span().start));
+            if let Some(policy) = self.policy(p) {
+                let capacity = p
+                    .capacity
+                    .as_ref()
+                    .and_then(|c| self.count(c, "policy capacity (keys)", 4, 1 << 30))
+                    .map_or(capacity, |c| c as usize);
+                let durability = match &p.durability {
+                    None => Durability::WriteBehind,
+                    Some(d) => match d.get_ref().as_str() {
+                        "immediate" => Durability::Immediate,
+                        "write_behind" => Durability::WriteBehind,
+                        other => {
+                            self.push(
+                                d.span(),
+                                one_of("durability", other, &["immediate", "write_behind"]),
+                            );
+                            Durability::WriteBehind
+                        }
+                    },
+                };
+                out.push(PolicySettings {
+                    policy: policy.durability(durability),
+                    durability,
+                    capacity,
+                });
+            }
+        }
+        out
+    }
+
+    fn policy(&mut self, p: &RawPolicy) -> Option<Policy> {
+        const ALGORITHMS: [&str; 5] = [
+            "gcra",
+            "fixed_window",
+            "sliding_window",
+            "leaky_bucket",
+            "concurrency",
+        ];
+        let name = p.name.get_ref().clone();
+        let algorithm = match &p.algorithm {
+            None => Algorithm::Gcra,
+            Some(a) => match a.get_ref().as_str() {
+                "gcra" => Algorithm::Gcra,
+                "fixed_window" => Algorithm::FixedWindow,
+                "sliding_window" => Algorithm::SlidingWindow,
+                "leaky_bucket" => Algorithm::LeakyBucket { max_delay: None },
+                "concurrency" => Algorithm::Concurrency,
+                other => {
+                    self.push(a.span(), one_of("algorithm", other, &ALGORITHMS));
+                    return None;
+                }
+            },
+        };
+        let mut ok = true;
+        let quota = if algorithm == Algorithm::Concurrency {
+            let max = match p.limit.get_ref() {
+                toml::Value::Integer(n) if (1..=i64::from(u32::MAX)).contains(n) => Some(*n as u32),
+                _ => {
+                    self.push(
+                        p.limit.span(),
+                        "a concurrency limit is a number of requests in flight: write e.g. limit = 4",
+                    );
+                    None
+                }
+            };
+            let timeout = match &p.lease_timeout {
+                None => Some(Duration::from_secs(60)),
+                Some(t) => self.duration(t, "lease_timeout"),
+            };
+            match (max, timeout) {
+                (Some(max), Some(timeout)) => match Quota::new(max, timeout) {
+                    Ok(q) => Some(q),
+                    Err(e) => {
+                        let span = p
+                            .lease_timeout
+                            .as_ref()
+                            .map_or(p.limit.span(), |t| t.span());
+                        self.push(span, format!("policy \"{name}\": {e}"));
+                        None
+                    }
+                },
+                _ => None,
+            }
+        } else {
+            if let Some(t) = &p.lease_timeout {
+                self.push(
+                    t.span(),
+                    "lease_timeout applies to concurrency policies only: remove it, or write algorithm = \"concurrency\"",
+                );
+                ok = false;
+            }
+            match p.limit.get_ref() {
+                toml::Value::String(s) => match s.parse::<Quota>() {
+                    Ok(q) => Some(q),
+                    Err(e) => {
+                        self.push(p.limit.span(), format!("policy \"{name}\": {e}"));
+                        None
+                    }
+                },
+                _ => {
+                    self.push(
+                        p.limit.span(),
+                        "limit is a quota string COUNT/WINDOW: write e.g. limit = \"100/h\"",
+                    );
+                    None
+                }
+            }
+        };
+        let mut quota = quota?;
+        if let Some(b) = &p.burst {
+            match u32::try_from(*b.get_ref())
+                .map_err(|_| ())
+                .and_then(|v| quota.with_burst(v).map_err(|_| ()))
+            {
+                Ok(q) => quota = q,
+                Err(()) => {
+                    self.push(
+                        b.span(),
+                        format!(
+                            "burst must be between 1 and {}, got {}",
+                            u32::MAX,
+                            b.get_ref()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut policy = Policy::new(name.clone(), algorithm, quota);
+        if let Some(b) = &p.block {
+            match self.duration(b, "block") {
+                Some(d) => policy = policy.block(d),
+                None => ok = false,
+            }
+        }
+        if let Some(m) = &p.max_delay {
+            if !matches!(algorithm, Algorithm::LeakyBucket { .. }) {
+                self.push(
+                    m.span(),
+                    "max_delay applies to leaky_bucket policies only: remove it, or write algorithm = \"leaky_bucket\"",
+                );
+                ok = false;
+            } else {
+                match self.duration(m, "max_delay") {
+                    Some(d) => policy = policy.max_delay(d),
+                    None => ok = false,
+                }
+            }
+        }
+        if let Err(e) = policy.validate() {
+            use crate::PolicyError as P;
+            let span = match &e {
+                P::Name { .. } => p.name.span(),
+                P::BurstNotApplicable { .. } => {
+                    p.burst.as_ref().map_or(p.limit.span(), |b| b.span())
+                }
+                P::DurationTooLong { what, .. } if *what == "block" => {
+                    p.block.as_ref().map_or(p.limit.span(), |b| b.span())
+                }
+                P::DurationTooLong { .. } => {
+                    p.max_delay.as_ref().map_or(p.limit.span(), |b| b.span())
+                }
+                _ => p.limit.span(),
+            };
+            self.push(span, e.to_string());
+            return None;
+        }
+        ok.then_some(policy)
+    }
+
+    fn routes(&mut self, raw: &[Spanned<RawRoute>], policies: &[String]) -> Vec<RouteSettings> {
+        let mut out = Vec::new();
+        let mut seen: Vec<(RoutePattern, usize)> = Vec::new();
+        for r in raw {
+            let r = r.get_ref();
+            let pattern = match RoutePattern::parse(r.pattern.get_ref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.push(r.pattern.span(), e);
+                    continue;
+                }
+            };
+            if let Some((_, first)) = seen.iter().find(|(p, _)| *p == pattern) {
+                let line = self
+                    .text
+                    .get(..*first)
+                    .map_or(0, |b| b.matches('\n').count() + 1);
+                self.push(
+                    r.pattern.span(),
+                    format!(
+                        "route \"{}\" is already defined on line {line}: merge their limits into one [[route]]",
+                        r.pattern.get_ref()
+                    ),
+                );
+                continue;
+            }
+            seen.push((pattern.clone(), r.pattern.span().start));
+            let limits = self.limits(&r.limits, policies);
+            let anonymous = r.anonymous.as_ref().map(|a| self.limits(a, policies));
+            out.push(RouteSettings {
+                text: r.pattern.get_ref().clone(),
+                pattern,
+                limits,
+                anonymous,
+            });
+        }
+        out
+    }
+
+    fn limits(&mut self, raw: &[Spanned<RawLimit>], policies: &[String]) -> Vec<LimitSettings> {
+        let names: Vec<&str> = policies.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        for l in raw {
+            let span = l.span();
+            let l = l.get_ref();
+            let key = match l.key.get_ref().as_str() {
+                "ip" => Some(KeyKind::Ip),
+                "principal" => Some(KeyKind::Principal),
+                "route" => Some(KeyKind::Route),
+                "global" => Some(KeyKind::Global),
+                other => {
+                    self.push(
+                        l.key.span(),
+                        one_of("key", other, &["ip", "principal", "route", "global"]),
+                    );
+                    None
+                }
+            };
+            let check_policy = |ctx: &mut Self, p: &Spanned<String>| -> bool {
+                if names.contains(&p.get_ref().as_str()) {
+                    return true;
+                }
+                let hint = match closest(p.get_ref(), &names) {
+                    Some(c) => format!("did you mean \"{c}\"?"),
+                    None if names.is_empty() => "define it in a [[policy]] table".into(),
+                    None => format!("defined policies: {}", names.join(", ")),
+                };
+                ctx.push(
+                    p.span(),
+                    format!("unknown policy \"{}\": {hint}", p.get_ref()),
+                );
+                false
+            };
+            let select = match (&l.policy, &l.tiers) {
+                (Some(p), None) => {
+                    if let Some(d) = &l.default_tier {
+                        self.push(
+                            d.span(),
+                            "default_tier goes with tiers only: remove it, or write tiers = { ... }",
+                        );
+                    }
+                    check_policy(self, p).then(|| PolicySelect::Fixed(p.get_ref().clone()))
+                }
+                (None, Some(tiers)) => {
+                    let mut ok = true;
+                    if tiers.get_ref().is_empty() {
+                        self.push(
+                            tiers.span(),
+                            "tiers is empty: write e.g. tiers = { free = \"api-free\", premium = \"api-premium\" }",
+                        );
+                        ok = false;
+                    }
+                    for p in tiers.get_ref().values() {
+                        ok &= check_policy(self, p);
+                    }
+                    let tier_names: Vec<&str> =
+                        tiers.get_ref().keys().map(String::as_str).collect();
+                    let default = match &l.default_tier {
+                        Some(d) if tier_names.contains(&d.get_ref().as_str()) => {
+                            Some(d.get_ref().clone())
+                        }
+                        Some(d) => {
+                            self.push(
+                                d.span(),
+                                format!(
+                                    "default_tier \"{}\" is not one of the tiers: write one of {}",
+                                    d.get_ref(),
+                                    tier_names.join(", ")
+                                ),
+                            );
+                            None
+                        }
+                        None => {
+                            self.push(
+                                tiers.span(),
+                                format!(
+                                    "tiers need a default_tier for requests without a known tier: add default_tier = \"{}\"",
+                                    tier_names.first().copied().unwrap_or("free")
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    match (ok, default) {
+                        (true, Some(default)) => Some(PolicySelect::Tiers {
+                            tiers: tiers
+                                .get_ref()
+                                .iter()
+                                .map(|(t, p)| (t.clone(), p.get_ref().clone()))
+                                .collect(),
+                            default,
+                        }),
+                        _ => None,
+                    }
+                }
+                (Some(p), Some(_)) => {
+                    self.push(
+                        p.span(),
+                        "a limit has either policy or tiers, not both: remove one",
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.push(
+                        span,
+                        "a limit needs a policy: write { policy = \"api\", key = \"ip\" } or { tiers = { ... }, default_tier = \"free\", key = \"principal\" }",
+                    );
+                    None
+                }
+            };
+            if let (Some(select), Some(key)) = (select, key) {
+                out.push(LimitSettings {
+                    select,
+                    key,
+                    shadow: l.shadow,
+                });
+            }
+        }
+        out
+    }
+
+    fn cors(&mut self, raw: &Spanned<RawCors>) -> Option<CorsPolicyBuilder> {
+        let c = raw.get_ref();
+        let strings = |v: &[Spanned<String>]| -> Vec<String> {
+            v.iter().map(|s| s.get_ref().clone()).collect()
+        };
+        let mut b = CorsPolicy::builder()
+            .allow_origins(strings(&c.allowed_origins))
+            .allow_methods(strings(&c.allowed_methods))
+            .allow_headers(strings(&c.allowed_headers))
+            .expose_headers(strings(&c.exposed_headers))
+            .allow_credentials(c.allow_credentials.as_ref().is_some_and(|v| *v.get_ref()))
+            .allow_private_network(
+                c.allow_private_network
+                    .as_ref()
+                    .is_some_and(|v| *v.get_ref()),
+            )
+            .debug(c.debug.as_ref().is_some_and(|v| *v.get_ref()));
+        let mut ok = true;
+        if let Some(m) = &c.max_age {
+            match self.duration(m, "max_age") {
+                Some(d) => b = b.max_age(d),
+                None => ok = false,
+            }
+        }
+        if let Err(errors) = b.build() {
+            for e in errors {
+                let span = self.cors_span(raw, &e);
+                self.push(span, cors_message(&e));
+            }
+            return None;
+        }
+        ok.then_some(b)
+    }
+
+    /// The place in `[cors]` a policy error is about: the element it quotes, else its key.
+    fn cors_span(&self, raw: &Spanned<RawCors>, e: &CorsConfigError) -> Range<usize> {
+        let c = raw.get_ref();
+        let list = match e.field() {
+            "allow_origins" => Some(&c.allowed_origins),
+            "allow_methods" => Some(&c.allowed_methods),
+            "allow_headers" => Some(&c.allowed_headers),
+            "expose_headers" => Some(&c.exposed_headers),
+            _ => None,
+        };
+        // The value quoted first is the one at fault (a later quote is the suggestion).
+        let quoted_at = |v: &Spanned<String>| e.message().find(&format!("`{}`", v.get_ref()));
+        let first_quoted = |l: &[Spanned<String>]| {
+            l.iter()
+                .filter_map(|v| quoted_at(v).map(|at| (at, v.span())))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, span)| span)
+        };
+        if let Some(span) = list.and_then(|l| first_quoted(l)) {
+            return span;
+        }
+        // Origin errors that concern credentials or private network quote an origin too.
+        if let Some(span) = first_quoted(&c.allowed_origins) {
+            return span;
+        }
+        let key = match e.field() {
+            "allow_credentials" => c.allow_credentials.as_ref().map(|v| v.span()),
+            "max_age" => c.max_age.as_ref().map(|v| v.span()),
+            "allow_private_network" => c.allow_private_network.as_ref().map(|v| v.span()),
+            _ => None,
+        };
+        let first = list.and_then(|l| l.first()).map(|v| v.span());
+        key.or(first).unwrap_or_else(|| raw.span())
+    }
+}
+
+/// A CORS builder message in the config's own words.
+fn cors_message(e: &CorsConfigError) -> String {
+    let key = config_key(e.field());
+    let message = e
+        .message()
+        .replace("allow_credentials(false)", "allow_credentials = false")
+        .replace(
+            "allow_private_network(true)",
+            "allow_private_network = true",
+        )
+        .replace(
+            "allow_origin(\"https://app.example.com\")",
+            "allowed_origins = [\"https://app.example.com\"]",
+        );
+    format!("cors.{key}: {message}")
+}
+
+fn config_key(field: &str) -> &str {
+    match field {
+        "allow_origins" => "allowed_origins",
+        "allow_methods" => "allowed_methods",
+        "allow_headers" => "allowed_headers",
+        "expose_headers" => "exposed_headers",
+        other => other,
+    }
+}

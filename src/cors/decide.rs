@@ -1,0 +1,222 @@
+//! The decisions themselves, in the order Fetch checks them: origin, then private network, then
+//! method, then headers (§4.8 CORS-preflight fetch, §4.9 CORS check).
+
+use std::borrow::Cow;
+
+use super::decision::CorsDecision;
+use super::headers::{
+    ALLOW_CREDENTIALS, ALLOW_HEADERS, ALLOW_METHODS, ALLOW_ORIGIN, ALLOW_PRIVATE_NETWORK,
+    EXPOSE_HEADERS, MAX_AGE, VARY, VARY_ACTUAL,
+};
+use super::policy::CorsPolicy;
+use super::reason::CorsRefusal;
+use super::request::{CorsRequest, RequestKind};
+use super::token::{is_safelisted_method, is_token};
+
+/// Longest `Access-Control-Request-Headers` read, in bytes; longer ones are refused at once.
+pub const MAX_REQUEST_HEADERS_LEN: usize = 8 * 1024;
+/// Most names read from `Access-Control-Request-Headers`; more are refused.
+pub const MAX_REQUEST_HEADER_NAMES: usize = 100;
+
+impl CorsPolicy {
+    /// Decides a request. Never panics, whatever the input; allocates nothing unless the
+    /// request is refused in debug mode or a preflight's `Access-Control-Request-Headers` has
+    /// empty elements to drop.
+    pub fn decide<'a>(&'a self, req: &CorsRequest<'a>) -> CorsDecision<'a> {
+        let kind = req.kind();
+        match (kind, req.origin, req.access_control_request_method) {
+            (RequestKind::Preflight, Some(origin), Some(method)) => {
+                self.preflight(req, origin, method)
+            }
+            (RequestKind::Actual, Some(origin), _) => self.actual(origin),
+            _ => self.not_cors(),
+        }
+    }
+
+    /// No `Origin`. A `*` policy answers as to any origin, so caches may share the response;
+    /// otherwise the answer would change with an `Origin`, hence `Vary: Origin`.
+    fn not_cors(&self) -> CorsDecision<'_> {
+        let mut d = CorsDecision::new(RequestKind::NotCors);
+        if self.any_origin {
+            self.push_wildcard_actual(&mut d);
+        } else {
+            d.push(VARY, VARY_ACTUAL);
+        }
+        d
+    }
+
+    fn actual<'a>(&'a self, origin: &'a str) -> CorsDecision<'a> {
+        let mut d = CorsDecision::new(RequestKind::Actual);
+        if self.any_origin {
+            self.push_wildcard_actual(&mut d);
+            return d;
+        }
+        if self.allows_origin(origin) {
+            d.push(ALLOW_ORIGIN, origin);
+            if self.credentials {
+                d.push(ALLOW_CREDENTIALS, "true");
+            }
+            if let Some(expose) = &self.expose_value {
+                d.push(EXPOSE_HEADERS, expose.as_str());
+            }
+        } else {
+            d.refuse(self.origin_refusal(origin), self.debug);
+        }
+        d.push(VARY, VARY_ACTUAL);
+        d
+    }
+
+    fn push_wildcard_actual<'a>(&'a self, d: &mut CorsDecision<'a>) {
+        d.push(ALLOW_ORIGIN, "*");
+        if let Some(expose) = &self.expose_value {
+            d.push(EXPOSE_HEADERS, expose.as_str());
+        }
+    }
+
+    fn preflight<'a>(
+        &'a self,
+        req: &CorsRequest<'a>,
+        origin: &'a str,
+        method: &'a str,
+    ) -> CorsDecision<'a> {
+        let mut d = CorsDecision::new(RequestKind::Preflight);
+        match self.check_preflight(req, origin, method) {
+            Ok(echoed_headers) => {
+                self.push_preflight_allowed(&mut d, req, origin, method, echoed_headers)
+            }
+            Err(refusal) => d.refuse(refusal, self.debug),
+        }
+        // A `*` policy answers every preflight alike (lists, not echoes), so it never varies.
+        if !self.any_origin {
+            d.push(VARY, self.preflight_vary);
+        }
+        d
+    }
+
+    /// Runs the checks; on success returns the request headers to echo.
+    fn check_preflight<'a>(
+        &'a self,
+        req: &CorsRequest<'a>,
+        origin: &'a str,
+        method: &'a str,
+    ) -> Result<Option<Cow<'a, str>>, CorsRefusal<'a>> {
+        if !self.allows_origin(origin) {
+            return Err(self.origin_refusal(origin));
+        }
+        if req.access_control_request_private_network && !self.private_network {
+            return Err(CorsRefusal::PrivateNetworkNotAllowed);
+        }
+        if !is_token(method) {
+            return Err(CorsRefusal::InvalidMethod { method });
+        }
+        if !is_safelisted_method(method) && !self.methods.allows_method(method) {
+            return Err(CorsRefusal::MethodNotAllowed {
+                method,
+                allowed: &self.methods_display,
+            });
+        }
+        match req.access_control_request_headers {
+            Some(value) => self.check_request_headers(value),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks every name in `Access-Control-Request-Headers` in one bounded pass: empty
+    /// elements, whitespace and duplicates are tolerated; length and count are capped.
+    fn check_request_headers<'a>(
+        &'a self,
+        value: &'a str,
+    ) -> Result<Option<Cow<'a, str>>, CorsRefusal<'a>> {
+        if value.len() > MAX_REQUEST_HEADERS_LEN {
+            return Err(CorsRefusal::RequestHeadersTooLong {
+                limit: MAX_REQUEST_HEADERS_LEN,
+            });
+        }
+        let mut count = 0;
+        let mut has_empty = false;
+        for name in value.split(',').map(trim_ows) {
+            if name.is_empty() {
+                has_empty = true;
+                continue;
+            }
+            count += 1;
+            if count > MAX_REQUEST_HEADER_NAMES {
+                return Err(CorsRefusal::TooManyRequestHeaders {
+                    limit: MAX_REQUEST_HEADER_NAMES,
+                });
+            }
+            if !is_token(name) {
+                return Err(CorsRefusal::InvalidHeaderName { header: name });
+            }
+            if !self.headers.allows_header(name) {
+                return Err(if self.headers.any {
+                    CorsRefusal::AuthorizationNotCoveredByWildcard
+                } else {
+                    CorsRefusal::HeaderNotAllowed {
+                        header: name,
+                        allowed: &self.headers_display,
+                    }
+                });
+            }
+        }
+        Ok(match (count, has_empty) {
+            (0, _) => None,
+            (_, false) => Some(Cow::Borrowed(trim_ows(value))),
+            // Rebuilt without the empty elements, which some parsers reject.
+            (_, true) => Some(Cow::Owned(
+                value
+                    .split(',')
+                    .map(trim_ows)
+                    .filter(|n| !n.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        })
+    }
+
+    fn push_preflight_allowed<'a>(
+        &'a self,
+        d: &mut CorsDecision<'a>,
+        req: &CorsRequest<'a>,
+        origin: &'a str,
+        method: &'a str,
+        echoed_headers: Option<Cow<'a, str>>,
+    ) {
+        if self.any_origin {
+            d.push(ALLOW_ORIGIN, "*");
+            if let Some(methods) = &self.allow_methods_value {
+                d.push(ALLOW_METHODS, methods.as_str());
+            }
+            if let Some(headers) = &self.allow_headers_value {
+                d.push(ALLOW_HEADERS, headers.as_str());
+            }
+        } else {
+            d.push(ALLOW_ORIGIN, origin);
+            if self.credentials {
+                d.push(ALLOW_CREDENTIALS, "true");
+            }
+            d.push(ALLOW_METHODS, method);
+            if let Some(headers) = echoed_headers {
+                d.push(ALLOW_HEADERS, headers);
+            }
+        }
+        if let Some(age) = &self.max_age_value {
+            d.push(MAX_AGE, age.as_str());
+        }
+        if req.access_control_request_private_network {
+            d.push(ALLOW_PRIVATE_NETWORK, "true");
+        }
+    }
+
+    fn origin_refusal<'a>(&'a self, origin: &'a str) -> CorsRefusal<'a> {
+        CorsRefusal::OriginNotAllowed {
+            origin,
+            allowed: &self.origins_display,
+        }
+    }
+}
+
+/// Strips optional whitespace (RFC 9110 §5.6.3: space and tab).
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}

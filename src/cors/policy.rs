@@ -1,0 +1,102 @@
+//! The validated policy: what [`CorsPolicyBuilder::build`] produces and [`CorsPolicy::decide`]
+//! reads. Every header value it can send is rendered once here, at build time, so decisions
+//! only borrow.
+
+use super::builder::CorsPolicyBuilder;
+use super::origin::OriginPattern;
+
+/// A CORS policy that passed every check of [`CorsPolicyBuilder::build`].
+///
+/// Immutable, `Send + Sync`, cheap to share behind an `Arc`. Decide requests with
+/// [`CorsPolicy::decide`].
+#[derive(Clone, Debug)]
+pub struct CorsPolicy {
+    pub(crate) origins: Vec<OriginPattern>,
+    /// `*`: answer `Access-Control-Allow-Origin: *` to everyone, never vary.
+    pub(crate) any_origin: bool,
+    pub(crate) methods: NameRule,
+    pub(crate) headers: NameRule,
+    pub(crate) credentials: bool,
+    pub(crate) private_network: bool,
+    pub(crate) debug: bool,
+    /// Origins as configured, for refusal reasons.
+    pub(crate) origins_display: String,
+    /// Methods allowed, for refusal reasons.
+    pub(crate) methods_display: String,
+    /// Headers allowed, for refusal reasons.
+    pub(crate) headers_display: String,
+    /// `Access-Control-Allow-Methods` of a `*` policy, which lists rather than echoes.
+    pub(crate) allow_methods_value: Option<String>,
+    /// `Access-Control-Allow-Headers` of a `*` policy, which lists rather than echoes.
+    pub(crate) allow_headers_value: Option<String>,
+    pub(crate) expose_value: Option<String>,
+    pub(crate) max_age_value: Option<String>,
+    pub(crate) preflight_vary: &'static str,
+    /// What it was built from, so it can be extended into a new policy.
+    pub(crate) spec: CorsPolicyBuilder,
+}
+
+/// Allowed methods or header names: a list, optionally with `*`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NameRule {
+    pub(crate) any: bool,
+    /// Methods as written (case-sensitive); header names in lower case.
+    pub(crate) names: Vec<String>,
+}
+
+impl NameRule {
+    /// Method comparison: byte for byte (Fetch §4.8 step "methods").
+    pub(crate) fn allows_method(&self, method: &str) -> bool {
+        self.any || self.names.iter().any(|n| n == method)
+    }
+
+    /// Header comparison: byte-case-insensitive; `*` never covers `Authorization`
+    /// (Fetch §4.8, CORS-preflight fetch, and §3.2.4 `Access-Control-Allow-Headers`).
+    pub(crate) fn allows_header(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || (self.any && !name.eq_ignore_ascii_case("authorization"))
+    }
+}
+
+impl CorsPolicy {
+    /// Starts a policy. Nothing is allowed until origins are added.
+    pub fn builder() -> CorsPolicyBuilder {
+        CorsPolicyBuilder::default()
+    }
+
+    /// A builder holding this policy's settings, to derive a policy from it (for instance to
+    /// expose more headers).
+    pub fn to_builder(&self) -> CorsPolicyBuilder {
+        self.spec.clone()
+    }
+
+    /// Whether a request from this `Origin` value would be allowed.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins.iter().any(|p| p.matches(origin))
+    }
+
+    /// Whether allowed origins may send credentials (cookies, HTTP auth, client certificates).
+    pub fn allows_credentials(&self) -> bool {
+        self.credentials
+    }
+
+    /// Whether preflights asking for private network access are granted.
+    pub fn allows_private_network(&self) -> bool {
+        self.private_network
+    }
+
+    /// Whether refusals carry an `X-Cors-Reason` response header.
+    pub fn is_debug(&self) -> bool {
+        self.debug
+    }
+
+    /// The `Access-Control-Max-Age` value sent to allowed preflights, if any.
+    pub fn max_age_value(&self) -> Option<&str> {
+        self.max_age_value.as_deref()
+    }
+
+    /// The `Access-Control-Expose-Headers` value sent to allowed actual requests, if any.
+    pub fn exposed_headers(&self) -> Option<&str> {
+        self.expose_value.as_deref()
+    }
+}

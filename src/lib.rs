@@ -1,0 +1,69 @@
+//! # portcullis
+//!
+//! An embeddable gate for HTTP APIs: a lock-free keyed rate limiter (GCRA, fixed and sliding
+//! windows, leaky-bucket shaping, concurrency leases, block durations) and strict,
+//! Fetch-standard CORS decisions, with the standard response headers.
+//!
+//! ```
+//! use std::time::Duration;
+//! use portcullis::{HeaderStyle, IpKeyer, Limiter, Policy, Quota};
+//!
+//! let limiter = Limiter::builder()
+//!     // 5 login attempts per 15 minutes per client, then locked out for 15 minutes.
+//!     .policy(Policy::fixed_window("login", "5/15m".parse()?).block(Duration::from_secs(900)))
+//!     // 100 requests per hour, at most 20 at once.
+//!     .policy(Policy::gcra("api", "100/h".parse::<Quota>()?.with_burst(20)?))
+//!     .capacity(10_000)
+//!     .build()?;
+//!
+//! let login = limiter.policy_id("login").unwrap();
+//! let client = IpKeyer::default().key("203.0.113.9".parse().unwrap());
+//! for _ in 0..5 {
+//!     assert!(limiter.check(login, client, 1)?.allowed);
+//! }
+//! let denied = limiter.check(login, client, 1)?;
+//! assert!(!denied.allowed);
+//! assert!(denied.retry_after >= Duration::from_secs(900));
+//!
+//! let headers = limiter.headers(HeaderStyle::Legacy, &[denied]);
+//! assert!(headers.iter().any(|(name, value)| *name == "Retry-After" && value == "900"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The check path of a known key is one CAS loop on a 128-bit slot; memory is fixed at
+//! construction whatever the number of distinct keys. See `docs/ARCHITECTURE.md`.
+
+#![warn(missing_docs)]
+
+pub mod algo;
+mod clock;
+pub mod cors;
+mod decision;
+mod error;
+mod keys;
+mod limiter;
+mod policy;
+mod quota;
+mod stats;
+pub mod store;
+mod sync;
+pub mod table;
+
+pub use clock::{Clock, CoarseClock, FastClock, ManualClock, Nanos, SystemClock};
+pub use decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
+pub use error::Error;
+pub use keys::{ClientKey, IpKeyer, PrefixError};
+pub use limiter::{Lease, Limiter, LimiterBuilder, StoreStats, DEFAULT_CAPACITY};
+pub use policy::{Algorithm, Policy, PolicyError};
+pub use quota::{format_duration, parse_duration, Quota, QuotaError, MAX_DURATION};
+pub use stats::PolicyStats;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+// Gate and config
+pub mod config;
+pub mod gate;
+pub use gate::{Gate, GateRequest, Outcome, Status};

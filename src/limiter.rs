@@ -1,0 +1,727 @@
+//! Named policies over keyed tables: check, peek, penalize, refund, reset, acquire, release.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::algo::{Algo, Rule, Verdict};
+use crate::clock::{Clock, CoarseClock, Nanos};
+use crate::decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
+use crate::error::Error;
+use crate::policy::{Algorithm, Policy, PolicyError};
+use crate::stats::{PolicyStats, StripedCounter};
+use crate::store::writer::Writer;
+use crate::store::{Durability, KeyInfo, StoreConfig};
+use crate::table::{Fingerprint, Reclaim, Table};
+
+/// The persistence side of a limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Writes of changed pages (each followed by a flush).
+    pub flushes: u64,
+    /// Pages written.
+    pub pages_written: u64,
+    /// Key names not recorded because the writer's queue was full.
+    pub names_dropped: u64,
+    /// Failed writes (retried in full at the next interval).
+    pub write_errors: u64,
+    /// Bytes of the store on disk.
+    pub size_on_disk: u64,
+}
+
+/// Slots per policy unless set: about 16 MiB of table per policy.
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+const MAX_CAPACITY: usize = 1 << 30;
+
+impl Reclaim for Rule {
+    #[inline]
+    fn recovered(&self, state: u64, now: Nanos) -> bool {
+        Rule::recovered(self, state, now)
+    }
+
+    fn debt(&self, state: u64, now: Nanos) -> u64 {
+        Rule::debt(self, state, now)
+    }
+}
+
+struct Entry {
+    policy: Policy,
+    rule: Rule,
+    durability: Durability,
+    signature: String,
+    table: Table,
+    allowed: StripedCounter,
+    denied: StripedCounter,
+    delayed: StripedCounter,
+}
+
+/// A concurrency lease: give it back with [`Limiter::release`]. A lease never released expires
+/// after the policy's lease timeout (to twice that).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a lease holds a concurrency slot until released or expired"]
+pub struct Lease {
+    policy: PolicyId,
+    key: Fingerprint,
+    epoch: u32,
+    cost: u32,
+}
+
+impl Lease {
+    /// The policy the lease belongs to.
+    pub fn policy(&self) -> PolicyId {
+        self.policy
+    }
+}
+
+/// A keyed rate limiter over named policies. Cheap to share: every method takes `&self` and
+/// is safe from any number of threads at once.
+///
+/// ```
+/// use portcullis::{Limiter, Policy, Quota};
+/// let limiter = Limiter::builder()
+///     .policy(Policy::gcra("api", Quota::per_second(2)?))
+///     .build()?;
+/// let api = limiter.policy_id("api").unwrap();
+/// assert!(limiter.check(api, "alice", 1)?.allowed);
+/// assert!(limiter.check(api, "alice", 1)?.allowed);
+/// let third = limiter.check(api, "alice", 1)?;
+/// assert!(!third.allowed);
+/// assert!(third.retry_after.as_millis() > 0);
+/// assert!(limiter.check(api, "bob", 1)?.allowed); // keys are independent
+/// # Ok::<(), portcullis::Error>(())
+/// ```
+pub struct Limiter {
+    inner: Arc<Inner>,
+    /// Present when a store persists the tables.
+    writer: Option<Writer>,
+}
+
+struct Inner {
+    entries: Box<[Entry]>,
+    clock: Arc<dyn Clock>,
+    hash_key: [u8; 16],
+}
+
+/// Builds a [`Limiter`].
+pub struct LimiterBuilder {
+    policies: Vec<(Policy, Option<usize>)>,
+    store: StoreConfig,
+    capacity: usize,
+    clock: Option<Arc<dyn Clock>>,
+    hash_key: Option<[u8; 16]>,
+}
+
+impl LimiterBuilder {
+    /// Adds a policy with the default table capacity.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policies.push((policy, None));
+        self
+    }
+
+    /// Adds a policy whose table holds `capacity` keys.
+    pub fn policy_with_capacity(mut self, policy: Policy, capacity: usize) -> Self {
+        self.policies.push((policy, Some(capacity)));
+        self
+    }
+
+    /// Keys per policy table (rounded up to a power of two); fixed for the limiter's life.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The clock (default: [`CoarseClock`], millisecond ticks read in a nanosecond; use
+    /// [`crate::FastClock`] for nanosecond resolution at about ten nanoseconds a read).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// A shared clock.
+    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Where state is kept (default: memory only). A persisted limiter restores every live
+    /// key at build time and writes changes behind, or at once for immediate policies.
+    pub fn store(mut self, store: StoreConfig) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The secret key of the key hash (default: random). Persisted stores pass the saved key
+    /// so fingerprints stay stable across restarts.
+    pub fn hash_key(mut self, key: [u8; 16]) -> Self {
+        self.hash_key = Some(key);
+        self
+    }
+
+    /// Validates every policy, allocates the tables and, with a store, restores their state.
+    pub fn build(self) -> Result<Limiter, Error> {
+        if self.policies.is_empty() {
+            return Err(Error::NoPolicies);
+        }
+        let store = self.store.open()?;
+        let saved_key = match &store {
+            Some((s, _)) => s.hash_key()?,
+            None => None,
+        };
+        let hash_key = match saved_key.or(self.hash_key) {
+            Some(k) => k,
+            None => {
+                let mut k = [0u8; 16];
+                getrandom::getrandom(&mut k).map_err(|e| Error::Random(e.to_string()))?;
+                k
+            }
+        };
+        let mut entries = Vec::with_capacity(self.policies.len());
+        for (policy, capacity) in self.policies {
+            if entries
+                .iter()
+                .any(|e: &Entry| e.policy.name() == policy.name())
+            {
+                return Err(PolicyError::Duplicate {
+                    name: policy.name().into(),
+                }
+                .into());
+            }
+            let rule = policy.rule()?;
+            let capacity = capacity.unwrap_or(self.capacity);
+            if !(4..=MAX_CAPACITY).contains(&capacity) {
+                return Err(Error::Capacity(capacity));
+            }
+            let table = if store.is_some() {
+                Table::with_dirty_tracking(capacity, hash_key)
+            } else {
+                Table::new(capacity, hash_key)
+            };
+            entries.push(Entry {
+                table,
+                durability: policy.durability_level(),
+                signature: format!("v1 {:?}", rule),
+                rule,
+                policy,
+                allowed: StripedCounter::new(),
+                denied: StripedCounter::new(),
+                delayed: StripedCounter::new(),
+            });
+        }
+        let inner = Arc::new(Inner {
+            entries: entries.into_boxed_slice(),
+            clock: self.clock.unwrap_or_else(|| Arc::new(CoarseClock::new())),
+            hash_key,
+        });
+        let writer = match store {
+            None => None,
+            Some((store, config)) => {
+                if saved_key.is_none() {
+                    store.set_hash_key(hash_key)?;
+                }
+                Some(persist::open(&inner, store, config)?)
+            }
+        };
+        Ok(Limiter { inner, writer })
+    }
+}
+
+/// Restoring a persisted limiter and wiring its writer.
+mod persist {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::Inner;
+    use crate::store::writer::Writer;
+    use crate::store::{PolicyChanges, Store, StoreError, WriterConfig};
+
+    /// Loads every policy's saved state into its table (dropping keys that have recovered),
+    /// rewrites the store compacted, and starts the writer.
+    pub(super) fn open(
+        inner: &Arc<Inner>,
+        store: Arc<dyn Store>,
+        config: WriterConfig,
+    ) -> Result<Writer, StoreError> {
+        let now = inner.clock.now();
+        let mut known = Vec::with_capacity(inner.entries.len());
+        let mut rewrite = Vec::with_capacity(inner.entries.len());
+        for e in inner.entries.iter() {
+            let saved = store.load(e.policy.name(), &e.signature)?;
+            for (fp, state) in saved.entries {
+                e.table.restore(fp, state, now, &e.rule);
+            }
+            let mut live = std::collections::HashSet::new();
+            e.table.for_each(|fp, _| {
+                live.insert(fp);
+            });
+            let names: HashMap<u64, Box<[u8]>> = saved
+                .names
+                .into_iter()
+                .filter(|(fp, _)| live.contains(fp))
+                .map(|(fp, n)| (fp, n.into_boxed_slice()))
+                .collect();
+            let mut changes = PolicyChanges {
+                policy: e.policy.name().into(),
+                replace_all: true,
+                pages: pages(e, now),
+                names: names.iter().map(|(fp, n)| (*fp, n.to_vec())).collect(),
+                forget: Vec::new(),
+            };
+            changes.pages.retain(|(_, entries)| !entries.is_empty());
+            rewrite.push(changes);
+            known.push(names);
+        }
+        // The compacted rewrite replaces whatever was saved, atomically per policy.
+        store.write(&rewrite)?;
+        store.sync(true)?;
+        let capacity = inner.entries.iter().map(|e| e.table.capacity()).collect();
+        let (c, r, l) = (Arc::clone(inner), Arc::clone(inner), Arc::clone(inner));
+        Writer::start(
+            store,
+            config,
+            known,
+            capacity,
+            Box::new(move || {
+                let now = c.clock.now();
+                c.entries
+                    .iter()
+                    .map(|e| PolicyChanges {
+                        policy: e.policy.name().into(),
+                        pages: pages(e, now),
+                        ..PolicyChanges::default()
+                    })
+                    .collect()
+            }),
+            Box::new(move || r.entries.iter().for_each(|e| e.table.mark_all_dirty())),
+            Box::new(move |p| {
+                let mut fps = Vec::new();
+                if let Some(e) = l.entries.get(p) {
+                    e.table.for_each(|fp, _| fps.push(fp));
+                }
+                fps
+            }),
+        )
+    }
+
+    /// The dirty pages of a policy, with the keys that still carry information.
+    fn pages(e: &super::Entry, now: u64) -> Vec<(u64, Vec<(u64, u64)>)> {
+        e.table
+            .take_dirty_pages()
+            .into_iter()
+            .map(|page| {
+                let mut entries = Vec::new();
+                e.table.page_entries(page, &mut entries);
+                entries.retain(|&(_, s)| !e.rule.recovered(s, now));
+                (page as u64, entries)
+            })
+            .collect()
+    }
+}
+
+impl Limiter {
+    /// Starts a builder.
+    pub fn builder() -> LimiterBuilder {
+        LimiterBuilder {
+            policies: Vec::new(),
+            store: StoreConfig::Memory,
+            capacity: DEFAULT_CAPACITY,
+            clock: None,
+            hash_key: None,
+        }
+    }
+
+    /// The id of a policy by name.
+    pub fn policy_id(&self, name: &str) -> Option<PolicyId> {
+        self.inner
+            .entries
+            .iter()
+            .position(|e| e.policy.name() == name)
+            .map(|i| PolicyId(i as u32))
+    }
+
+    /// A policy by id.
+    pub fn policy(&self, id: PolicyId) -> Option<&Policy> {
+        self.inner.entries.get(id.index()).map(|e| &e.policy)
+    }
+
+    /// Every policy with its id.
+    pub fn policies(&self) -> impl Iterator<Item = (PolicyId, &Policy)> {
+        self.inner
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (PolicyId(i as u32), &e.policy))
+    }
+
+    /// The limiter's clock reading.
+    #[inline]
+    pub fn now(&self) -> Nanos {
+        self.inner.clock.now()
+    }
+
+    /// The secret key of the key hash (to persist beside the state).
+    pub fn hash_key(&self) -> [u8; 16] {
+        self.inner.hash_key
+    }
+
+    /// Writes every change to the store and makes it durable (a no-op without a store).
+    /// Dropping the limiter does the same.
+    pub fn close(&self) -> Result<(), Error> {
+        match &self.writer {
+            Some(w) => Ok(w.wait_durable()?),
+            None => Ok(()),
+        }
+    }
+
+    /// The keys of a policy that still carry information, with their names when known and
+    /// what a request of cost 1 would get now. Scans the table.
+    pub fn keys(&self, id: PolicyId) -> Result<Vec<KeyInfo>, Error> {
+        let e = self.entry(id)?;
+        let now = self.inner.clock.now();
+        let mut out = Vec::new();
+        e.table.for_each(|fp, state| {
+            if !e.rule.recovered(state, now) {
+                out.push(KeyInfo {
+                    name: self.writer.as_ref().and_then(|w| w.name(id.index(), fp)),
+                    fingerprint: fp,
+                    blocked: e.rule.is_blocked(state, now),
+                    decision: Self::decision(e, id, &e.rule.peek(state, now, 1), now),
+                });
+            }
+        });
+        Ok(out)
+    }
+
+    /// The writer's counters and the store's size, when a store is attached.
+    pub fn store_stats(&self) -> Option<StoreStats> {
+        let w = self.writer.as_ref()?;
+        let s = w.stats();
+        Some(StoreStats {
+            flushes: s.flushes,
+            pages_written: s.pages,
+            names_dropped: s.names_dropped,
+            write_errors: s.errors,
+            size_on_disk: w.size_on_disk().unwrap_or(0),
+        })
+    }
+
+    /// Records a new key's name and, after a state change of an immediate policy, waits
+    /// until it is on disk. Kept out of line so the memory-only check path stays small.
+    #[inline(never)]
+    fn persist(
+        &self,
+        e: &Entry,
+        id: PolicyId,
+        key: &[u8],
+        f: &Fingerprint,
+        up: (bool, bool),
+    ) -> Result<(), Error> {
+        let Some(w) = &self.writer else {
+            return Ok(());
+        };
+        let (wrote, placed) = up;
+        if placed {
+            w.record_name(id.index(), f.fp, key);
+        }
+        if wrote && e.durability == Durability::Immediate {
+            w.wait_durable()?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn entry(&self, id: PolicyId) -> Result<&Entry, Error> {
+        self.inner
+            .entries
+            .get(id.index())
+            .ok_or(Error::BadPolicyId(id.0))
+    }
+
+    fn affordable(&self, e: &Entry, cost: u32) -> Result<(), Error> {
+        let capacity = e.rule.algo.capacity();
+        if cost > capacity {
+            return Err(Error::CostExceedsCapacity {
+                policy: e.policy.name().into(),
+                cost,
+                capacity,
+            });
+        }
+        Ok(())
+    }
+
+    fn decision(e: &Entry, id: PolicyId, v: &Verdict, now: Nanos) -> Decision {
+        Decision {
+            allowed: v.allowed,
+            limit: e.rule.algo.capacity(),
+            remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
+            reset_after: Duration::from_nanos(v.reset_after),
+            retry_after: Duration::from_nanos(v.retry_after),
+            delay: Duration::from_nanos(v.delay),
+            policy: id,
+            at: now,
+        }
+    }
+
+    fn count(e: &Entry, v: &Verdict) {
+        if !v.allowed {
+            e.denied.add(1);
+        } else {
+            e.allowed.add(1);
+            if v.delay > 0 {
+                e.delayed.add(1);
+            }
+        }
+    }
+
+    fn decide(
+        &self,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+    ) -> Result<(Verdict, Fingerprint), Error> {
+        let e = self.entry(id)?;
+        self.affordable(e, cost)?;
+        let f = e.table.fingerprint(key);
+        let rule = &e.rule;
+        // The verdict is written through a local rather than returned from the loop: returning
+        // the struct made the compiler bounce it through the stack with mismatched store and
+        // load widths, a store-forwarding stall on every check.
+        let mut v = Verdict::default();
+        let up = e.table.update(&f, now, rule, |s| {
+            let (n, verdict) = rule.check(s, now, cost);
+            v = verdict;
+            (n, ())
+        });
+        Self::count(e, &v);
+        if self.writer.is_some() {
+            self.persist(e, id, key, &f, (up.wrote, up.placed))?;
+        }
+        Ok((v, f))
+    }
+
+    /// Decides a request of `cost` for `key` now, consuming quota when allowed.
+    #[inline]
+    pub fn check(&self, id: PolicyId, key: impl AsRef<[u8]>, cost: u32) -> Result<Decision, Error> {
+        self.check_at(id, key, cost, self.inner.clock.now())
+    }
+
+    /// [`Limiter::check`] at an explicit time (Unix-epoch nanoseconds).
+    pub fn check_at(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+        now: Nanos,
+    ) -> Result<Decision, Error> {
+        let e = self.entry(id)?;
+        if matches!(e.rule.algo, Algo::Concurrency(_)) {
+            return Err(Error::NeedsLease(e.policy.name().into()));
+        }
+        let (v, _) = self.decide(id, key.as_ref(), cost, now)?;
+        Ok(Self::decision(e, id, &v, now))
+    }
+
+    /// [`Limiter::check`] by policy name.
+    pub fn check_named(
+        &self,
+        policy: &str,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+    ) -> Result<Decision, Error> {
+        let id = self
+            .policy_id(policy)
+            .ok_or_else(|| Error::UnknownPolicy(policy.into()))?;
+        self.check(id, key, cost)
+    }
+
+    /// What [`Limiter::check`] would answer, consuming nothing.
+    pub fn peek(&self, id: PolicyId, key: impl AsRef<[u8]>, cost: u32) -> Result<Decision, Error> {
+        self.peek_at(id, key, cost, self.inner.clock.now())
+    }
+
+    /// [`Limiter::peek`] at an explicit time.
+    pub fn peek_at(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+        now: Nanos,
+    ) -> Result<Decision, Error> {
+        let e = self.entry(id)?;
+        self.affordable(e, cost)?;
+        let f = e.table.fingerprint(key.as_ref());
+        let state = e.table.read(&f).unwrap_or(0);
+        Ok(Self::decision(e, id, &e.rule.peek(state, now, cost), now))
+    }
+
+    fn modify(
+        &self,
+        id: PolicyId,
+        key: &[u8],
+        now: Nanos,
+        op: impl Fn(&Rule, u64) -> u64,
+    ) -> Result<Decision, Error> {
+        let e = self.entry(id)?;
+        let f = e.table.fingerprint(key);
+        let rule = &e.rule;
+        let up = e.table.update(&f, now, rule, |s| {
+            let n = op(rule, s);
+            (n, n)
+        });
+        if self.writer.is_some() {
+            self.persist(e, id, key, &f, (up.wrote, up.placed))?;
+        }
+        Ok(Self::decision(e, id, &rule.peek(up.value, now, 1), now))
+    }
+
+    /// Consumes `cost` whatever the verdict (count failed logins only, say). A key left
+    /// exhausted is blocked if the policy blocks. Returns what a request of cost 1 would now get.
+    pub fn penalize(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+    ) -> Result<Decision, Error> {
+        self.penalize_at(id, key, cost, self.inner.clock.now())
+    }
+
+    /// [`Limiter::penalize`] at an explicit time.
+    pub fn penalize_at(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+        now: Nanos,
+    ) -> Result<Decision, Error> {
+        self.modify(id, key.as_ref(), now, |r, s| r.penalize(s, now, cost))
+    }
+
+    /// Gives back `cost` (the backend failed, so the request should not count). Never makes a
+    /// key fresher than fresh, and never lifts a block. Returns what a request of cost 1 would
+    /// now get.
+    pub fn refund(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+    ) -> Result<Decision, Error> {
+        self.refund_at(id, key, cost, self.inner.clock.now())
+    }
+
+    /// [`Limiter::refund`] at an explicit time.
+    pub fn refund_at(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+        now: Nanos,
+    ) -> Result<Decision, Error> {
+        self.modify(id, key.as_ref(), now, |r, s| r.refund(s, now, cost))
+    }
+
+    /// Forgets a key (unblocks a user): its next request starts fresh. Returns whether the key
+    /// had state.
+    pub fn reset(&self, id: PolicyId, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        let e = self.entry(id)?;
+        let f = e.table.fingerprint(key.as_ref());
+        let removed = e.table.remove(&f);
+        self.persist(e, id, key.as_ref(), &f, (removed, false))?;
+        Ok(removed)
+    }
+
+    /// Takes `cost` leases of a concurrency policy. When allowed, the lease must be given back
+    /// with [`Limiter::release`] (or it expires after the lease timeout).
+    pub fn acquire(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+    ) -> Result<(Decision, Option<Lease>), Error> {
+        self.acquire_at(id, key, cost, self.inner.clock.now())
+    }
+
+    /// [`Limiter::acquire`] at an explicit time.
+    pub fn acquire_at(
+        &self,
+        id: PolicyId,
+        key: impl AsRef<[u8]>,
+        cost: u32,
+        now: Nanos,
+    ) -> Result<(Decision, Option<Lease>), Error> {
+        let e = self.entry(id)?;
+        if !matches!(e.rule.algo, Algo::Concurrency(_)) {
+            return Err(Error::NotConcurrency(e.policy.name().into()));
+        }
+        let (v, f) = self.decide(id, key.as_ref(), cost, now)?;
+        let lease = v.allowed.then_some(Lease {
+            policy: id,
+            key: f,
+            epoch: v.lease_epoch,
+            cost,
+        });
+        Ok((Self::decision(e, id, &v, now), lease))
+    }
+
+    /// Gives a lease back.
+    pub fn release(&self, lease: Lease) -> Result<(), Error> {
+        self.release_at(lease, self.inner.clock.now())
+    }
+
+    /// [`Limiter::release`] at an explicit time.
+    pub fn release_at(&self, lease: Lease, now: Nanos) -> Result<(), Error> {
+        let e = self.entry(lease.policy)?;
+        let rule = &e.rule;
+        let up = e.table.update(&lease.key, now, rule, |s| {
+            (rule.release(s, now, lease.epoch, lease.cost), ())
+        });
+        self.persist(e, lease.policy, &[], &lease.key, (up.wrote, false))?;
+        Ok(())
+    }
+
+    /// Counters and table occupancy per policy. Counting live keys scans the tables.
+    pub fn stats(&self) -> Vec<PolicyStats> {
+        let now = self.inner.clock.now();
+        self.inner
+            .entries
+            .iter()
+            .map(|e| PolicyStats {
+                name: e.policy.name().into(),
+                allowed: e.allowed.get(),
+                denied: e.denied.get(),
+                delayed: e.delayed.get(),
+                live_keys: e.table.live(now, &e.rule),
+                evictions: e.table.evictions(),
+                capacity: e.table.capacity(),
+                memory_bytes: e.table.memory_bytes(),
+            })
+            .collect()
+    }
+
+    /// Renders the response headers for the decisions that applied to one request.
+    pub fn headers(&self, style: HeaderStyle, decisions: &[Decision]) -> Vec<Header> {
+        let items: Vec<(PolicyMeta<'_>, Decision)> = decisions
+            .iter()
+            .filter_map(|d| {
+                let p = self.policy(d.policy)?;
+                Some((
+                    PolicyMeta {
+                        name: p.name(),
+                        quota: p.quota().count(),
+                        window: p.quota().window(),
+                    },
+                    *d,
+                ))
+            })
+            .collect();
+        render_headers(style, &items)
+    }
+
+    /// Whether the table of a policy uses a hardware 128-bit CAS (true on x86-64 and aarch64).
+    pub fn is_lock_free() -> bool {
+        crate::sync::AtomicSlot::is_lock_free()
+    }
+
+    /// The algorithm kind of a policy.
+    pub fn algorithm(&self, id: PolicyId) -> Option<Algorithm> {
+        self.policy(id).map(|p| p.algorithm())
+    }
+}

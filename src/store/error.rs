@@ -1,0 +1,48 @@
+//! Store errors: each names the path and what is wrong.
+
+/// Why a store could not be opened, read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another open in this process) holds the store.
+    #[error("store {path} is in use by another process or limiter (one process per store; share a limiter, or use one store per process)")]
+    Locked {
+        /// The store's folder.
+        path: String,
+    },
+    /// Data on disk failed its checks.
+    #[error("store {path} is corrupt: {detail}; it was left untouched (move it aside to start empty, which hands out fresh quotas)")]
+    Corrupt {
+        /// The store's folder.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A database that portcullis did not write.
+    #[error(
+        "{path} is not a portcullis store ({detail}); point the store at an empty or new folder"
+    )]
+    Foreign {
+        /// The folder.
+        path: String,
+        /// What was found.
+        detail: String,
+    },
+    /// A store of another format version.
+    #[error("store {path} has format version {found}, this build reads version {supported}: open it with the matching portcullis, or move it aside")]
+    Version {
+        /// The folder.
+        path: String,
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// An I/O error.
+    #[error("store {path}: {detail}")]
+    Io {
+        /// The folder.
+        path: String,
+        /// The error.
+        detail: String,
+    },
+}

@@ -1,0 +1,175 @@
+//! The one place that picks std or loom primitives.
+//!
+//! Everything that the loom models check (the slot word, the claim flags, the manual clock) is
+//! named here, so `--cfg loom` swaps the whole concurrency surface at once.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
+pub(crate) use std::sync::atomic::Ordering;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// A 128-bit word compared and swapped as one: a table slot holds its key fingerprint and the
+/// algorithm state side by side, so no update can land on a slot that changed owner.
+#[cfg(not(loom))]
+pub(crate) struct AtomicSlot(portable_atomic::AtomicU128);
+
+#[cfg(not(loom))]
+impl AtomicSlot {
+    pub(crate) fn new(v: u128) -> Self {
+        Self(portable_atomic::AtomicU128::new(v))
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> u128 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn compare_exchange(&self, current: u128, new: u128) -> Result<u128, u128> {
+        self.0
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+
+    /// Whether the hardware gives a real 128-bit CAS (cmpxchg16b, LSE/LL-SC pairs).
+    pub(crate) fn is_lock_free() -> bool {
+        portable_atomic::AtomicU128::is_lock_free()
+    }
+}
+
+/// Under loom a 128-bit CAS is modelled as a critical section: the models check the protocol
+/// built on the CAS, which is exactly what the hardware instruction guarantees.
+#[cfg(loom)]
+pub(crate) struct AtomicSlot(loom::sync::Mutex<u128>);
+
+#[cfg(loom)]
+impl AtomicSlot {
+    pub(crate) fn new(v: u128) -> Self {
+        Self(loom::sync::Mutex::new(v))
+    }
+
+    pub(crate) fn load(&self) -> u128 {
+        *self.0.lock().unwrap()
+    }
+
+    pub(crate) fn compare_exchange(&self, current: u128, new: u128) -> Result<u128, u128> {
+        let mut g = self.0.lock().unwrap();
+        if *g == current {
+            *g = new;
+            Ok(current)
+        } else {
+            Err(*g)
+        }
+    }
+
+    pub(crate) fn is_lock_free() -> bool {
+        true
+    }
+}
+
+/// Back off inside a short wait; under loom, let the model schedule someone else.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+/// Give the CPU away after spinning a while (a preempted claimer holds a claim flag).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
+/// Statistics counters are not part of any protocol the models check: always std.
+pub(crate) type StatAtomic = std::sync::atomic::AtomicU64;
+
+/// A number unique to the calling thread for the life of the process (0, 1, 2, ...).
+#[inline]
+pub(crate) fn thread_index() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|i| {
+        let v = i.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        i.set(v);
+        v
+    })
+}
+
+/// The coarse clock word and its ticker thread. Process-wide by nature, so std atomics in
+/// statics, outside every model.
+pub(crate) mod coarse {
+    use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+    use std::time::Duration;
+
+    const STOPPED: u8 = 0;
+    const STARTING: u8 = 1;
+    const RUNNING: u8 = 2;
+    const TICK: Duration = Duration::from_millis(1);
+
+    static NOW: AtomicU64 = AtomicU64::new(0);
+    static STATE: AtomicU8 = AtomicU8::new(STOPPED);
+
+    /// The clock word, starting the ticker when it is not running (first use, or after fork).
+    #[inline]
+    pub(crate) fn now(source: fn() -> Box<dyn FnMut() -> u64 + Send>) -> u64 {
+        if STATE.load(Ordering::Relaxed) != RUNNING {
+            ensure_ticking(source);
+        }
+        NOW.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn ensure_ticking(source: fn() -> Box<dyn FnMut() -> u64 + Send>) {
+        if STATE
+            .compare_exchange(STOPPED, STARTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let mut read = source();
+            // Publish a first reading before anyone sees RUNNING; never move backwards.
+            NOW.fetch_max(read(), Ordering::AcqRel);
+            register_atfork();
+            let spawned = std::thread::Builder::new()
+                .name("portcullis-clock".into())
+                .spawn(move || loop {
+                    NOW.fetch_max(read(), Ordering::AcqRel);
+                    std::thread::sleep(TICK);
+                });
+            let state = if spawned.is_ok() { RUNNING } else { STOPPED };
+            STATE.store(state, Ordering::Release);
+        }
+        // Another thread is starting it: its first reading is published before RUNNING.
+        while STATE.load(Ordering::Acquire) == STARTING {
+            std::hint::spin_loop();
+        }
+        if NOW.load(Ordering::Acquire) == 0 {
+            // The ticker could not be started: read the source directly this once.
+            NOW.fetch_max(source()(), Ordering::AcqRel);
+        }
+    }
+
+    /// A forked child has no ticker thread: mark it stopped so the first read restarts it.
+    fn register_atfork() {
+        extern "C" fn child() {
+            STATE.store(STOPPED, Ordering::Release);
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: registering a handler that only stores to a static atomic.
+            unsafe {
+                libc::pthread_atfork(None, None, Some(child));
+            }
+        });
+    }
+}

@@ -1,0 +1,230 @@
+//! The CLI end to end: `serve` on an ephemeral port driven over real TCP (200, 429, preflight,
+//! 403), then `inspect` and `reset` on the store it wrote, and the exit codes of the commands.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml");
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &Path) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            CONFIG,
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    // Keep reading what the server prints, so it never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("the bound address is printed")
+        .to_owned();
+    (Server(child), addr)
+}
+
+/// Sends one request; returns the status and the raw header section.
+fn request(addr: &str, head: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "{head}\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    (code, headers)
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn serve_then_inspect_and_reset_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, addr) = start(&data);
+
+    let (code, h) = request(
+        &addr,
+        "GET /api/v1/things HTTP/1.1\r\nauthorization: Bearer key-1\r\norigin: http://localhost:5173",
+    );
+    assert_eq!(code, 200);
+    assert!(h.contains("x-ratelimit-remaining: 19"), "{h}");
+    assert!(
+        h.contains("access-control-allow-origin: http://localhost:5173"),
+        "{h}"
+    );
+
+    let (code, h) = request(
+        &addr,
+        "OPTIONS /api/v1/auth/login HTTP/1.1\r\norigin: http://localhost:5173\r\naccess-control-request-method: POST",
+    );
+    assert_eq!(code, 204, "{h}");
+    assert!(h.contains("access-control-allow-methods: post"));
+
+    let (code, _) = request(
+        &addr,
+        "GET /api/v1/things HTTP/1.1\r\norigin: https://evil.example",
+    );
+    assert_eq!(code, 403);
+
+    for _ in 0..5 {
+        let (code, _) = request(
+            &addr,
+            "POST /api/v1/auth/login HTTP/1.1\r\ncontent-length: 0",
+        );
+        assert_eq!(code, 200);
+    }
+    let (code, h) = request(
+        &addr,
+        "POST /api/v1/auth/login HTTP/1.1\r\ncontent-length: 0\r\norigin: http://localhost:5173",
+    );
+    assert_eq!(code, 429);
+    assert!(h.contains("retry-after: 900"), "{h}");
+    assert!(
+        h.contains("access-control-allow-origin"),
+        "a 429 carries CORS: {h}"
+    );
+
+    // Stop it as an operator would: SIGTERM writes every counter to the store.
+    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    assert!(server.0.wait().unwrap().success());
+
+    let data = data.to_str().unwrap();
+    let args = ["--json", "inspect", "--config", CONFIG, "--data", data];
+    let (code, out) = run(&args);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let login = v["keys"]["login"].as_array().unwrap();
+    assert_eq!(login.len(), 1);
+    assert_eq!(login[0]["key"], "ip:127.0.0.1");
+    assert_eq!(login[0]["blocked"], true);
+    assert_eq!(v["keys"]["api-free"][0]["key"], "principal:key-1");
+    assert_eq!(v["top_limited"][0]["key"], "ip:127.0.0.1");
+    assert_eq!(v["recent_denials"][0]["policy"], "login");
+
+    let (code, out) = run(&[
+        "reset",
+        "--config",
+        CONFIG,
+        "--data",
+        data,
+        "--policy",
+        "login",
+        "--key",
+        "ip:127.0.0.1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reset"), "{out}");
+    let (_, out) = run(&args);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["keys"]["login"].as_array().unwrap().len(), 0, "{v}");
+
+    // The store survives a restart: the principal's count is still there.
+    let dir_path = Path::new(data);
+    let (server, addr) = start(dir_path);
+    let (code, h) = request(
+        &addr,
+        "GET /api/v1/things HTTP/1.1\r\nauthorization: Bearer key-1",
+    );
+    assert_eq!(code, 200);
+    assert!(h.contains("x-ratelimit-remaining: 18"), "{h}");
+    let (code, out) = run(&["--json", "inspect", "--server", &addr]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"cors_refused\":0"), "{out}");
+    let (code, out) = run(&[
+        "reset",
+        "--server",
+        &addr,
+        "--policy",
+        "api-free",
+        "--key",
+        "principal:key-1",
+    ]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "principal:key-1 under api-free: reset")
+    );
+    drop(server);
+}
+
+#[test]
+fn validate_check_and_usage_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = run(&["validate", CONFIG]);
+    assert_eq!(code, 0, "{out}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[policy]]\nname = \"api\"\nlimit = \"100/fortnight\"\n\n[[route]]\nmatch = \"/api/\"\nlimits = [{ policy = \"apii\", key = \"ip\" }]\n",
+    )
+    .unwrap();
+    let (code, out) = run(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("bad.toml:3:9: policy \"api\": invalid quota"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.toml:7:22: unknown policy \"apii\": did you mean \"api\"?"),
+        "{out}"
+    );
+    assert!(out.contains("2 errors"), "{out}");
+    let (code, out) = run(&["--json", "validate", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errors"][1]["line"], 7);
+
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let login = [
+        "check",
+        "--config",
+        CONFIG,
+        "--data",
+        data,
+        "-X",
+        "POST",
+        "/api/v1/auth/login",
+    ];
+    let (code, out) = run(&login);
+    assert_eq!(code, 0, "{out}");
+    let mut five = login.to_vec();
+    five.extend(["--repeat", "5"]);
+    let (code, out) = run(&five);
+    assert_eq!(code, 1, "the sixth attempt is limited: {out}");
+    assert!(out.starts_with("429: limited by policy login"), "{out}");
+
+    let (code, _) = run(&["check", "--no-such-flag"]);
+    assert_eq!(code, 2);
+    let (code, out) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("serve") && out.contains("inspect"));
+}

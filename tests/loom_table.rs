@@ -1,0 +1,181 @@
+//! Loom models of the lock-free core: the CAS loop on a slot, the claim/reclaim protocol that
+//! places new keys, and concurrency leases. Run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_table`.
+#![cfg(loom)]
+
+use std::time::Duration;
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+use portcullis::algo::{Algo, Gcra, Rule};
+use portcullis::table::Table;
+use portcullis::{Limiter, ManualClock, Policy, Quota};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const THREADS: usize = 2;
+
+fn limiter(policy: Policy, clock: ManualClock) -> Arc<Limiter> {
+    Arc::new(
+        Limiter::builder()
+            .policy(policy)
+            .capacity(4)
+            .clock(clock)
+            .hash_key([1; 16])
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Two threads race on one new key with burst 1: exactly one is allowed in every interleaving
+/// (the placement race and the CAS loop together).
+#[test]
+fn cas_loop_allows_exactly_burst() {
+    loom::model(|| {
+        let q = Quota::per_hour(10).unwrap().with_burst(1).unwrap();
+        let l = limiter(Policy::gcra("p", q), ManualClock::new(T0));
+        let allowed = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let l = l.clone();
+                let allowed = allowed.clone();
+                thread::spawn(move || {
+                    let id = l.policy_id("p").unwrap();
+                    if l.check(id, "k", 1).unwrap().allowed {
+                        allowed.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(allowed.load(Ordering::Relaxed), 1);
+    });
+}
+
+fn gcra_rule(burst: u32) -> Rule {
+    let q = Quota::per_hour(10).unwrap().with_burst(burst).unwrap();
+    Rule {
+        algo: Algo::Gcra(Gcra::new(&q)),
+        block: 0,
+    }
+}
+
+fn occurrences(table: &Table, fp: u64) -> usize {
+    let mut n = 0;
+    table.for_each(|f, _| n += usize::from(f == fp));
+    n
+}
+
+/// A one-bucket table full of recovered keys: two threads placing the same new key (one of them
+/// then placing another) never duplicate a key, and every charge lands on its key's single slot.
+#[test]
+fn claim_and_reclaim_never_duplicate_a_key() {
+    loom::model(|| {
+        let rule = gcra_rule(3);
+        let table = Arc::new(Table::new(4, [2; 16]));
+        // Four old keys that have fully recovered by `now`.
+        let old_now = T0 - 3_600_000_000_000;
+        for i in 0..4u8 {
+            let f = table.fingerprint(&[b'o', i]);
+            table.update(&f, old_now, &rule, |s| rule.check(s, old_now, 1));
+        }
+        let x = table.fingerprint(b"x");
+        let y = table.fingerprint(b"y");
+        let spawn = |keys: Vec<_>| {
+            let table = table.clone();
+            thread::spawn(move || {
+                let rule = gcra_rule(3);
+                keys.iter().all(|f| {
+                    table
+                        .update(f, T0, &rule, |s| rule.check(s, T0, 1))
+                        .value
+                        .allowed
+                })
+            })
+        };
+        let a = spawn(vec![x]);
+        let b = spawn(vec![x, y]);
+        assert!(a.join().unwrap() && b.join().unwrap());
+        assert_eq!(occurrences(&table, x.fp), 1);
+        assert_eq!(occurrences(&table, y.fp), 1);
+        // Both charges to x landed on the same state: one unit left of three.
+        let sx = table.read(&x).unwrap();
+        assert_eq!(rule.peek(sx, T0, 1).remaining, 0);
+        assert_eq!(table.evictions(), 0);
+    });
+}
+
+/// A one-bucket table full of live keys: each new key evicts the least indebted one. The first
+/// newcomer pushes out the lightest old key; the second newcomer, finding the first (now the
+/// lightest), pushes it out: flood keys churn among themselves while indebted keys stay.
+#[test]
+fn eviction_takes_the_least_indebted() {
+    loom::model(|| {
+        let rule = gcra_rule(4);
+        let table = Arc::new(Table::new(4, [3; 16]));
+        // Debts 1, 2, 3 and 4 units.
+        for i in 0..4u8 {
+            let f = table.fingerprint(&[b'l', i]);
+            table.update(&f, T0, &rule, |s| rule.check(s, T0, u32::from(i) + 1));
+        }
+        let old = |i: u8| table.fingerprint(&[b'l', i]);
+        let spawn = |key: &'static [u8]| {
+            let table = table.clone();
+            thread::spawn(move || {
+                let rule = gcra_rule(4);
+                let f = table.fingerprint(key);
+                table
+                    .update(&f, T0, &rule, |s| rule.check(s, T0, 1))
+                    .value
+                    .allowed
+            })
+        };
+        let a = spawn(b"new-a");
+        let b = spawn(b"new-b");
+        assert!(a.join().unwrap() && b.join().unwrap());
+        assert_eq!(table.evictions(), 2);
+        assert!(table.read(&old(0)).is_none());
+        for i in 1..4 {
+            assert_eq!(occurrences(&table, old(i).fp), 1);
+        }
+        let a = occurrences(&table, table.fingerprint(b"new-a").fp);
+        let b = occurrences(&table, table.fingerprint(b"new-b").fp);
+        assert_eq!(a + b, 1);
+    });
+}
+
+/// With one slot of concurrency, two threads that acquire, work and release never hold it at
+/// the same time, and after both are done the slot is free again.
+#[test]
+fn leases_exclude_and_return() {
+    loom::model(|| {
+        let clock = ManualClock::new(T0);
+        let l = limiter(
+            Policy::concurrency("c", 1, Duration::from_secs(30)).unwrap(),
+            clock,
+        );
+        let holding = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let l = l.clone();
+                let holding = holding.clone();
+                thread::spawn(move || {
+                    let id = l.policy_id("c").unwrap();
+                    if let (_, Some(lease)) = l.acquire(id, "k", 1).unwrap() {
+                        assert_eq!(holding.fetch_add(1, Ordering::SeqCst), 0);
+                        holding.fetch_sub(1, Ordering::SeqCst);
+                        l.release(lease).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let id = l.policy_id("c").unwrap();
+        assert!(l.peek(id, "k", 1).unwrap().allowed);
+    });
+}
