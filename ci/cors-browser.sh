@@ -21,6 +21,5 @@ PORTCULLIS_CHROMIUM="$(find_chromium)"
 export PORTCULLIS_CHROMIUM
 echo "cors-browser: using $PORTCULLIS_CHROMIUM ($("$PORTCULLIS_CHROMIUM" --version 2>/dev/null || echo 'version unknown'))"
 
-# A separate target dir keeps this run from invalidating the main build.
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cors}" \
-  cargo test --test cors_browser -- --nocapture
+# The release build of the test step is reused: the browser is found at run time.
+cargo test --release --test cors_browser -- --nocapture

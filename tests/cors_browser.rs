@@ -288,10 +288,14 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // The whole group: Chromium's renderer and GPU helpers are children of the browser.
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        // killpg(2) directly: procps-ng 4.0's `kill -KILL -<pgid>` misreads the group and
+        // signals every process (kill(-1)). Group ids 0 and 1 would mean ours or everyone's.
+        if let Ok(group) = libc::pid_t::try_from(self.child.id()) {
+            if group > 1 {
+                // SAFETY: plain syscall on the group this test created with process_group(0).
+                unsafe { libc::killpg(group, libc::SIGKILL) };
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
