@@ -23,6 +23,9 @@ cargo test --release --doc
 step "loom models"
 bash ci/loom.sh
 
+step "C ABI: header current, C/C++ tests on .so, .a and pkg-config, valgrind"
+bash ci/c-abi.sh
+
 if [ -x ci/cors-browser.sh ] || [ -f ci/cors-browser.sh ]; then
   step "CORS in a real browser"
   bash ci/cors-browser.sh

@@ -36,10 +36,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cors::{CorsConfigError, CorsPolicy, CorsPolicyBuilder};
+use crate::cors::{CorsConfigError, CorsConfigErrors, CorsPolicy, CorsPolicyBuilder};
 use crate::gate::RoutePattern;
 use crate::quota::{parse_duration, Quota};
-use crate::{Algorithm, HeaderStyle, Policy};
+use crate::store::StoreConfig;
+use crate::{Algorithm, Error, HeaderStyle, Limiter, Policy};
 
 /// Keys per policy table when neither the store nor the policy says.
 pub const DEFAULT_TABLE_CAPACITY: usize = 100_000;
@@ -296,6 +297,28 @@ impl Config {
     /// The policy settings of a name.
     pub fn policy(&self, name: &str) -> Option<&PolicySettings> {
         self.policies.iter().find(|p| p.policy.name() == name)
+    }
+
+    /// A limiter of the config's policies and store, for callers that key and check limits
+    /// themselves (routes and CORS are not used). Opens the sled store if there is one.
+    pub fn limiter(&self) -> Result<Limiter, Error> {
+        let mut builder = Limiter::builder();
+        if let (StoreKind::Sled, Some(path)) = (self.store.kind, &self.store.path) {
+            let mut store = StoreConfig::sled(path).flush_interval(self.store.flush_interval);
+            if let Some(bytes) = self.store.cache_capacity {
+                store = store.cache_capacity(bytes);
+            }
+            builder = builder.store(store);
+        }
+        for p in &self.policies {
+            builder = builder.policy_with_capacity(p.policy.clone(), p.capacity);
+        }
+        builder.build()
+    }
+
+    /// The `[cors]` policy, built; `None` when the config has no `[cors]` table.
+    pub fn cors_policy(&self) -> Result<Option<CorsPolicy>, CorsConfigErrors> {
+        self.cors.as_ref().map(|b| b.build()).transpose()
     }
 }
 

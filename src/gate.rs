@@ -1098,11 +1098,16 @@ impl Gate {
 
     /// Decides one request.
     pub fn decide(&self, req: &GateRequest<'_>) -> Outcome {
-        let inner = self.inner.read();
-        self.decide_in(&inner, req)
+        self.decide_at(req, self.clock.now())
     }
 
-    fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>) -> Outcome {
+    /// [`Gate::decide`] at an explicit time (Unix-epoch nanoseconds), for deterministic tests.
+    pub fn decide_at(&self, req: &GateRequest<'_>, now: u64) -> Outcome {
+        let inner = self.inner.read();
+        self.decide_in(&inner, req, now)
+    }
+
+    fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>, now: u64) -> Outcome {
         let mut headers = Vec::new();
         let mut cors_allowed_headers = None;
         if let Some(cors) = &inner.cors {
@@ -1148,7 +1153,6 @@ impl Gate {
         let mut leases = Leases::default();
         let mut denied_by = None;
         let mut buf = KeyBuf::new();
-        let now = self.clock.now();
         for (i, limit) in limits.iter().enumerate() {
             let slot = &inner.policies[limit.policy_index(req.tier)];
             let key = key_bytes(

@@ -40,6 +40,7 @@ mod clock;
 pub mod cors;
 mod decision;
 mod error;
+pub mod ffi;
 mod keys;
 mod limiter;
 mod policy;

@@ -33,7 +33,7 @@ impl StripedCounter {
 }
 
 /// A snapshot of one policy's counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PolicyStats {
     /// The policy.
     pub name: String,

@@ -1,0 +1,531 @@
+//! The gate level: one call per request, CORS and every limit of its route.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::{Config, KeyKind};
+use crate::gate::{Gate, GateRequest, Outcome, Reason, Status};
+
+use super::boundary::{
+    borrow, copy_out, guard, guard_drop, need_out, text, write_out, Failure, FfiResult,
+};
+use super::headers::header_at;
+use super::portcullis_str;
+use super::result::portcullis_result;
+
+/// CORS and rate limiting for every request, from one config. Thread-safe: share one handle
+/// between threads; every function taking `const portcullis_gate *` may run concurrently.
+pub struct portcullis_gate {
+    gate: Gate,
+    closed: AtomicBool,
+}
+
+/// The gate's answer to one request, owned by the caller. Not thread-safe. It holds the
+/// request's concurrency leases: free it (or call `portcullis_outcome_release`) when the
+/// response is done, not before.
+pub struct portcullis_outcome {
+    outcome: Outcome,
+    reason: String,
+}
+
+/// One request, borrowed for the call. Optional fields are absent when their `ptr` is NULL.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct portcullis_request {
+    /// The method, case-sensitive (required).
+    pub method: portcullis_str,
+    /// The path; a query string is ignored (required).
+    pub path: portcullis_str,
+    /// The `Origin` header.
+    pub origin: portcullis_str,
+    /// The `Access-Control-Request-Method` header.
+    pub request_method: portcullis_str,
+    /// The `Access-Control-Request-Headers` header (repeated ones joined with `,`).
+    pub request_headers: portcullis_str,
+    /// The client address as text (`203.0.113.9`, `2001:db8::1`).
+    pub client_ip: portcullis_str,
+    /// The authenticated user id or API key; absent for anonymous traffic.
+    pub principal: portcullis_str,
+    /// The principal's tier (`free`, `premium`, ...).
+    pub tier: portcullis_str,
+    /// Whether `Access-Control-Request-Private-Network: true` was sent.
+    pub private_network: bool,
+}
+
+/// What to do with a request.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum portcullis_verdict {
+    /// Call the handler (after `delay_ns`) and add the headers to its response.
+    Pass = 0,
+    /// An allowed preflight: answer 204 with the headers; do not call the handler.
+    Preflight = 1,
+    /// Refused by CORS: answer 403 with the headers.
+    Forbidden = 2,
+    /// Rate limited: answer 429 with the headers.
+    Limited = 3,
+}
+
+/// The numbers of an outcome. Plain data, copied out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct portcullis_outcome_info {
+    /// What to do.
+    pub verdict: portcullis_verdict,
+    /// The status to answer with: 204, 403 or 429; 0 when the handler answers.
+    pub status: u16,
+    /// Shaping: nanoseconds to wait before calling the handler.
+    pub delay_ns: u64,
+    /// On a 429: `Retry-After` in whole seconds, rounded up; 0 otherwise.
+    pub retry_after_secs: u64,
+    /// The fewest units remaining among the enforced limits that applied (`UINT32_MAX` when
+    /// no limit applied).
+    pub remaining: u32,
+    /// The limit of that policy (0 when none applied).
+    pub limit: u32,
+    /// Concurrency leases held until the outcome is freed or released.
+    pub leases: u32,
+}
+
+/// Which key a reset names (for `portcullis_gate_reset`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum portcullis_key_kind {
+    /// A client address (text).
+    Ip = 0,
+    /// A principal (user id or API key).
+    Principal = 1,
+    /// A route, by its `match` text.
+    Route = 2,
+    /// The one key of a global limit.
+    Global = 3,
+}
+
+fn key_kind(kind: u32) -> FfiResult<KeyKind> {
+    match kind {
+        0 => Ok(KeyKind::Ip),
+        1 => Ok(KeyKind::Principal),
+        2 => Ok(KeyKind::Route),
+        3 => Ok(KeyKind::Global),
+        _ => Err(Failure::invalid(format!(
+            "key kind {kind} is not one of PORTCULLIS_KEY_KIND_* (0 to 3)"
+        ))),
+    }
+}
+
+impl portcullis_gate {
+    fn live(&self) -> FfiResult<&Gate> {
+        match self.closed.load(Ordering::Acquire) {
+            true => Err(Failure::new(
+                portcullis_result::Closed,
+                "the gate was closed: only portcullis_gate_free may follow",
+            )),
+            false => Ok(&self.gate),
+        }
+    }
+}
+
+/// Borrows a live gate.
+///
+/// # Safety
+/// `ptr` is NULL or a live gate.
+unsafe fn live<'a>(ptr: *const portcullis_gate) -> FfiResult<&'a Gate> {
+    // SAFETY: forwarded from the caller.
+    unsafe { borrow(ptr, "gate") }?.live()
+}
+
+fn open(config: Config, out_gate: *mut *mut portcullis_gate) -> FfiResult {
+    let gate = Gate::new(config)?;
+    let handle = Box::into_raw(Box::new(portcullis_gate {
+        gate,
+        closed: AtomicBool::new(false),
+    }));
+    // SAFETY: the callers checked `out_gate` non-NULL; the caller promises it is writable.
+    unsafe { write_out(out_gate, "out_gate", handle) }
+}
+
+/// Opens a gate from a config text (TOML). Every error in it is reported at once, each with
+/// its line and column (`portcullis_last_error`). With a sled store, restores its counters and
+/// holds the folder until `portcullis_gate_free`.
+///
+/// # Safety
+/// `config` is valid for reads of `config_len` bytes; `out_gate` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_open(
+    config: *const u8,
+    config_len: usize,
+    out_gate: *mut *mut portcullis_gate,
+) -> portcullis_result {
+    guard(|| {
+        need_out(out_gate, "out_gate")?;
+        // SAFETY: forwarded from the caller.
+        let text = unsafe { text(config, config_len, "config") }?;
+        open(Config::parse(text)?, out_gate)
+    })
+}
+
+/// Opens a gate from a config file; errors name the file, line and column.
+///
+/// # Safety
+/// `path` is valid for reads of `path_len` bytes; `out_gate` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_open_file(
+    path: *const u8,
+    path_len: usize,
+    out_gate: *mut *mut portcullis_gate,
+) -> portcullis_result {
+    guard(|| {
+        need_out(out_gate, "out_gate")?;
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { text(path, path_len, "path") }?;
+        open(Config::load(path)?, out_gate)
+    })
+}
+
+/// Applies a new config text to a running gate, keeping the counters of unchanged policies.
+/// An invalid config is refused and the old one keeps running.
+///
+/// # Safety
+/// `gate` is NULL or live; `config` is valid for reads of `config_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_reload(
+    gate: *const portcullis_gate,
+    config: *const u8,
+    config_len: usize,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let g = unsafe { live(gate) }?;
+        // SAFETY: forwarded from the caller.
+        let text = unsafe { text(config, config_len, "config") }?;
+        g.reload(Config::parse(text)?)?;
+        Ok(())
+    })
+}
+
+/// Shared body of the deciding functions.
+///
+/// # Safety
+/// As `portcullis_gate_decide`.
+unsafe fn decide(
+    gate: *const portcullis_gate,
+    request: *const portcullis_request,
+    now: Option<u64>,
+    out_outcome: *mut *mut portcullis_outcome,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let g = unsafe { live(gate) }?;
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { borrow(request, "request") }?;
+        need_out(out_outcome, "out_outcome")?;
+        // SAFETY: the caller promises every non-NULL field points to its length in bytes.
+        let req = unsafe { request_view(r) }?;
+        let outcome = match now {
+            Some(now) => g.decide_at(&req, now),
+            None => g.decide(&req),
+        };
+        let reason = outcome.reason().to_string();
+        let handle = Box::into_raw(Box::new(portcullis_outcome { outcome, reason }));
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { write_out(out_outcome, "out_outcome", handle) }
+    })
+}
+
+/// Validates a C request into the gate's borrowed view.
+///
+/// # Safety
+/// Every non-NULL field of `r` points to its length in bytes.
+unsafe fn request_view(r: &portcullis_request) -> FfiResult<GateRequest<'_>> {
+    // SAFETY (all fields): forwarded from the caller.
+    let client_ip = match unsafe { r.client_ip.optional("request.client_ip") }? {
+        None => None,
+        Some(ip) => Some(ip.trim().parse::<IpAddr>().map_err(|_| {
+            Failure::invalid(format!("request.client_ip {ip:?} is not an IP address"))
+        })?),
+    };
+    Ok(GateRequest {
+        method: unsafe { r.method.required("request.method") }?,
+        path: unsafe { r.path.required("request.path") }?,
+        origin: unsafe { r.origin.optional("request.origin") }?,
+        request_method: unsafe { r.request_method.optional("request.request_method") }?,
+        request_headers: unsafe { r.request_headers.optional("request.request_headers") }?,
+        request_private_network: r.private_network,
+        client_ip,
+        principal: unsafe { r.principal.optional("request.principal") }?,
+        tier: unsafe { r.tier.optional("request.tier") }?,
+    })
+}
+
+/// Decides one request now. On success `*out_outcome` is an outcome to read and free with
+/// `portcullis_outcome_free` (a 429 or 403 is a result of OK: read the verdict).
+///
+/// # Safety
+/// `gate` is NULL or live; `request` is NULL or a request whose fields are valid; `out_outcome`
+/// is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_decide(
+    gate: *const portcullis_gate,
+    request: *const portcullis_request,
+    out_outcome: *mut *mut portcullis_outcome,
+) -> portcullis_result {
+    // SAFETY: forwarded from the caller.
+    unsafe { decide(gate, request, None, out_outcome) }
+}
+
+/// `portcullis_gate_decide` at an explicit time, `now_ns` Unix-epoch nanoseconds.
+///
+/// # Safety
+/// As `portcullis_gate_decide`.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_decide_at(
+    gate: *const portcullis_gate,
+    request: *const portcullis_request,
+    now_ns: u64,
+    out_outcome: *mut *mut portcullis_outcome,
+) -> portcullis_result {
+    // SAFETY: forwarded from the caller.
+    unsafe { decide(gate, request, Some(now_ns), out_outcome) }
+}
+
+/// Forgets a key's state under a policy (unblocks a user). `key` is an IP address for
+/// `PORTCULLIS_KEY_KIND_IP`, the principal, the route's `match`, or anything for global.
+/// `out_had_state` (may be NULL) tells whether the key had state.
+///
+/// # Safety
+/// `gate` is NULL or live; `policy` and `key` are valid for their lengths; `out_had_state` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_reset(
+    gate: *const portcullis_gate,
+    policy: *const u8,
+    policy_len: usize,
+    kind: u32,
+    key: *const u8,
+    key_len: usize,
+    out_had_state: *mut bool,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let g = unsafe { live(gate) }?;
+        // SAFETY: forwarded from the caller.
+        let policy = unsafe { text(policy, policy_len, "policy") }?;
+        // SAFETY: forwarded from the caller.
+        let key = unsafe { text(key, key_len, "key") }?;
+        let had = g.reset(policy, key_kind(kind)?, key)?;
+        if !out_had_state.is_null() {
+            // SAFETY: non-NULL; the caller promises it is writable.
+            unsafe { out_had_state.write(had) };
+        }
+        Ok(())
+    })
+}
+
+/// The gate's counters (per route and limit, per policy, top limited keys, recent denials) as
+/// JSON, copied into `buf` (UTF-8, no NUL). `PORTCULLIS_RESULT_INSUFFICIENT_SIZE` with
+/// `*out_len` set when `cap` is too small.
+///
+/// # Safety
+/// `gate` is NULL or live; `buf` is valid for `cap` bytes; `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_stats_json(
+    gate: *const portcullis_gate,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let g = unsafe { live(gate) }?;
+        let json = serde_json::to_string(&g.stats())
+            .map_err(|e| Failure::invalid(format!("stats: {e}")))?;
+        // SAFETY: forwarded from the caller.
+        unsafe { copy_out(json.as_bytes(), buf, cap, out_len) }
+    })
+}
+
+/// Writes every counter to the store and makes it durable, then refuses further calls with
+/// `PORTCULLIS_RESULT_CLOSED`. Call once, when no other thread uses the handle.
+///
+/// # Safety
+/// `gate` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_close(gate: *const portcullis_gate) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { borrow(gate, "gate") }?;
+        h.live()?.close()?;
+        h.closed.store(true, Ordering::Release);
+        Ok(())
+    })
+}
+
+/// Closes (if not closed) and frees a gate, releasing its store. NULL is ignored. Outcomes
+/// already returned stay valid. No other thread may use the handle during or after this call.
+///
+/// # Safety
+/// `gate` is NULL or a gate not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_free(gate: *mut portcullis_gate) {
+    guard_drop(|| {
+        if !gate.is_null() {
+            // SAFETY: the caller gives back a gate this library boxed.
+            let h = unsafe { Box::from_raw(gate) };
+            if !h.closed.load(Ordering::Acquire) {
+                let _ = h.gate.close();
+            }
+        }
+    });
+}
+
+/// The numbers of an outcome.
+///
+/// # Safety
+/// `outcome` is NULL or live; `out_info` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_get_info(
+    outcome: *const portcullis_outcome,
+    out_info: *mut portcullis_outcome_info,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let o = &unsafe { borrow(outcome, "outcome") }?.outcome;
+        let enforced = o.applied().iter().filter(|a| !a.shadow);
+        let tightest = enforced.min_by_key(|a| (a.decision.allowed, a.decision.remaining));
+        let limited = o.status() == Status::Limited;
+        let info = portcullis_outcome_info {
+            verdict: match o.status() {
+                Status::Pass => portcullis_verdict::Pass,
+                Status::Preflight => portcullis_verdict::Preflight,
+                Status::Forbidden => portcullis_verdict::Forbidden,
+                Status::Limited => portcullis_verdict::Limited,
+            },
+            status: o.status().code().unwrap_or(0),
+            delay_ns: u64::try_from(o.delay().as_nanos()).unwrap_or(u64::MAX),
+            retry_after_secs: match (limited, tightest) {
+                (true, Some(a)) => a.decision.retry_after_secs(),
+                _ => 0,
+            },
+            remaining: tightest.map_or(u32::MAX, |a| a.decision.remaining),
+            limit: tightest.map_or(0, |a| a.decision.limit),
+            leases: u32::try_from(o.leases().len()).unwrap_or(u32::MAX),
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { write_out(out_info, "out_info", info) }
+    })
+}
+
+/// Why the gate decided so, as a sentence (e.g. `limited by policy login for ip:203.0.113.9 on
+/// route POST /login`), borrowed from the outcome.
+///
+/// # Safety
+/// `outcome` is NULL or live; `out_reason` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_reason(
+    outcome: *const portcullis_outcome,
+    out_reason: *mut portcullis_str,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let o = unsafe { borrow(outcome, "outcome") }?;
+        let view = portcullis_str {
+            ptr: o.reason.as_ptr(),
+            len: o.reason.len(),
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { write_out(out_reason, "out_reason", view) }
+    })
+}
+
+/// Whether the outcome was decided by a policy (limited): writes the policy name, borrowed
+/// from the outcome; an empty string otherwise.
+///
+/// # Safety
+/// `outcome` is NULL or live; `out_policy` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_limited_by(
+    outcome: *const portcullis_outcome,
+    out_policy: *mut portcullis_str,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let o = unsafe { borrow(outcome, "outcome") }?;
+        let name = match o.outcome.reason() {
+            Reason::Limited { policy, .. } => policy.as_str(),
+            _ => "",
+        };
+        let view = portcullis_str {
+            ptr: name.as_ptr(),
+            len: name.len(),
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { write_out(out_policy, "out_policy", view) }
+    })
+}
+
+/// The number of headers to add to the response.
+///
+/// # Safety
+/// `outcome` is NULL or live; `out_count` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_header_count(
+    outcome: *const portcullis_outcome,
+    out_count: *mut usize,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let o = unsafe { borrow(outcome, "outcome") }?;
+        // SAFETY: forwarded from the caller.
+        unsafe { write_out(out_count, "out_count", o.outcome.headers().len()) }
+    })
+}
+
+/// Header `index` (from 0) to add: name and value, borrowed from the outcome. A `Vary` value is
+/// to be appended to the response's own `Vary`. `PORTCULLIS_RESULT_OUT_OF_RANGE` past the end.
+///
+/// # Safety
+/// `outcome` is NULL or live; the out-pointers are writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_header(
+    outcome: *const portcullis_outcome,
+    index: usize,
+    out_name: *mut portcullis_str,
+    out_value: *mut portcullis_str,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let o = unsafe { borrow(outcome, "outcome") }?;
+        header_at(o.outcome.headers(), index, out_name, out_value)
+    })
+}
+
+/// Gives the outcome's concurrency leases back now (the response is done); the outcome stays
+/// readable.
+///
+/// # Safety
+/// `outcome` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_release(
+    outcome: *mut portcullis_outcome,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: the caller owns the outcome and passes it exclusively.
+        let o = unsafe { outcome.as_mut() }.ok_or_else(|| Failure::null("outcome"))?;
+        o.outcome.take_leases().release();
+        Ok(())
+    })
+}
+
+/// Frees an outcome, giving back any lease it still holds. NULL is ignored.
+///
+/// # Safety
+/// `outcome` is NULL or an outcome not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_free(outcome: *mut portcullis_outcome) {
+    guard_drop(|| {
+        if !outcome.is_null() {
+            // SAFETY: the caller gives back an outcome this library boxed.
+            drop(unsafe { Box::from_raw(outcome) });
+        }
+    });
+}
