@@ -51,6 +51,7 @@ pub(crate) fn with_last_error<R>(f: impl FnOnce(&str) -> R) -> R {
 }
 
 /// Runs `body`; turns its failure or panic into a code and records the message.
+#[inline]
 pub(crate) fn guard(body: impl FnOnce() -> FfiResult) -> portcullis_result {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => portcullis_result::Ok,
@@ -79,6 +80,7 @@ pub(crate) fn guard_drop(body: impl FnOnce()) {
 ///
 /// # Safety
 /// `ptr` is NULL or points to a live `T`.
+#[inline]
 pub(crate) unsafe fn borrow<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
     // SAFETY: the caller promises `ptr` is NULL or valid for 'a.
     unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(name))
@@ -88,6 +90,7 @@ pub(crate) unsafe fn borrow<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T
 ///
 /// # Safety
 /// `ptr` is NULL or valid for a write of `T`.
+#[inline]
 pub(crate) unsafe fn write_out<T>(ptr: *mut T, name: &str, value: T) -> FfiResult {
     if ptr.is_null() {
         return Err(Failure::null(name));
@@ -98,6 +101,7 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, name: &str, value: T) -> FfiResul
 }
 
 /// Checks an out-pointer before work is done, so nothing is lost on a NULL output.
+#[inline]
 pub(crate) fn need_out<T>(ptr: *mut T, name: &str) -> FfiResult {
     match ptr.is_null() {
         true => Err(Failure::null(name)),
@@ -109,6 +113,7 @@ pub(crate) fn need_out<T>(ptr: *mut T, name: &str) -> FfiResult {
 ///
 /// # Safety
 /// `ptr` is NULL or valid for reads of `len` bytes for 'a.
+#[inline]
 pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> FfiResult<&'a [u8]> {
     if ptr.is_null() {
         return match len {

@@ -25,7 +25,8 @@ pub struct portcullis_gate {
 /// response is done, not before.
 pub struct portcullis_outcome {
     outcome: Outcome,
-    reason: String,
+    /// The reason as a sentence, rendered when first asked for.
+    reason: std::cell::OnceCell<String>,
 }
 
 /// One request, borrowed for the call. Optional fields are absent when their `ptr` is NULL.
@@ -114,6 +115,7 @@ fn key_kind(kind: u32) -> FfiResult<KeyKind> {
 }
 
 impl portcullis_gate {
+    #[inline]
     fn live(&self) -> FfiResult<&Gate> {
         match self.closed.load(Ordering::Acquire) {
             true => Err(Failure::new(
@@ -129,6 +131,7 @@ impl portcullis_gate {
 ///
 /// # Safety
 /// `ptr` is NULL or a live gate.
+#[inline]
 unsafe fn live<'a>(ptr: *const portcullis_gate) -> FfiResult<&'a Gate> {
     // SAFETY: forwarded from the caller.
     unsafe { borrow(ptr, "gate") }?.live()
@@ -207,6 +210,7 @@ pub unsafe extern "C" fn portcullis_gate_reload(
 ///
 /// # Safety
 /// As `portcullis_gate_decide`.
+#[inline]
 unsafe fn decide(
     gate: *const portcullis_gate,
     request: *const portcullis_request,
@@ -225,8 +229,10 @@ unsafe fn decide(
             Some(now) => g.decide_at(&req, now),
             None => g.decide(&req),
         };
-        let reason = outcome.reason().to_string();
-        let handle = Box::into_raw(Box::new(portcullis_outcome { outcome, reason }));
+        let handle = Box::into_raw(Box::new(portcullis_outcome {
+            outcome,
+            reason: std::cell::OnceCell::new(),
+        }));
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { write_out(out_outcome, "out_outcome", handle) }
     })
@@ -428,9 +434,10 @@ pub unsafe extern "C" fn portcullis_outcome_reason(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let o = unsafe { borrow(outcome, "outcome") }?;
+        let reason = o.reason.get_or_init(|| o.outcome.reason().to_string());
         let view = portcullis_str {
-            ptr: o.reason.as_ptr(),
-            len: o.reason.len(),
+            ptr: reason.as_ptr(),
+            len: reason.len(),
         };
         // SAFETY: forwarded from the caller.
         unsafe { write_out(out_reason, "out_reason", view) }

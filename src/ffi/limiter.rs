@@ -51,6 +51,7 @@ pub struct portcullis_decision {
     pub at_ns: u64,
 }
 
+#[inline]
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -121,6 +122,7 @@ impl portcullis_limiter {
         })
     }
 
+    #[inline]
     fn live(&self) -> FfiResult<&Limiter> {
         match self.closed.load(Ordering::Acquire) {
             true => Err(Failure::new(
@@ -136,6 +138,7 @@ impl portcullis_limiter {
 ///
 /// # Safety
 /// `ptr` is NULL or a live limiter.
+#[inline]
 unsafe fn live<'a>(ptr: *const portcullis_limiter) -> FfiResult<&'a Limiter> {
     // SAFETY: forwarded from the caller.
     unsafe { borrow(ptr, "limiter") }?.live()
@@ -233,6 +236,7 @@ struct Ask {
 ///
 /// # Safety
 /// As the exported functions: live handle, readable key, writable output.
+#[inline]
 unsafe fn decide(
     limiter: *const portcullis_limiter,
     op: Op,
@@ -537,6 +541,7 @@ pub unsafe extern "C" fn portcullis_limiter_reset(
 ///
 /// # Safety
 /// As `portcullis_limiter_acquire`.
+#[inline]
 unsafe fn acquire(
     limiter: *const portcullis_limiter,
     ask: Ask,
