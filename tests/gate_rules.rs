@@ -549,3 +549,56 @@ limits = [{ policy = "login", key = "ip" }]
     let o = gate.decide(&GateRequest::new("GET", "/api/x"));
     assert_eq!(o.reason(), &Reason::NoRoute);
 }
+
+/// The log of recent denials and the top limited keys are kept in the store: a new gate on the
+/// same folder (a restarted server, or `portcullis inspect`) sees them, whether the old gate
+/// was closed or only dropped.
+#[test]
+fn denial_log_outlives_the_gate_in_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        "[store]\nkind = \"sled\"\npath = {:?}\n\
+         [[policy]]\nname = \"one\"\nlimit = \"1/h\"\n\
+         [[route]]\nmatch = \"/\"\nlimits = [{{ policy = \"one\", key = \"ip\" }}]\n",
+        dir.path().join("store").display().to_string()
+    );
+    let open = |clock: &ManualClock| {
+        Gate::builder(text.parse::<Config>().expect("config"))
+            .clock(clock.clone())
+            .build()
+            .expect("gate")
+    };
+    let clock = ManualClock::new(T0);
+    let ip = |i: u8| IpAddr::from([203, 0, 113, i]);
+    {
+        let gate = open(&clock);
+        for i in 1..=3u8 {
+            for _ in 0..(i + 1) {
+                let _ = gate.decide(&GateRequest::new("GET", "/x").ip(ip(i)));
+            }
+        }
+        gate.close().expect("close");
+    }
+    let (top, recent) = {
+        let gate = open(&clock);
+        let stats = gate.stats();
+        // A denial after the reopen, then a drop without close.
+        let _ = gate.decide(&GateRequest::new("GET", "/x").ip(ip(3)));
+        (stats.top_limited, stats.recent_denials)
+    };
+    // 1 + 2 + 3 denials: 203.0.113.3 was limited most.
+    assert_eq!(recent.len(), 6);
+    assert!(recent.iter().all(|d| d.policy == "one" && d.route == "/"));
+    assert_eq!(top[0].key, "ip:203.0.113.3");
+    assert_eq!(top[0].denials, 3);
+    assert_eq!(top.len(), 3);
+
+    let gate = open(&clock);
+    let stats = gate.stats();
+    assert_eq!(
+        stats.recent_denials.len(),
+        7,
+        "the denial before the drop was kept"
+    );
+    assert_eq!(stats.top_limited[0].denials, 4);
+}

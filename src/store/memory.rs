@@ -19,6 +19,7 @@ struct PolicyData {
 pub struct MemoryStore {
     hash_key: Mutex<Option<[u8; 16]>>,
     policies: Mutex<HashMap<String, PolicyData>>,
+    records: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -88,5 +89,14 @@ impl Store for MemoryStore {
 
     fn location(&self) -> String {
         "memory".into()
+    }
+
+    fn record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.lock().get(name).cloned())
+    }
+
+    fn set_record(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.records.lock().insert(name.to_owned(), value.to_vec());
+        Ok(())
     }
 }

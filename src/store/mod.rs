@@ -57,7 +57,7 @@ pub struct PolicyChanges {
 /// What the limiter needs from a place that keeps its state.
 ///
 /// Small on purpose: later stores (shared memory for several processes, Redis for several
-/// machines) implement the same four questions.
+/// machines) implement the same few questions.
 pub trait Store: Send + Sync + 'static {
     /// The key hash's secret saved with the state, if any.
     fn hash_key(&self) -> Result<Option<[u8; 16]>, StoreError>;
@@ -82,6 +82,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Where the store lives, for messages.
     fn location(&self) -> String;
+
+    /// A named record kept beside the counters (the gate keeps its log of recent denials
+    /// here), or `None` if never written. The default keeps nothing.
+    fn record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// Replaces a named record (written behind, durable at the next [`Store::sync`]). The
+    /// default keeps nothing.
+    fn set_record(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let _ = (name, value);
+        Ok(())
+    }
 }
 
 /// A policy's saved state.

@@ -3,7 +3,8 @@
 //! Layout: tree `meta` holds the format version and the key hash's secret; per policy, tree
 //! `state/<policy>` maps a page number (u64, big-endian) to its occupied slots (16 bytes each:
 //! fingerprint and state, little-endian), tree `names/<policy>` maps a fingerprint to the key's
-//! bytes, and `meta` keeps `signature/<policy>`.
+//! bytes, and `meta` keeps `signature/<policy>`. Tree `records` holds named records kept beside
+//! the counters (the gate's log of recent denials).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -278,5 +279,22 @@ impl Store for SledStore {
 
     fn location(&self) -> String {
         self.shown()
+    }
+
+    fn record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.shown();
+        let tree = self.db.open_tree("records").map_err(|e| io(&path, e))?;
+        Ok(tree
+            .get(name)
+            .map_err(|e| io(&path, e))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn set_record(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let path = self.shown();
+        let tree = self.db.open_tree("records").map_err(|e| io(&path, e))?;
+        tree.insert(name, value)
+            .map(|_| ())
+            .map_err(|e| io(&path, e))
     }
 }

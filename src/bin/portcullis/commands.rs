@@ -1,7 +1,6 @@
 //! The one-shot commands: check, validate, inspect, reset.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::ExitCode;
 
 use portcullis::config::{Config, KeyKind, StoreKind};
@@ -9,9 +8,6 @@ use portcullis::gate::{Gate, GateRequest, GateStats, Status};
 use serde_json::json;
 
 use crate::args::{CheckArgs, ConfigArgs, InspectArgs, ResetArgs, ValidateArgs};
-
-/// Where `serve` leaves the top offenders and recent denials, inside the store folder.
-const ABUSE_FILE: &str = "portcullis-abuse.json";
 
 pub fn load_config(args: &ConfigArgs) -> Result<Config, String> {
     let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
@@ -25,18 +21,6 @@ pub fn open_gate(args: &ConfigArgs) -> Result<(Gate, Config), String> {
     let config = load_config(args)?;
     let gate = Gate::new(config.clone()).map_err(|e| e.to_string())?;
     Ok((gate, config))
-}
-
-/// Saves what the gate saw of abuse next to the store, for `inspect` after the fact.
-pub fn save_abuse(data: Option<&Path>, gate: &Gate) {
-    let Some(dir) = data else { return };
-    let stats = gate.stats();
-    let body = json!({ "top_limited": stats.top_limited, "recent_denials": stats.recent_denials });
-    let tmp = dir.join(format!("{ABUSE_FILE}.tmp"));
-    // Written aside and renamed, so a reader never sees half a file.
-    if std::fs::write(&tmp, body.to_string()).is_ok() {
-        let _ = std::fs::rename(&tmp, dir.join(ABUSE_FILE));
-    }
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -184,13 +168,9 @@ pub fn inspect(a: InspectArgs, as_json: bool) -> Result<ExitCode, String> {
             ));
         }
     }
-    let abuse: serde_json::Value = config
-        .store
-        .path
-        .as_ref()
-        .and_then(|d| std::fs::read_to_string(d.join(ABUSE_FILE)).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| json!({ "top_limited": [], "recent_denials": [] }));
+    // Restored from the store with the counters: what the last server saw.
+    let stats = gate.stats();
+    let abuse = json!({ "top_limited": stats.top_limited, "recent_denials": stats.recent_denials });
     if as_json {
         let list: serde_json::Map<String, serde_json::Value> = policies
             .iter()

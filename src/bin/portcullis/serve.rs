@@ -19,7 +19,7 @@ use portcullis::gate::{Gate, GateRequest, Status};
 use serde_json::json;
 
 use crate::args::ServeArgs;
-use crate::commands::{open_gate, save_abuse};
+use crate::commands::open_gate;
 use crate::http::{read_request, write_response, Request};
 
 static RELOAD: AtomicBool = AtomicBool::new(false);
@@ -53,7 +53,7 @@ struct App {
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
-    let (gate, config) = open_gate(&args.config)?;
+    let (gate, _) = open_gate(&args.config)?;
     let listener = TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -80,8 +80,6 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     println!("portcullis: listening on http://{addr}");
     println!("portcullis: config {}", args.config.config.display());
     let _ = std::io::stdout().flush();
-    let data = config.store.path.clone();
-    let mut last_save = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         if RELOAD.swap(false, Ordering::SeqCst) {
             reload(&app.gate, &args.config);
@@ -98,12 +96,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             }
             Err(e) => eprintln!("portcullis: accept: {e}"),
         }
-        if last_save.elapsed() > Duration::from_secs(1) {
-            save_abuse(data.as_deref(), &app.gate);
-            last_save = Instant::now();
-        }
     }
-    save_abuse(data.as_deref(), &app.gate);
     app.gate
         .close()
         .map_err(|e| format!("could not write the counters to the store: {e}"))?;

@@ -68,18 +68,16 @@
 //! limiter, so their counters carry over; new or changed policies start fresh. An invalid config
 //! never reaches the gate: [`Config`] refuses it first.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings, StoreKind};
 use crate::cors::{CorsPolicy, CorsRequest, RequestKind};
-use crate::stats::StripedCounter;
 use crate::store::{SledStore, Store, StoreConfig};
 use crate::{
     render_headers, Algorithm, Clock, CoarseClock, Decision, Error, HeaderStyle, IpKeyer, Lease,
@@ -470,6 +468,10 @@ impl Outcome {
 // ---------------------------------------------------------------------------------------------
 // Visibility: counters, top limited keys, recent denials.
 
+mod abuse;
+use abuse::{Abuse, StripedCounterCell};
+pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
+
 /// Counters of one limit of one route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitStats {
@@ -531,30 +533,6 @@ pub fn describe_key(bytes: &[u8]) -> String {
     }
 }
 
-/// A denial, as kept in the log of recent denials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Denial {
-    /// The key, e.g. `ip:203.0.113.9` or `principal:alice`.
-    pub key: String,
-    /// The policy.
-    pub policy: String,
-    /// The route's `match`.
-    pub route: String,
-    /// When, in Unix milliseconds (the gate's clock).
-    pub at_unix_ms: u64,
-}
-
-/// A key among the most limited, with its estimated count of denials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Offender {
-    /// The key.
-    pub key: String,
-    /// Denials counted (an overestimate by at most `error`).
-    pub denials: u64,
-    /// The most the count may overestimate.
-    pub error: u64,
-}
-
 /// Everything the gate counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateStats {
@@ -597,80 +575,6 @@ pub struct PolicyStatsView {
     pub live_keys: usize,
     /// Table slots.
     pub capacity: usize,
-}
-
-/// How many keys the heavy-hitters sketch follows.
-pub const TOP_KEYS: usize = 32;
-/// How many denials the log keeps.
-pub const RECENT_DENIALS: usize = 256;
-
-/// The Space-Saving sketch: `TOP_KEYS` counters in fixed memory; a key that denies often is
-/// always among them, with its count overestimated by at most the evicted minimum.
-#[derive(Default)]
-struct TopKeys(Vec<Offender>);
-
-impl TopKeys {
-    fn add(&mut self, key: &str) {
-        if let Some(o) = self.0.iter_mut().find(|o| o.key == key) {
-            o.denials += 1;
-            return;
-        }
-        if self.0.len() < TOP_KEYS {
-            self.0.push(Offender {
-                key: key.to_owned(),
-                denials: 1,
-                error: 0,
-            });
-            return;
-        }
-        if let Some(min) = self.0.iter_mut().min_by_key(|o| o.denials) {
-            let floor = min.denials;
-            *min = Offender {
-                key: key.to_owned(),
-                denials: floor + 1,
-                error: floor,
-            };
-        }
-    }
-
-    fn top(&self) -> Vec<Offender> {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| b.denials.cmp(&a.denials).then_with(|| a.key.cmp(&b.key)));
-        v
-    }
-}
-
-#[derive(Default)]
-struct Abuse {
-    top: Mutex<TopKeys>,
-    recent: Mutex<VecDeque<Denial>>,
-    unrouted: StripedCounterCell,
-    preflights: StripedCounterCell,
-    cors_refused: StripedCounterCell,
-}
-
-struct StripedCounterCell(StripedCounter);
-
-impl Default for StripedCounterCell {
-    fn default() -> Self {
-        Self(StripedCounter::new())
-    }
-}
-
-impl Abuse {
-    fn deny(&self, key: String, policy: &str, route: &str, now: u64) {
-        self.top.lock().add(&key);
-        let mut recent = self.recent.lock();
-        if recent.len() == RECENT_DENIALS {
-            recent.pop_front();
-        }
-        recent.push_back(Denial {
-            key,
-            policy: policy.to_owned(),
-            route: route.to_owned(),
-            at_unix_ms: now / 1_000_000,
-        });
-    }
 }
 
 #[derive(Default)]
@@ -790,7 +694,6 @@ impl GateBuilder {
         let clock = self
             .clock
             .unwrap_or_else(|| Arc::new(CoarseClock::new()) as Arc<dyn Clock>);
-        let abuse = Arc::new(Abuse::default());
         let store: Option<Arc<dyn Store>> = match (&self.config.store.kind, &self.config.store.path)
         {
             (StoreKind::Sled, Some(path)) => Some(Arc::new(SledStore::open(
@@ -799,6 +702,7 @@ impl GateBuilder {
             )?)),
             _ => None,
         };
+        let abuse = Arc::new(Abuse::restore(store.as_deref())?);
         let inner = compile(self.config, None, &clock, store.as_ref())?;
         Ok(Gate {
             inner: RwLock::new(Arc::new(inner)),
@@ -826,6 +730,15 @@ impl fmt::Debug for Gate {
             .field("routes", &inner.routes.len())
             .field("cors", &inner.cors.is_some())
             .finish()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        // The log of recent denials outlives the process, as the counters do.
+        if let Some(store) = &self.store {
+            let _ = self.abuse.save(store.as_ref(), self.clock.now());
+        }
     }
 }
 
@@ -1233,6 +1146,9 @@ impl Gate {
             );
             let policy = applied[i].policy.to_string();
             self.abuse.deny(key.clone(), &policy, &route.text, now);
+            if let Some(store) = &self.store {
+                self.abuse.save_now_and_then(store.as_ref(), now);
+            }
             self.rate_headers(inner, &applied, &mut headers);
             if let Some(d) = cors_allowed_headers {
                 push_cors(&mut headers, d.headers());
@@ -1416,8 +1332,8 @@ impl Gate {
             unrouted: self.abuse.unrouted.0.get(),
             preflights: self.abuse.preflights.0.get(),
             cors_refused: self.abuse.cors_refused.0.get(),
-            top_limited: self.abuse.top.lock().top(),
-            recent_denials: self.abuse.recent.lock().iter().cloned().collect(),
+            top_limited: self.abuse.top(),
+            recent_denials: self.abuse.recent(),
         }
     }
 
@@ -1455,8 +1371,12 @@ impl Gate {
         Ok(keys)
     }
 
-    /// Writes every counter to the store and makes it durable (nothing to do in memory).
+    /// Writes every counter and the log of recent denials to the store and makes them durable
+    /// (nothing to do in memory).
     pub fn close(&self) -> Result<(), Error> {
+        if let Some(store) = &self.store {
+            self.abuse.save(store.as_ref(), self.clock.now())?;
+        }
         let inner = self.inner.read();
         let mut done: Vec<&Arc<Limiter>> = Vec::new();
         for p in &inner.policies {
@@ -1464,6 +1384,10 @@ impl Gate {
                 p.limiter.close()?;
                 done.push(&p.limiter);
             }
+        }
+        if let Some(store) = &self.store {
+            // The limiters sync only what they wrote; the log is the gate's own.
+            store.sync(true)?;
         }
         Ok(())
     }

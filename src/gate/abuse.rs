@@ -1,0 +1,188 @@
+//! Abuse visibility: the keys limited most (a Space-Saving sketch in fixed memory) and a bounded
+//! log of recent denials, kept in the store so that they outlive the process.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::StripedCounter;
+use crate::store::{Store, StoreError};
+
+/// A denial, as kept in the log of recent denials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// The key, e.g. `ip:203.0.113.9` or `principal:alice`.
+    pub key: String,
+    /// The policy.
+    pub policy: String,
+    /// The route's `match`.
+    pub route: String,
+    /// When, in Unix milliseconds (the gate's clock).
+    pub at_unix_ms: u64,
+}
+
+/// A key among the most limited, with its estimated count of denials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offender {
+    /// The key.
+    pub key: String,
+    /// Denials counted (an overestimate by at most `error`).
+    pub denials: u64,
+    /// The most the count may overestimate.
+    pub error: u64,
+}
+
+/// How many keys the heavy-hitters sketch follows.
+pub const TOP_KEYS: usize = 32;
+/// How many denials the log keeps.
+pub const RECENT_DENIALS: usize = 256;
+
+/// The Space-Saving sketch: `TOP_KEYS` counters in fixed memory; a key that denies often is
+/// always among them, with its count overestimated by at most the evicted minimum.
+#[derive(Default)]
+struct TopKeys(Vec<Offender>);
+
+impl TopKeys {
+    fn add(&mut self, key: &str) {
+        if let Some(o) = self.0.iter_mut().find(|o| o.key == key) {
+            o.denials += 1;
+            return;
+        }
+        if self.0.len() < TOP_KEYS {
+            self.0.push(Offender {
+                key: key.to_owned(),
+                denials: 1,
+                error: 0,
+            });
+            return;
+        }
+        if let Some(min) = self.0.iter_mut().min_by_key(|o| o.denials) {
+            let floor = min.denials;
+            *min = Offender {
+                key: key.to_owned(),
+                denials: floor + 1,
+                error: floor,
+            };
+        }
+    }
+
+    fn top(&self) -> Vec<Offender> {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| b.denials.cmp(&a.denials).then_with(|| a.key.cmp(&b.key)));
+        v
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Abuse {
+    top: Mutex<TopKeys>,
+    recent: Mutex<VecDeque<Denial>>,
+    pub(super) unrouted: StripedCounterCell,
+    pub(super) preflights: StripedCounterCell,
+    pub(super) cors_refused: StripedCounterCell,
+    /// A denial since the log was last written to the store.
+    dirty: AtomicBool,
+    /// When the log was last written (gate clock, ns).
+    saved_at: AtomicU64,
+}
+
+/// The name of the log among the store's records.
+const RECORD: &str = "gate/abuse";
+
+/// The most often a denial writes the log to the store (1 s): an attacker's flood of denials
+/// costs one store write per second, on the denied requests.
+const SAVE_EVERY_NS: u64 = 1_000_000_000;
+
+/// The log as the store keeps it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Record {
+    top_limited: Vec<Offender>,
+    recent_denials: Vec<Denial>,
+}
+
+pub(super) struct StripedCounterCell(pub(super) StripedCounter);
+
+impl Default for StripedCounterCell {
+    fn default() -> Self {
+        Self(StripedCounter::new())
+    }
+}
+
+impl Abuse {
+    /// The log a store kept, or an empty one. A record that cannot be read starts an empty
+    /// log (it is overwritten at the next save): the log informs, the counters protect.
+    pub(super) fn restore(store: Option<&dyn Store>) -> Result<Self, StoreError> {
+        let abuse = Abuse::default();
+        let Some(bytes) = store.map(|s| s.record(RECORD)).transpose()?.flatten() else {
+            return Ok(abuse);
+        };
+        let record: Record = serde_json::from_slice(&bytes).unwrap_or_default();
+        let mut top = record.top_limited;
+        top.truncate(TOP_KEYS);
+        *abuse.top.lock() = TopKeys(top);
+        let skip = record.recent_denials.len().saturating_sub(RECENT_DENIALS);
+        abuse
+            .recent
+            .lock()
+            .extend(record.recent_denials.into_iter().skip(skip));
+        Ok(abuse)
+    }
+
+    /// The keys limited most, most first.
+    pub(super) fn top(&self) -> Vec<Offender> {
+        self.top.lock().top()
+    }
+
+    /// The latest denials, oldest first.
+    pub(super) fn recent(&self) -> Vec<Denial> {
+        self.recent.lock().iter().cloned().collect()
+    }
+
+    /// Writes the log to the store if a denial changed it.
+    pub(super) fn save(&self, store: &dyn Store, now: u64) -> Result<(), StoreError> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.saved_at.store(now, Ordering::Relaxed);
+        let record = Record {
+            top_limited: self.top(),
+            recent_denials: self.recent(),
+        };
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        store.set_record(RECORD, &bytes).inspect_err(|_| {
+            // Try again at the next denial or close.
+            self.dirty.store(true, Ordering::Release);
+        })
+    }
+
+    /// After a denial: writes the log if the last write is a second old. One caller wins.
+    pub(super) fn save_now_and_then(&self, store: &dyn Store, now: u64) {
+        let last = self.saved_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= SAVE_EVERY_NS
+            && self
+                .saved_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // A failed write stays dirty and is tried again; the denial itself stands.
+            let _ = self.save(store, now);
+        }
+    }
+
+    pub(super) fn deny(&self, key: String, policy: &str, route: &str, now: u64) {
+        self.top.lock().add(&key);
+        let mut recent = self.recent.lock();
+        if recent.len() == RECENT_DENIALS {
+            recent.pop_front();
+        }
+        recent.push_back(Denial {
+            key,
+            policy: policy.to_owned(),
+            route: route.to_owned(),
+            at_unix_ms: now / 1_000_000,
+        });
+        self.dirty.store(true, Ordering::Release);
+    }
+}
