@@ -19,7 +19,7 @@
 //! | sliding window | until both windows have aged out | until the next request would be allowed |
 //! | concurrency | until every lease held would have expired | until enough leases expire (earlier if released) |
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::time::Duration;
 
 use crate::clock::Nanos;
@@ -119,61 +119,109 @@ pub struct PolicyMeta<'a> {
 /// A rendered response header.
 pub type Header = (&'static str, String);
 
-/// Renders the headers for the decisions that applied to one request.
-pub fn render_headers(style: HeaderStyle, decisions: &[(PolicyMeta<'_>, Decision)]) -> Vec<Header> {
-    let mut out = Vec::with_capacity(5);
-    let all: Vec<Decision> = decisions.iter().map(|(_, d)| *d).collect();
-    let Some(main) = Decision::most_restrictive(&all) else {
-        return out;
-    };
-    if matches!(style, HeaderStyle::Legacy | HeaderStyle::Both) {
-        out.push(("X-RateLimit-Limit", main.limit.to_string()));
-        out.push(("X-RateLimit-Remaining", main.remaining.to_string()));
-        out.push(("X-RateLimit-Reset", main.reset_at_unix_secs().to_string()));
-    }
-    if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
-        let mut policy = String::new();
-        let mut state = String::new();
-        for (i, (meta, d)) in decisions.iter().enumerate() {
-            if i > 0 {
-                policy.push_str(", ");
-                state.push_str(", ");
-            }
-            let name = sf_string(meta.name);
-            let _ = write!(
-                policy,
-                "{name};q={};w={}",
-                meta.quota,
-                ceil_secs(meta.window)
-            );
-            let _ = write!(state, "{name};r={};t={}", d.remaining, d.reset_secs());
-        }
-        out.push(("RateLimit-Policy", policy));
-        out.push(("RateLimit", state));
-    }
-    if !main.allowed {
-        out.push(("Retry-After", main.retry_after_secs().to_string()));
-    }
-    out
+/// Where rendered headers go: [`HeaderSink::start`] opens a header, and what is written after
+/// it (through [`fmt::Write`]) is its value, until the next start.
+pub(crate) trait HeaderSink: fmt::Write {
+    /// Starts a header named `name`.
+    fn start(&mut self, name: &'static str);
 }
 
-/// A structured-field string: quoted, with `"` and `\` escaped; other bytes outside
+/// Collects headers as owned pairs.
+struct Owned(Vec<Header>);
+
+impl fmt::Write for Owned {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self.0.last_mut() {
+            Some((_, value)) => {
+                value.push_str(s);
+                Ok(())
+            }
+            None => Err(fmt::Error),
+        }
+    }
+}
+
+impl HeaderSink for Owned {
+    fn start(&mut self, name: &'static str) {
+        self.0.push((name, String::new()));
+    }
+}
+
+/// Renders the headers for the decisions that applied to one request.
+pub fn render_headers(style: HeaderStyle, decisions: &[(PolicyMeta<'_>, Decision)]) -> Vec<Header> {
+    let mut out = Owned(Vec::with_capacity(5));
+    render_into(style, decisions.iter().copied(), &mut out);
+    out.0
+}
+
+/// Renders the headers for the decisions that applied to one request into `sink`, without
+/// allocating: the decisions are walked twice (the most restrictive speaks for all).
+pub(crate) fn render_into<'a>(
+    style: HeaderStyle,
+    decisions: impl Iterator<Item = (PolicyMeta<'a>, Decision)> + Clone,
+    sink: &mut impl HeaderSink,
+) {
+    let main = decisions.clone().map(|(_, d)| d).reduce(|best, d| {
+        match (d.allowed, best.retry_after, d.remaining).cmp(&(
+            best.allowed,
+            d.retry_after,
+            best.remaining,
+        )) {
+            std::cmp::Ordering::Less => d,
+            _ => best,
+        }
+    });
+    let Some(main) = main else {
+        return;
+    };
+    // Writing into a sink that has started a header cannot fail.
+    if matches!(style, HeaderStyle::Legacy | HeaderStyle::Both) {
+        sink.start("X-RateLimit-Limit");
+        let _ = write!(sink, "{}", main.limit);
+        sink.start("X-RateLimit-Remaining");
+        let _ = write!(sink, "{}", main.remaining);
+        sink.start("X-RateLimit-Reset");
+        let _ = write!(sink, "{}", main.reset_at_unix_secs());
+    }
+    if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
+        sink.start("RateLimit-Policy");
+        for (i, (meta, _)) in decisions.clone().enumerate() {
+            if i > 0 {
+                let _ = sink.write_str(", ");
+            }
+            let _ = write_sf_string(sink, meta.name);
+            let _ = write!(sink, ";q={};w={}", meta.quota, ceil_secs(meta.window));
+        }
+        sink.start("RateLimit");
+        for (i, (meta, d)) in decisions.enumerate() {
+            if i > 0 {
+                let _ = sink.write_str(", ");
+            }
+            let _ = write_sf_string(sink, meta.name);
+            let _ = write!(sink, ";r={};t={}", d.remaining, d.reset_secs());
+        }
+    }
+    if !main.allowed {
+        sink.start("Retry-After");
+        let _ = write!(sink, "{}", main.retry_after_secs());
+    }
+}
+
+/// Writes a structured-field string: quoted, with `"` and `\` escaped; other bytes outside
 /// printable ASCII are dropped (policy names are validated to never contain them).
-fn sf_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+fn write_sf_string(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    out.write_char('"')?;
     for c in s.chars() {
         match c {
             '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
+                out.write_char('\\')?;
+                out.write_char(c)?;
             }
-            ' '..='~' => out.push(c),
+            ' '..='~' => out.write_char(c)?,
             _ => {}
         }
     }
-    out.push('"');
-    out
+    out.write_char('"')
 }
 
 #[cfg(test)]
@@ -195,7 +243,36 @@ mod tests {
 
     #[test]
     fn sf_strings_escape() {
-        assert_eq!(sf_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        let mut out = String::new();
+        write_sf_string(&mut out, "a\"b\\c\u{e9}").unwrap();
+        assert_eq!(out, r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn the_most_restrictive_decision_speaks_for_all() {
+        let meta = PolicyMeta {
+            name: "p",
+            quota: 10,
+            window: Duration::from_secs(60),
+        };
+        for all in [
+            vec![d(true, 0, 0), d(false, 0, 5), d(false, 0, 9), d(true, 3, 0)],
+            vec![d(true, 5, 0), d(true, 2, 0), d(true, 7, 0)],
+            vec![d(true, 1, 0)],
+        ] {
+            let expected = *Decision::most_restrictive(&all).unwrap();
+            let items: Vec<_> = all.iter().map(|x| (meta, *x)).collect();
+            let headers = render_headers(HeaderStyle::Legacy, &items);
+            assert_eq!(
+                headers[1],
+                ("X-RateLimit-Remaining", expected.remaining.to_string())
+            );
+            let retry = headers.iter().find(|(n, _)| *n == "Retry-After");
+            assert_eq!(
+                retry.map(|(_, v)| v.clone()),
+                (!expected.allowed).then(|| expected.retry_after_secs().to_string())
+            );
+        }
     }
 
     #[test]

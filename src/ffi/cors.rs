@@ -209,7 +209,8 @@ pub unsafe extern "C" fn portcullis_cors_decision_header(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let d = unsafe { borrow(decision, "decision") }?;
-        header_at(&d.headers, index, out_name, out_value)
+        let found = d.headers.get(index).map(|(n, v)| (*n, v.as_str()));
+        header_at(found, index, d.headers.len(), out_name, out_value)
     })
 }
 

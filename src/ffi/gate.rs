@@ -502,7 +502,14 @@ pub unsafe extern "C" fn portcullis_outcome_header(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let o = unsafe { borrow(outcome, "outcome") }?;
-        header_at(o.outcome.headers(), index, out_name, out_value)
+        let count = o.outcome.headers().len();
+        header_at(
+            o.outcome.header_at(index),
+            index,
+            count,
+            out_name,
+            out_value,
+        )
     })
 }
 

@@ -16,22 +16,21 @@ impl portcullis_headers {
     }
 }
 
-/// Reads header `index` of a list into `out_name` and `out_value` (borrowed from `list`).
+/// Writes header `index` (`found`, out of `count`) to `out_name` and `out_value`, borrowed from
+/// the object it came from.
 pub(crate) fn header_at(
-    list: &[(&'static str, String)],
+    found: Option<(&str, &str)>,
     index: usize,
+    count: usize,
     out_name: *mut portcullis_str,
     out_value: *mut portcullis_str,
 ) -> FfiResult {
     super::boundary::need_out(out_name, "out_name")?;
     super::boundary::need_out(out_value, "out_value")?;
-    let (name, value) = list.get(index).ok_or_else(|| {
+    let (name, value) = found.ok_or_else(|| {
         Failure::new(
             portcullis_result::OutOfRange,
-            format!(
-                "header index {index} is past the end ({} headers)",
-                list.len()
-            ),
+            format!("header index {index} is past the end ({count} headers)"),
         )
     })?;
     let view = |s: &str| portcullis_str {
@@ -77,7 +76,8 @@ pub unsafe extern "C" fn portcullis_headers_get(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let h = unsafe { borrow(headers, "headers") }?;
-        header_at(&h.list, index, out_name, out_value)
+        let found = h.list.get(index).map(|(n, v)| (*n, v.as_str()));
+        header_at(found, index, h.list.len(), out_name, out_value)
     })
 }
 

@@ -80,8 +80,8 @@ use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings
 use crate::cors::{CorsPolicy, CorsRequest, RequestKind};
 use crate::store::{SledStore, Store, StoreConfig};
 use crate::{
-    render_headers, Algorithm, Clock, CoarseClock, Decision, Error, HeaderStyle, IpKeyer, Lease,
-    Limiter, PolicyId, PolicyMeta, PolicyStats,
+    Algorithm, Clock, CoarseClock, Decision, Error, HeaderStyle, IpKeyer, Lease, Limiter, PolicyId,
+    PolicyMeta, PolicyStats,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -406,7 +406,7 @@ impl fmt::Debug for Leases {
 #[must_use]
 pub struct Outcome {
     status: Status,
-    headers: Vec<(&'static str, String)>,
+    headers: HeaderBuf,
     delay: Duration,
     leases: Leases,
     reason: Reason,
@@ -422,8 +422,13 @@ impl Outcome {
 
     /// The headers to add to the response (or to send with the gate's own status). A `Vary`
     /// header is to be appended to the response's own `Vary`, never replace it.
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&'static str, &str)> + '_ {
+        self.headers.iter()
+    }
+
+    /// Header `index` of [`Outcome::headers`].
+    pub fn header_at(&self, index: usize) -> Option<(&'static str, &str)> {
+        self.headers.get(index)
     }
 
     /// The value of one header to add, by case-insensitive name.
@@ -431,7 +436,7 @@ impl Outcome {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// How long to wait before calling the handler (shaping by leaky-bucket policies).
@@ -469,7 +474,11 @@ impl Outcome {
 // Visibility: counters, top limited keys, recent denials.
 
 mod abuse;
+mod headers;
 use abuse::{Abuse, StripedCounterCell};
+use headers::HeaderBuf;
+
+use crate::decision::render_into;
 pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
 
 /// Counters of one limit of one route.
@@ -988,11 +997,10 @@ fn key_display(
     }
 }
 
-fn push_cors<'a>(
-    out: &mut Vec<(&'static str, String)>,
-    headers: impl Iterator<Item = (&'static str, &'a str)>,
-) {
-    out.extend(headers.map(|(n, v)| (n, v.to_owned())));
+fn push_cors<'a>(out: &mut HeaderBuf, headers: impl Iterator<Item = (&'static str, &'a str)>) {
+    for (name, value) in headers {
+        out.push(name, value);
+    }
 }
 
 impl Gate {
@@ -1021,7 +1029,7 @@ impl Gate {
     }
 
     fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>, now: u64) -> Outcome {
-        let mut headers = Vec::new();
+        let mut headers = HeaderBuf::new();
         let mut cors_allowed_headers = None;
         if let Some(cors) = &inner.cors {
             let creq = CorsRequest {
@@ -1189,27 +1197,24 @@ impl Gate {
     }
 
     /// Renders the rate-limit headers of the enforced limits (shadow ones stay invisible).
-    fn rate_headers(
-        &self,
-        inner: &Inner,
-        applied: &[Applied],
-        out: &mut Vec<(&'static str, String)>,
-    ) {
-        let mut items: Vec<(PolicyMeta<'_>, Decision)> = Vec::with_capacity(applied.len());
-        for a in applied.iter().filter(|a| !a.shadow) {
-            if let Some(slot) = inner.policies.iter().find(|p| p.name == a.policy) {
-                let q = slot.settings.policy.quota();
-                items.push((
-                    PolicyMeta {
-                        name: &slot.name,
-                        quota: q.count(),
-                        window: q.window(),
-                    },
-                    a.decision,
-                ));
-            }
-        }
-        out.extend(render_headers(inner.style, &items));
+    fn rate_headers(&self, inner: &Inner, applied: &[Applied], out: &mut HeaderBuf) {
+        let items = applied.iter().filter(|a| !a.shadow).filter_map(|a| {
+            // Names are shared with the policy slots: compare pointers, not text.
+            let slot = inner
+                .policies
+                .iter()
+                .find(|p| Arc::ptr_eq(&p.name, &a.policy) || p.name == a.policy)?;
+            let q = slot.settings.policy.quota();
+            Some((
+                PolicyMeta {
+                    name: &slot.name,
+                    quota: q.count(),
+                    window: q.window(),
+                },
+                a.decision,
+            ))
+        });
+        render_into(inner.style, items, out);
     }
 
     /// Applies a new config without losing the counters of policies that did not change.
@@ -1422,7 +1427,7 @@ impl Limit {
 }
 
 impl Outcome {
-    fn answer(status: Status, headers: Vec<(&'static str, String)>, reason: Reason) -> Self {
+    fn answer(status: Status, headers: HeaderBuf, reason: Reason) -> Self {
         Self {
             status,
             headers,

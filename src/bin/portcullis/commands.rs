@@ -46,11 +46,7 @@ pub fn check(a: CheckArgs, as_json: bool) -> Result<ExitCode, String> {
     let ok = matches!(outcome.status(), Status::Pass | Status::Preflight);
     let code = outcome.status().code();
     if as_json {
-        let headers: Vec<_> = outcome
-            .headers()
-            .iter()
-            .map(|(n, v)| json!([n, v]))
-            .collect();
+        let headers: Vec<_> = outcome.headers().map(|(n, v)| json!([n, v])).collect();
         let applied: Vec<_> = outcome
             .applied()
             .iter()

@@ -193,11 +193,7 @@ fn handle(app: &App, peer: SocketAddr, req: &Request, w: &mut TcpStream) -> std:
     greq.principal = principal;
     greq.tier = req.header("x-tier");
     let outcome = app.gate.decide(&greq);
-    let headers: Vec<(&str, String)> = outcome
-        .headers()
-        .iter()
-        .map(|(n, v)| (*n, v.clone()))
-        .collect();
+    let headers: Vec<(&str, String)> = outcome.headers().map(|(n, v)| (n, v.to_owned())).collect();
     if let Some(code) = outcome.status().code() {
         let body = match outcome.status() {
             Status::Preflight => String::new(),
