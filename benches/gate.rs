@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::config::Config;
-use portcullis::gate::{Gate, GateRequest};
+use portcullis::gate::{Gate, GateRequest, Outcome};
 use portcullis::{Limiter, Policy, Quota};
 
 const CONFIG: &str = r#"
@@ -48,6 +48,14 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("gate decide (CORS + route + 2 limits + headers)", |b| {
         b.iter(|| black_box(gate.decide(black_box(&req))))
+    });
+    // The same decision into an outcome reused across requests, as a server worker would.
+    let mut outcome = Outcome::new();
+    group.bench_function("gate decide_into, reused outcome", |b| {
+        b.iter(|| {
+            gate.decide_into(black_box(&req), gate.now(), &mut outcome);
+            black_box(&outcome);
+        })
     });
     group.finish();
 }

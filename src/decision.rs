@@ -174,14 +174,16 @@ pub(crate) fn render_into<'a>(
     let Some(main) = main else {
         return;
     };
-    // Writing into a sink that has started a header cannot fail.
+    // Writing into a sink that has started a header cannot fail. Integers go through itoa:
+    // core::fmt costs more than the rest of the rendering.
+    let mut num = itoa::Buffer::new();
     if matches!(style, HeaderStyle::Legacy | HeaderStyle::Both) {
         sink.start("X-RateLimit-Limit");
-        let _ = write!(sink, "{}", main.limit);
+        let _ = sink.write_str(num.format(main.limit));
         sink.start("X-RateLimit-Remaining");
-        let _ = write!(sink, "{}", main.remaining);
+        let _ = sink.write_str(num.format(main.remaining));
         sink.start("X-RateLimit-Reset");
-        let _ = write!(sink, "{}", main.reset_at_unix_secs());
+        let _ = sink.write_str(num.format(main.reset_at_unix_secs()));
     }
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
         sink.start("RateLimit-Policy");
@@ -190,7 +192,10 @@ pub(crate) fn render_into<'a>(
                 let _ = sink.write_str(", ");
             }
             let _ = write_sf_string(sink, meta.name);
-            let _ = write!(sink, ";q={};w={}", meta.quota, ceil_secs(meta.window));
+            let _ = sink.write_str(";q=");
+            let _ = sink.write_str(num.format(meta.quota));
+            let _ = sink.write_str(";w=");
+            let _ = sink.write_str(num.format(ceil_secs(meta.window)));
         }
         sink.start("RateLimit");
         for (i, (meta, d)) in decisions.enumerate() {
@@ -198,18 +203,29 @@ pub(crate) fn render_into<'a>(
                 let _ = sink.write_str(", ");
             }
             let _ = write_sf_string(sink, meta.name);
-            let _ = write!(sink, ";r={};t={}", d.remaining, d.reset_secs());
+            let _ = sink.write_str(";r=");
+            let _ = sink.write_str(num.format(d.remaining));
+            let _ = sink.write_str(";t=");
+            let _ = sink.write_str(num.format(d.reset_secs()));
         }
     }
     if !main.allowed {
         sink.start("Retry-After");
-        let _ = write!(sink, "{}", main.retry_after_secs());
+        let _ = sink.write_str(num.format(main.retry_after_secs()));
     }
 }
 
 /// Writes a structured-field string: quoted, with `"` and `\` escaped; other bytes outside
 /// printable ASCII are dropped (policy names are validated to never contain them).
 fn write_sf_string(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    if s.bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    {
+        // The common case: nothing to escape or drop.
+        out.write_char('"')?;
+        out.write_str(s)?;
+        return out.write_char('"');
+    }
     out.write_char('"')?;
     for c in s.chars() {
         match c {

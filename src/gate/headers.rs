@@ -22,6 +22,12 @@ impl HeaderBuf {
         }
     }
 
+    /// Removes every header, keeping the room.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+    }
+
     /// Adds a header.
     pub(crate) fn push(&mut self, name: &'static str, value: &str) {
         self.start(name);

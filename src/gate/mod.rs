@@ -354,7 +354,7 @@ impl fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// The policy.
-    pub policy: Arc<str>,
+    pub policy: &'static str,
     /// What it was keyed by.
     pub key: KeyKind,
     /// Shadow mode: counted, not enforced.
@@ -411,7 +411,7 @@ pub struct Outcome {
     leases: Leases,
     reason: Reason,
     applied: Vec<Applied>,
-    route: Option<Arc<str>>,
+    route: Option<&'static str>,
 }
 
 impl Outcome {
@@ -456,7 +456,7 @@ impl Outcome {
 
     /// The route that matched, as written in the config.
     pub fn route(&self) -> Option<&str> {
-        self.route.as_deref()
+        self.route
     }
 
     /// The concurrency leases the request holds.
@@ -475,8 +475,10 @@ impl Outcome {
 
 mod abuse;
 mod headers;
+mod intern;
 use abuse::{Abuse, StripedCounterCell};
 use headers::HeaderBuf;
+use intern::intern;
 
 use crate::decision::render_into;
 pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
@@ -597,7 +599,7 @@ struct Counters {
 // The compiled config.
 
 struct PolicySlot {
-    name: Arc<str>,
+    name: &'static str,
     settings: PolicySettings,
     limiter: Arc<Limiter>,
     id: PolicyId,
@@ -622,7 +624,7 @@ struct Limit {
 
 struct Route {
     pattern: RoutePattern,
-    text: Arc<str>,
+    text: &'static str,
     limits: Vec<Limit>,
     anonymous: Option<Vec<Limit>>,
 }
@@ -813,14 +815,14 @@ fn compile(
             (None, None) => return Err(Error::UnknownPolicy(p.policy.name().into()).into()),
         };
         policies.push(PolicySlot {
-            name: Arc::from(p.policy.name()),
+            name: intern(p.policy.name()),
             concurrency: p.policy.algorithm() == Algorithm::Concurrency,
             settings: p.clone(),
             limiter,
             id,
         });
     }
-    let index = |name: &str| policies.iter().position(|p| &*p.name == name);
+    let index = |name: &str| policies.iter().position(|p| p.name == name);
     let compile_limits = |route: &str, anonymous: bool, limits: &[LimitSettings]| {
         limits
             .iter()
@@ -872,7 +874,7 @@ fn compile(
         .iter()
         .map(|r| Route {
             pattern: r.pattern.clone(),
-            text: Arc::from(r.text.as_str()),
+            text: intern(&r.text),
             limits: compile_limits(&r.text, false, &r.limits),
             anonymous: r
                 .anonymous
@@ -1024,37 +1026,49 @@ impl Gate {
 
     /// [`Gate::decide`] at an explicit time (Unix-epoch nanoseconds), for deterministic tests.
     pub fn decide_at(&self, req: &GateRequest<'_>, now: u64) -> Outcome {
-        let inner = self.inner.read();
-        self.decide_in(&inner, req, now)
+        let mut out = Outcome::new();
+        self.decide_into(req, now, &mut out);
+        out
     }
 
-    fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>, now: u64) -> Outcome {
-        let mut headers = HeaderBuf::new();
-        let mut cors_allowed_headers = None;
-        if let Some(cors) = &inner.cors {
-            let creq = CorsRequest {
-                method: req.method,
-                origin: req.origin,
-                access_control_request_method: req.request_method,
-                access_control_request_headers: req.request_headers,
-                access_control_request_private_network: req.request_private_network,
-            };
-            let d = cors.decide(&creq);
-            let kind = d.kind();
+    /// [`Gate::decide_at`] into an outcome the caller reuses (one per worker thread, say): no
+    /// allocation once its buffers have grown. Whatever `out` held is replaced, and its
+    /// concurrency leases are released first, so reuse an outcome only once its response is
+    /// done.
+    pub fn decide_into(&self, req: &GateRequest<'_>, now: u64, out: &mut Outcome) {
+        out.clear();
+        let inner = self.inner.read();
+        self.decide_in(&inner, req, now, out);
+    }
+
+    fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>, now: u64, out: &mut Outcome) {
+        let headers = &mut out.headers;
+        let creq = CorsRequest {
+            method: req.method,
+            origin: req.origin,
+            access_control_request_method: req.request_method,
+            access_control_request_headers: req.request_headers,
+            access_control_request_private_network: req.request_private_network,
+        };
+        // Decided in place and borrowed from here on: a decision is a few hundred bytes.
+        let cors_decision = inner.cors.as_ref().map(|cors| cors.decide(&creq));
+        if let Some(d) = &cors_decision {
             if let Some(refusal) = d.reason() {
                 self.abuse.cors_refused.0.add(1);
                 let refusal = refusal.to_string();
-                push_cors(&mut headers, d.headers());
-                return Outcome::answer(Status::Forbidden, headers, Reason::Cors { refusal });
+                push_cors(headers, d.headers());
+                out.answer(Status::Forbidden, Reason::Cors { refusal });
+                return;
             }
-            if kind == RequestKind::Preflight {
+            if d.kind() == RequestKind::Preflight {
                 // Answered here, before any route or limit: preflights are never charged.
                 self.abuse.preflights.0.add(1);
-                push_cors(&mut headers, d.headers());
-                return Outcome::answer(Status::Preflight, headers, Reason::Preflight);
+                push_cors(headers, d.headers());
+                out.answer(Status::Preflight, Reason::Preflight);
+                return;
             }
-            cors_allowed_headers = Some(d);
         }
+        let cors_allowed_headers = cors_decision.as_ref();
         let Some(route) = inner
             .routes
             .iter()
@@ -1062,16 +1076,17 @@ impl Gate {
         else {
             self.abuse.unrouted.0.add(1);
             if let Some(d) = cors_allowed_headers {
-                push_cors(&mut headers, d.headers());
+                push_cors(headers, d.headers());
             }
-            return Outcome::answer(Status::Pass, headers, Reason::NoRoute);
+            out.answer(Status::Pass, Reason::NoRoute);
+            return;
         };
         let limits = match (&route.anonymous, req.principal) {
             (Some(anon), None) => anon,
             _ => &route.limits,
         };
-        let mut applied: Vec<Applied> = Vec::with_capacity(limits.len());
-        let mut leases = Leases::default();
+        let applied = &mut out.applied;
+        let leases = &mut out.leases;
         let mut denied_by = None;
         let mut buf = KeyBuf::new();
         for (i, limit) in limits.iter().enumerate() {
@@ -1079,7 +1094,7 @@ impl Gate {
             let key = key_bytes(
                 &mut buf,
                 limit.key,
-                &route.text,
+                route.text,
                 req.client_ip,
                 req.principal,
                 inner.keyer,
@@ -1117,7 +1132,7 @@ impl Gate {
                 limit.counters.denied.0.add(1);
             }
             applied.push(Applied {
-                policy: slot.name.clone(),
+                policy: slot.name,
                 key: limit.key,
                 shadow: limit.shadow,
                 decision,
@@ -1129,14 +1144,14 @@ impl Gate {
         }
         if let Some(i) = denied_by {
             // All or nothing: give back what the earlier limits took.
-            drop(std::mem::take(&mut leases));
-            for (limit, a) in limits.iter().zip(&applied).take(i) {
+            drop(std::mem::take(leases));
+            for (limit, a) in limits.iter().zip(applied.iter()).take(i) {
                 let slot = &inner.policies[limit.policy_index(req.tier)];
                 if a.decision.allowed && !slot.concurrency {
                     let key = key_bytes(
                         &mut buf,
                         limit.key,
-                        &route.text,
+                        route.text,
                         req.client_ip,
                         req.principal,
                         inner.keyer,
@@ -1147,33 +1162,30 @@ impl Gate {
             let limit = &limits[i];
             let key = key_display(
                 limit.key,
-                &route.text,
+                route.text,
                 req.client_ip,
                 req.principal,
                 inner.keyer,
             );
             let policy = applied[i].policy.to_string();
-            self.abuse.deny(key.clone(), &policy, &route.text, now);
+            self.abuse.deny(key.clone(), &policy, route.text, now);
             if let Some(store) = &self.store {
                 self.abuse.save_now_and_then(store.as_ref(), now);
             }
-            self.rate_headers(inner, &applied, &mut headers);
+            self.rate_headers(inner, applied, headers);
             if let Some(d) = cors_allowed_headers {
-                push_cors(&mut headers, d.headers());
+                push_cors(headers, d.headers());
             }
-            return Outcome {
-                status: Status::Limited,
-                headers,
-                delay: Duration::ZERO,
-                leases: Leases::default(),
-                reason: Reason::Limited {
+            out.route = Some(route.text);
+            out.answer(
+                Status::Limited,
+                Reason::Limited {
                     policy,
                     key,
                     route: route.text.to_string(),
                 },
-                applied,
-                route: Some(route.text.clone()),
-            };
+            );
+            return;
         }
         let delay = applied
             .iter()
@@ -1181,33 +1193,27 @@ impl Gate {
             .map(|a| a.decision.delay)
             .max()
             .unwrap_or_default();
-        self.rate_headers(inner, &applied, &mut headers);
+        self.rate_headers(inner, applied, headers);
         if let Some(d) = cors_allowed_headers {
-            push_cors(&mut headers, d.headers());
+            push_cors(headers, d.headers());
         }
-        Outcome {
-            status: Status::Pass,
-            headers,
-            delay,
-            leases,
-            reason: Reason::Allowed,
-            applied,
-            route: Some(route.text.clone()),
-        }
+        out.delay = delay;
+        out.route = Some(route.text);
+        out.answer(Status::Pass, Reason::Allowed);
     }
 
     /// Renders the rate-limit headers of the enforced limits (shadow ones stay invisible).
     fn rate_headers(&self, inner: &Inner, applied: &[Applied], out: &mut HeaderBuf) {
         let items = applied.iter().filter(|a| !a.shadow).filter_map(|a| {
-            // Names are shared with the policy slots: compare pointers, not text.
+            // Names are interned: compare pointers, not text.
             let slot = inner
                 .policies
                 .iter()
-                .find(|p| Arc::ptr_eq(&p.name, &a.policy) || p.name == a.policy)?;
+                .find(|p| std::ptr::eq(p.name, a.policy))?;
             let q = slot.settings.policy.quota();
             Some((
                 PolicyMeta {
-                    name: &slot.name,
+                    name: slot.name,
                     quota: q.count(),
                     window: q.window(),
                 },
@@ -1263,7 +1269,7 @@ impl Gate {
         let slot = inner
             .policies
             .iter()
-            .find(|p| &*p.name == policy)
+            .find(|p| p.name == policy)
             .ok_or_else(|| Error::UnknownPolicy(policy.into()))?;
         let bytes = match kind {
             KeyKind::Ip => {
@@ -1350,7 +1356,7 @@ impl Gate {
         let slot = inner
             .policies
             .iter()
-            .find(|p| &*p.name == policy)
+            .find(|p| p.name == policy)
             .ok_or_else(|| Error::UnknownPolicy(policy.into()))?;
         let mut keys: Vec<KeyState> = slot
             .limiter
@@ -1426,16 +1432,37 @@ impl Limit {
     }
 }
 
+impl Default for Outcome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Outcome {
-    fn answer(status: Status, headers: HeaderBuf, reason: Reason) -> Self {
+    /// An empty outcome, with room for a typical decision.
+    pub fn new() -> Self {
         Self {
-            status,
-            headers,
+            status: Status::Pass,
+            headers: HeaderBuf::new(),
             delay: Duration::ZERO,
             leases: Leases::default(),
-            reason,
-            applied: Vec::new(),
+            reason: Reason::NoRoute,
+            applied: Vec::with_capacity(4),
             route: None,
         }
+    }
+
+    /// Forgets the previous decision, keeping the buffers; its leases are released.
+    fn clear(&mut self) {
+        self.headers.clear();
+        self.applied.clear();
+        drop(std::mem::take(&mut self.leases));
+        self.delay = Duration::ZERO;
+        self.route = None;
+    }
+
+    fn answer(&mut self, status: Status, reason: Reason) {
+        self.status = status;
+        self.reason = reason;
     }
 }
