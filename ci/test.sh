@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test, on a fresh Debian machine: formatting, lints, unit/integration/doc tests, the loom
-# models, the CORS browser test (installs Chromium when missing) and a wrk load test against
-# the demo server (installs wrk when missing).
+# models, the C ABI from C and C++ under valgrind, the Python bindings, the CORS browser test
+# (installs Chromium when missing) and a wrk load test against the demo server (installs wrk
+# when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ bash ci/loom.sh
 
 step "C ABI: header current, C/C++ tests on .so, .a and pkg-config, valgrind"
 bash ci/c-abi.sh
+
+step "Python bindings: pytest (FastAPI under uvicorn, Flask, threads, restart)"
+bash ci/python.sh
 
 if [ -x ci/cors-browser.sh ] || [ -f ci/cors-browser.sh ]; then
   step "CORS in a real browser"

@@ -1,0 +1,429 @@
+"""Loading ``libportcullis`` and declaring its C ABI (``include/portcullis.h``) for ctypes.
+
+The library is looked for, in order:
+
+1. the path in the ``PORTCULLIS_LIBRARY`` environment variable (it must exist);
+2. a ``libportcullis.so`` (``.dylib`` on macOS, ``portcullis.dll`` on Windows) next to the
+   package's files;
+3. ``target/release/`` then ``target/debug/`` of every folder from the package's up to the root
+   (a checkout of the repository after ``cargo build --release --lib``);
+4. ``$CARGO_TARGET_DIR/release`` then ``$CARGO_TARGET_DIR/debug`` when that variable is set.
+
+It is loaded once, on first use (or by :func:`load`), and refused unless its
+``portcullis_abi_version()`` is :data:`ABI_VERSION`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from ctypes import (
+    POINTER,
+    Structure,
+    c_bool,
+    c_char,
+    c_char_p,
+    c_size_t,
+    c_uint8,
+    c_uint16,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import LibraryError, error_from_code
+
+#: The ABI version this binding was written for (``PORTCULLIS_ABI_VERSION`` of the header).
+ABI_VERSION = 1
+
+#: The environment variable naming the shared library to load.
+ENV_VAR = "PORTCULLIS_LIBRARY"
+
+#: ``UINT32_MAX``: an outcome's ``remaining`` when no limit applied.
+U32_MAX = 0xFFFF_FFFF
+U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+
+# Result codes (enum portcullis_result).
+OK = 0
+NULL_PARAMETER = 100
+INVALID_PARAMETER = 101
+INVALID_UTF8 = 102
+INSUFFICIENT_SIZE = 103
+PANIC = 104
+CLOSED = 105
+OUT_OF_RANGE = 106
+INVALID_CONFIG = 200
+UNKNOWN_POLICY = 201
+COST_TOO_HIGH = 202
+NEEDS_LEASE = 203
+NOT_CONCURRENCY = 204
+RELOAD_REFUSED = 205
+INVALID_CORS_POLICY = 206
+STORE_LOCKED = 300
+STORE_CORRUPT = 301
+STORE_FOREIGN = 302
+STORE_VERSION = 303
+STORE_IO = 304
+
+
+class Str(Structure):
+    """``portcullis_str`` as an output: a borrowed (pointer, length) byte string.
+
+    ``ptr`` is a ``char *`` so that slicing it copies the bytes out in one step.
+    """
+
+    _fields_ = [("ptr", POINTER(c_char)), ("len", c_size_t)]
+
+
+class InStr(Structure):
+    """``portcullis_str`` as an input: ``ptr`` is set from Python bytes, kept alive by the struct.
+
+    Same layout as :class:`Str`; an empty bytes is a present, empty string, None is absent.
+    """
+
+    _fields_ = [("ptr", c_char_p), ("len", c_size_t)]
+
+
+class CorsRequest(Structure):
+    """``portcullis_cors_request``."""
+
+    _fields_ = [
+        ("method", InStr),
+        ("origin", InStr),
+        ("request_method", InStr),
+        ("request_headers", InStr),
+        ("private_network", c_bool),
+    ]
+
+
+class CorsInfo(Structure):
+    """``portcullis_cors_info``."""
+
+    _fields_ = [("kind", c_uint32), ("allowed", c_bool), ("status", c_uint16)]
+
+
+class Request(Structure):
+    """``portcullis_request``."""
+
+    _fields_ = [
+        ("method", InStr),
+        ("path", InStr),
+        ("origin", InStr),
+        ("request_method", InStr),
+        ("request_headers", InStr),
+        ("client_ip", InStr),
+        ("principal", InStr),
+        ("tier", InStr),
+        ("private_network", c_bool),
+    ]
+
+
+class OutcomeInfo(Structure):
+    """``portcullis_outcome_info``."""
+
+    _fields_ = [
+        ("verdict", c_uint32),
+        ("status", c_uint16),
+        ("delay_ns", c_uint64),
+        ("retry_after_secs", c_uint64),
+        ("remaining", c_uint32),
+        ("limit", c_uint32),
+        ("leases", c_uint32),
+    ]
+
+
+class NativeDecision(Structure):
+    """``portcullis_decision``."""
+
+    _fields_ = [
+        ("allowed", c_bool),
+        ("limit", c_uint32),
+        ("remaining", c_uint32),
+        ("policy", c_uint32),
+        ("reset_after_ns", c_uint64),
+        ("retry_after_ns", c_uint64),
+        ("retry_after_secs", c_uint64),
+        ("delay_ns", c_uint64),
+        ("at_ns", c_uint64),
+    ]
+
+
+# Opaque handles travel as void pointers (ints on the Python side).
+_H = c_void_p
+_R = c_uint32
+_SIZE_P = POINTER(c_size_t)
+_BOOL_P = POINTER(c_bool)
+_U32_P = POINTER(c_uint32)
+_H_P = POINTER(c_void_p)
+_STR_P = POINTER(Str)
+_DEC_P = POINTER(NativeDecision)
+# Text and byte inputs are passed as Python bytes (c_char_p: no copy, no NUL needed).
+_BYTES = c_char_p
+_BUF = POINTER(c_uint8)
+
+# name: (restype, argtypes), every function of the header.
+SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
+    # CORS
+    "portcullis_cors_open": (_R, [_BYTES, c_size_t, _H_P]),
+    "portcullis_cors_decide": (_R, [_H, POINTER(CorsRequest), _H_P]),
+    "portcullis_cors_decision_get_info": (_R, [_H, POINTER(CorsInfo)]),
+    "portcullis_cors_decision_reason": (_R, [_H, _STR_P]),
+    "portcullis_cors_decision_header_count": (_R, [_H, _SIZE_P]),
+    "portcullis_cors_decision_header": (_R, [_H, c_size_t, _STR_P, _STR_P]),
+    "portcullis_cors_decision_free": (None, [_H]),
+    "portcullis_cors_free": (None, [_H]),
+    # Gate
+    "portcullis_gate_open": (_R, [_BYTES, c_size_t, _H_P]),
+    "portcullis_gate_open_file": (_R, [_BYTES, c_size_t, _H_P]),
+    "portcullis_gate_reload": (_R, [_H, _BYTES, c_size_t]),
+    "portcullis_gate_decide": (_R, [_H, POINTER(Request), _H_P]),
+    "portcullis_gate_decide_at": (_R, [_H, POINTER(Request), c_uint64, _H_P]),
+    "portcullis_gate_reset": (_R, [_H, _BYTES, c_size_t, c_uint32, _BYTES, c_size_t, _BOOL_P]),
+    "portcullis_gate_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
+    "portcullis_gate_close": (_R, [_H]),
+    "portcullis_gate_free": (None, [_H]),
+    # Outcomes
+    "portcullis_outcome_get_info": (_R, [_H, POINTER(OutcomeInfo)]),
+    "portcullis_outcome_reason": (_R, [_H, _STR_P]),
+    "portcullis_outcome_limited_by": (_R, [_H, _STR_P]),
+    "portcullis_outcome_header_count": (_R, [_H, _SIZE_P]),
+    "portcullis_outcome_header": (_R, [_H, c_size_t, _STR_P, _STR_P]),
+    "portcullis_outcome_release": (_R, [_H]),
+    "portcullis_outcome_free": (None, [_H]),
+    # Header lists
+    "portcullis_headers_count": (_R, [_H, _SIZE_P]),
+    "portcullis_headers_get": (_R, [_H, c_size_t, _STR_P, _STR_P]),
+    "portcullis_headers_free": (None, [_H]),
+    # Limiter
+    "portcullis_limiter_open": (_R, [_BYTES, c_size_t, _H_P]),
+    "portcullis_limiter_open_file": (_R, [_BYTES, c_size_t, _H_P]),
+    "portcullis_limiter_policy": (_R, [_H, _BYTES, c_size_t, _U32_P]),
+    "portcullis_limiter_check": (_R, [_H, c_uint32, _BYTES, c_size_t, c_uint32, _DEC_P]),
+    "portcullis_limiter_check_at": (
+        _R,
+        [_H, c_uint32, _BYTES, c_size_t, c_uint32, c_uint64, _DEC_P],
+    ),
+    "portcullis_limiter_peek": (_R, [_H, c_uint32, _BYTES, c_size_t, c_uint32, _DEC_P]),
+    "portcullis_limiter_peek_at": (
+        _R,
+        [_H, c_uint32, _BYTES, c_size_t, c_uint32, c_uint64, _DEC_P],
+    ),
+    "portcullis_limiter_penalize": (_R, [_H, c_uint32, _BYTES, c_size_t, c_uint32, _DEC_P]),
+    "portcullis_limiter_penalize_at": (
+        _R,
+        [_H, c_uint32, _BYTES, c_size_t, c_uint32, c_uint64, _DEC_P],
+    ),
+    "portcullis_limiter_refund": (_R, [_H, c_uint32, _BYTES, c_size_t, c_uint32, _DEC_P]),
+    "portcullis_limiter_refund_at": (
+        _R,
+        [_H, c_uint32, _BYTES, c_size_t, c_uint32, c_uint64, _DEC_P],
+    ),
+    "portcullis_limiter_reset": (_R, [_H, c_uint32, _BYTES, c_size_t, _BOOL_P]),
+    "portcullis_limiter_acquire": (
+        _R,
+        [_H, c_uint32, _BYTES, c_size_t, c_uint32, _DEC_P, _H_P],
+    ),
+    "portcullis_limiter_acquire_at": (
+        _R,
+        [_H, c_uint32, _BYTES, c_size_t, c_uint32, c_uint64, _DEC_P, _H_P],
+    ),
+    "portcullis_limiter_release": (_R, [_H, _H]),
+    "portcullis_limiter_release_at": (_R, [_H, _H, c_uint64]),
+    "portcullis_lease_free": (None, [_H]),
+    "portcullis_limiter_headers": (_R, [_H, c_uint32, _DEC_P, c_size_t, _H_P]),
+    "portcullis_limiter_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
+    "portcullis_limiter_close": (_R, [_H]),
+    "portcullis_limiter_free": (None, [_H]),
+    # Library
+    "portcullis_version": (c_char_p, []),
+    "portcullis_abi_version": (c_uint32, []),
+    "portcullis_result_name": (c_char_p, [c_uint32]),
+    "portcullis_last_error": (_R, [_BUF, c_size_t, _SIZE_P]),
+}
+
+
+def library_filename() -> str:
+    """The shared library's file name on this platform."""
+    if sys.platform == "darwin":
+        return "libportcullis.dylib"
+    if sys.platform == "win32":
+        return "portcullis.dll"
+    return "libportcullis.so"
+
+
+def candidates(package_dir: Optional[Path] = None) -> List[Path]:
+    """Every path looked at, in order, when ``PORTCULLIS_LIBRARY`` is not set."""
+    name = library_filename()
+    here = (package_dir or Path(__file__).resolve().parent).resolve()
+    found: List[Path] = [here / name]
+    for folder in [here, *here.parents]:
+        for profile in ("release", "debug"):
+            found.append(folder / "target" / profile / name)
+    target_dir = os.environ.get("CARGO_TARGET_DIR")
+    if target_dir:
+        for profile in ("release", "debug"):
+            found.append(Path(target_dir).resolve() / profile / name)
+    return found
+
+
+def find_library(package_dir: Optional[Path] = None) -> Path:
+    """The path of the library to load; :class:`LibraryError` (listing where) if none."""
+    explicit = os.environ.get(ENV_VAR)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise LibraryError(
+                "LIBRARY_NOT_FOUND",
+                f"{ENV_VAR} is set to {explicit!r}, which is not a file",
+            )
+        return path
+    looked = candidates(package_dir)
+    for path in looked:
+        if path.is_file():
+            return path
+    where = "\n  ".join(str(p) for p in looked)
+    raise LibraryError(
+        "LIBRARY_NOT_FOUND",
+        f"{library_filename()} not found. Build it with `cargo build --release --lib` in the "
+        f"portcullis repository, or set {ENV_VAR} to its path. Looked at ({ENV_VAR} unset):\n"
+        f"  {where}",
+    )
+
+
+def declare(lib: Any) -> None:
+    """Sets restype and argtypes of every function of the header on ``lib``."""
+    for name, (restype, argtypes) in SIGNATURES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError as e:
+            raise LibraryError(
+                "SYMBOL_MISSING", f"{name} is missing from {getattr(lib, '_name', lib)}"
+            ) from e
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def check_abi(lib: Any, path: Path, expected: int = ABI_VERSION) -> None:
+    """Refuses a library whose ABI version is not ``expected``."""
+    found = int(lib.portcullis_abi_version())
+    if found != expected:
+        raise LibraryError(
+            "ABI_MISMATCH",
+            f"{path} has ABI version {found}, but this binding was written for ABI version "
+            f"{expected}: install the portcullis Python package that matches the library, or "
+            f"point {ENV_VAR} at a matching build",
+        )
+
+
+_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+_path: Optional[Path] = None
+
+
+def load() -> ctypes.CDLL:
+    """The loaded library (found, declared and checked on the first call)."""
+    global _lib, _path
+    lib = _lib
+    if lib is not None:
+        return lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        path = find_library()
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            raise LibraryError("LIBRARY_LOAD_FAILED", f"cannot load {path}: {e}") from e
+        # The ABI version first: a library of another ABI may lack or change other symbols.
+        lib.portcullis_abi_version.restype = c_uint32
+        lib.portcullis_abi_version.argtypes = []
+        check_abi(lib, path)
+        declare(lib)
+        _lib, _path = lib, path
+        return lib
+
+
+def library_path() -> Path:
+    """The path of the loaded library (loading it if needed)."""
+    load()
+    assert _path is not None
+    return _path
+
+
+def last_error(lib: ctypes.CDLL) -> str:
+    """This thread's last error message from the library."""
+    size = c_size_t(0)
+    buf = (c_uint8 * 1024)()
+    rc = lib.portcullis_last_error(buf, 1024, ctypes.byref(size))
+    if rc == INSUFFICIENT_SIZE:
+        cap = size.value
+        buf = (c_uint8 * cap)()
+        rc = lib.portcullis_last_error(buf, cap, ctypes.byref(size))
+    if rc != OK:
+        return ""
+    return bytes(buf[: size.value]).decode("utf-8", "replace")
+
+
+def result_name(lib: ctypes.CDLL, code: int) -> str:
+    """The name of a result code, e.g. ``PORTCULLIS_RESULT_STORE_LOCKED``."""
+    name = lib.portcullis_result_name(code)
+    return name.decode("ascii", "replace") if name else "PORTCULLIS_RESULT_UNKNOWN"
+
+
+def text(s: Str) -> str:
+    """Copies a borrowed ``portcullis_str`` out as text."""
+    n = s.len
+    if not n:
+        return ""
+    data: bytes = s.ptr[:n]
+    return data.decode("utf-8", "replace")
+
+
+def json_out(lib: ctypes.CDLL, fn: Any, handle: int, first: int = 4096) -> bytes:
+    """Calls a ``*_stats_json`` function, growing the buffer on ``INSUFFICIENT_SIZE``."""
+    cap = first
+    for _ in range(8):
+        buf = (c_uint8 * cap)()
+        size = c_size_t(0)
+        rc = fn(handle, buf, cap, ctypes.byref(size))
+        if rc == OK:
+            return bytes(buf[: size.value])
+        if rc != INSUFFICIENT_SIZE:
+            raise error_from_code(rc, result_name(lib, rc), last_error(lib))
+        # Counters may grow between the two calls: leave some room.
+        cap = max(size.value + 1024, cap * 2)
+    raise error_from_code(
+        INSUFFICIENT_SIZE, result_name(lib, INSUFFICIENT_SIZE), "stats kept growing"
+    )
+
+
+def as_bytes(value: Any, what: str) -> bytes:
+    """Text as UTF-8, bytes-like as bytes; anything else is a TypeError."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+
+
+def optional_bytes(value: Any, what: str) -> Optional[bytes]:
+    """As :func:`as_bytes`, None staying None."""
+    if value is None:
+        return None
+    return as_bytes(value, what)
+
+
+def set_str(field: InStr, value: Optional[bytes]) -> None:
+    """Points an input string at ``value`` (None: absent); the struct keeps ``value`` alive."""
+    if value is None:
+        field.ptr = None
+        field.len = 0
+    else:
+        field.ptr = value
+        field.len = len(value)
