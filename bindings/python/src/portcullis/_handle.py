@@ -31,6 +31,15 @@ def native_error(lib: ctypes.CDLL, rc: int) -> PortcullisError:
     return error_from_code(rc, _native.result_name(lib, rc), _native.last_error(lib))
 
 
+def open_native(open_fn: Callable[..., int], lib: ctypes.CDLL, data: bytes) -> int:
+    """Calls a ``portcullis_*_open*`` function on ``data``: the new pointer, or its error."""
+    out = ctypes.c_void_p()
+    rc = open_fn(data, len(data), ctypes.byref(out))
+    if rc != _native.OK or out.value is None:
+        raise native_error(lib, rc)
+    return out.value
+
+
 @atexit.register
 def _close_all() -> None:
     for handle in list(_live):

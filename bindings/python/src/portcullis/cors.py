@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Type, TypeVar, Union
 
 from . import _native
-from ._handle import Handle, native_error
+from ._handle import Handle, native_error, open_native
 from .errors import PortcullisError, error_class
 from .gate import _header_list
 from .types import CorsDecision, CorsKind
@@ -42,11 +42,7 @@ class Cors(Handle):
         """
         lib = _native.load()
         data = _native.as_bytes(config, "config")
-        out = c_void_p()
-        rc = lib.portcullis_cors_open(data, len(data), byref(out))
-        if rc != _native.OK:
-            raise native_error(lib, rc)
-        return cls(out.value, lib)  # type: ignore[arg-type]
+        return cls(open_native(lib.portcullis_cors_open, lib, data), lib)
 
     @classmethod
     def from_file(cls: Type[_Self], path: Union[str, "os.PathLike[str]"]) -> _Self:

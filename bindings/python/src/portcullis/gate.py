@@ -9,7 +9,7 @@ from ctypes import byref, c_bool, c_size_t, c_void_p
 from typing import Any, Iterable, Optional, Type, TypeVar, Union
 
 from . import _native
-from ._handle import Handle, native_error
+from ._handle import Handle, native_error, open_native
 from .types import KeyKind, NativeOutcome, Outcome, Verdict
 
 __all__ = ["Gate", "read_outcome"]
@@ -116,22 +116,14 @@ class Gate(Handle):
         """
         lib = _native.load()
         data = _native.as_bytes(config, "config")
-        out = c_void_p()
-        rc = lib.portcullis_gate_open(data, len(data), byref(out))
-        if rc != _native.OK:
-            raise native_error(lib, rc)
-        return cls(out.value, lib)  # type: ignore[arg-type]
+        return cls(open_native(lib.portcullis_gate_open, lib, data), lib)
 
     @classmethod
     def from_file(cls: Type[_Self], path: Union[str, "os.PathLike[str]"]) -> _Self:
         """Opens a gate from a config file; errors name the file, line and column."""
         lib = _native.load()
         data = os.fsencode(path)
-        out = c_void_p()
-        rc = lib.portcullis_gate_open_file(data, len(data), byref(out))
-        if rc != _native.OK:
-            raise native_error(lib, rc)
-        return cls(out.value, lib)  # type: ignore[arg-type]
+        return cls(open_native(lib.portcullis_gate_open_file, lib, data), lib)
 
     def decide(
         self,

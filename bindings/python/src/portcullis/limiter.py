@@ -10,7 +10,7 @@ from ctypes import byref, c_bool, c_uint32, c_void_p
 from typing import Any, Dict, Iterable, List, Optional, Type, TypeVar, Union
 
 from . import _native
-from ._handle import Handle, native_error
+from ._handle import Handle, native_error, open_native
 from .errors import InvalidArgumentError, RateLimited
 from .types import Decision, Headers, HeaderStyle, decision_from_native
 
@@ -87,22 +87,14 @@ class Limiter(Handle):
         """
         lib = _native.load()
         data = _native.as_bytes(config, "config")
-        out = c_void_p()
-        rc = lib.portcullis_limiter_open(data, len(data), byref(out))
-        if rc != _native.OK:
-            raise native_error(lib, rc)
-        return cls(out.value, lib)  # type: ignore[arg-type]
+        return cls(open_native(lib.portcullis_limiter_open, lib, data), lib)
 
     @classmethod
     def from_file(cls: Type[_Self], path: Union[str, "os.PathLike[str]"]) -> _Self:
         """Opens a limiter from a config file; errors name the file, line and column."""
         lib = _native.load()
         data = os.fsencode(path)
-        out = c_void_p()
-        rc = lib.portcullis_limiter_open_file(data, len(data), byref(out))
-        if rc != _native.OK:
-            raise native_error(lib, rc)
-        return cls(out.value, lib)  # type: ignore[arg-type]
+        return cls(open_native(lib.portcullis_limiter_open_file, lib, data), lib)
 
     # -- policies -----------------------------------------------------------------------------
 
