@@ -602,3 +602,49 @@ fn denial_log_outlives_the_gate_in_the_store() {
     );
     assert_eq!(stats.top_limited[0].denials, 4);
 }
+
+/// The reference meaning of a route: the path up to `?` or `#`, split on `/` with empty
+/// segments dropped, compared segment by segment (`{param}` matches any one segment); a pattern
+/// ending in `/` also matches deeper paths.
+fn reference_match(pattern: &str, method: &str, path: &str) -> bool {
+    let (want_method, pat) = match pattern.split_once(' ') {
+        Some((m, p)) => (Some(m), p),
+        None => (None, pattern),
+    };
+    if want_method.is_some_and(|m| m != method) {
+        return false;
+    }
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let mut parts = path.split('/').filter(|s| !s.is_empty());
+    for seg in pat.split('/').filter(|s| !s.is_empty()) {
+        match parts.next() {
+            None => return false,
+            Some(p) if !seg.starts_with('{') && seg != p => return false,
+            _ => {}
+        }
+    }
+    pat.ends_with('/') || parts.next().is_none()
+}
+
+proptest::proptest! {
+    #[test]
+    fn route_matching_agrees_with_the_reference(
+        method in proptest::sample::select(vec!["", "GET ", "POST "]),
+        segs in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "{id}"]), 0..4),
+        prefix in proptest::bool::ANY,
+        req_method in proptest::sample::select(vec!["GET", "POST"]),
+        path in "(/{1,2}(a|b|c|ab)){0,5}/{0,2}([?#][a/?#]{0,3})?",
+    ) {
+        let mut pattern = format!("{method}/{}", segs.join("/"));
+        if prefix && !segs.is_empty() {
+            pattern.push('/');
+        }
+        let parsed = portcullis::gate::RoutePattern::parse(&pattern).unwrap();
+        let path = if path.is_empty() { "/".to_string() } else { path };
+        proptest::prop_assert_eq!(
+            parsed.matches(req_method, &path),
+            reference_match(&pattern, req_method, &path),
+            "pattern {:?}, path {:?}", pattern, path
+        );
+    }
+}

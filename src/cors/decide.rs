@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::decision::CorsDecision;
+use super::decision::{CorsDecision, DecisionSink};
 use super::headers::{
     ALLOW_CREDENTIALS, ALLOW_HEADERS, ALLOW_METHODS, ALLOW_ORIGIN, ALLOW_PRIVATE_NETWORK,
     EXPOSE_HEADERS, MAX_AGE, VARY, VARY_ACTUAL,
@@ -23,33 +23,42 @@ impl CorsPolicy {
     /// request is refused in debug mode or a preflight's `Access-Control-Request-Headers` has
     /// empty elements to drop.
     pub fn decide<'a>(&'a self, req: &CorsRequest<'a>) -> CorsDecision<'a> {
+        let mut d = CorsDecision::new(req.kind());
+        self.decide_into(req, &mut d);
+        d
+    }
+
+    /// [`CorsPolicy::decide`] into a sink; returns the kind of request.
+    pub(crate) fn decide_into<'a>(
+        &'a self,
+        req: &CorsRequest<'a>,
+        d: &mut impl DecisionSink<'a>,
+    ) -> RequestKind {
         let kind = req.kind();
         match (kind, req.origin, req.access_control_request_method) {
             (RequestKind::Preflight, Some(origin), Some(method)) => {
-                self.preflight(req, origin, method)
+                self.preflight(req, origin, method, d)
             }
-            (RequestKind::Actual, Some(origin), _) => self.actual(origin),
-            _ => self.not_cors(),
+            (RequestKind::Actual, Some(origin), _) => self.actual(origin, d),
+            _ => self.not_cors(d),
         }
+        kind
     }
 
     /// No `Origin`. A `*` policy answers as to any origin, so caches may share the response;
     /// otherwise the answer would change with an `Origin`, hence `Vary: Origin`.
-    fn not_cors(&self) -> CorsDecision<'_> {
-        let mut d = CorsDecision::new(RequestKind::NotCors);
+    fn not_cors<'a>(&'a self, d: &mut impl DecisionSink<'a>) {
         if self.any_origin {
-            self.push_wildcard_actual(&mut d);
+            self.push_wildcard_actual(d);
         } else {
             d.push(VARY, VARY_ACTUAL);
         }
-        d
     }
 
-    fn actual<'a>(&'a self, origin: &'a str) -> CorsDecision<'a> {
-        let mut d = CorsDecision::new(RequestKind::Actual);
+    fn actual<'a>(&'a self, origin: &'a str, d: &mut impl DecisionSink<'a>) {
         if self.any_origin {
-            self.push_wildcard_actual(&mut d);
-            return d;
+            self.push_wildcard_actual(d);
+            return;
         }
         if self.allows_origin(origin) {
             d.push(ALLOW_ORIGIN, origin);
@@ -63,10 +72,9 @@ impl CorsPolicy {
             d.refuse(self.origin_refusal(origin), self.debug);
         }
         d.push(VARY, VARY_ACTUAL);
-        d
     }
 
-    fn push_wildcard_actual<'a>(&'a self, d: &mut CorsDecision<'a>) {
+    fn push_wildcard_actual<'a>(&'a self, d: &mut impl DecisionSink<'a>) {
         d.push(ALLOW_ORIGIN, "*");
         if let Some(expose) = &self.expose_value {
             d.push(EXPOSE_HEADERS, expose.as_str());
@@ -78,11 +86,11 @@ impl CorsPolicy {
         req: &CorsRequest<'a>,
         origin: &'a str,
         method: &'a str,
-    ) -> CorsDecision<'a> {
-        let mut d = CorsDecision::new(RequestKind::Preflight);
+        d: &mut impl DecisionSink<'a>,
+    ) {
         match self.check_preflight(req, origin, method) {
             Ok(echoed_headers) => {
-                self.push_preflight_allowed(&mut d, req, origin, method, echoed_headers)
+                self.push_preflight_allowed(d, req, origin, method, echoed_headers)
             }
             Err(refusal) => d.refuse(refusal, self.debug),
         }
@@ -90,7 +98,6 @@ impl CorsPolicy {
         if !self.any_origin {
             d.push(VARY, self.preflight_vary);
         }
-        d
     }
 
     /// Runs the checks; on success returns the request headers to echo.
@@ -176,7 +183,7 @@ impl CorsPolicy {
 
     fn push_preflight_allowed<'a>(
         &'a self,
-        d: &mut CorsDecision<'a>,
+        d: &mut impl DecisionSink<'a>,
         req: &CorsRequest<'a>,
         origin: &'a str,
         method: &'a str,

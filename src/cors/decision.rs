@@ -21,6 +21,30 @@ pub struct CorsDecision<'a> {
     headers: HeaderList<'a>,
 }
 
+/// Where the engine writes a decision as it makes it: the headers to add and, if refused,
+/// why. [`CorsDecision`] keeps them; the gate writes them straight into its response headers.
+pub(crate) trait DecisionSink<'a> {
+    /// Adds a header.
+    fn push(&mut self, name: &'static str, value: impl Into<Cow<'a, str>>);
+
+    /// Records a refusal; in debug mode its sentence goes out as `X-Cors-Reason`.
+    fn refuse(&mut self, refusal: CorsRefusal<'a>, debug: bool);
+}
+
+impl<'a> DecisionSink<'a> for CorsDecision<'a> {
+    fn push(&mut self, name: &'static str, value: impl Into<Cow<'a, str>>) {
+        self.headers.push(name, value.into());
+    }
+
+    fn refuse(&mut self, refusal: CorsRefusal<'a>, debug: bool) {
+        if debug {
+            self.headers
+                .push(DEBUG_REASON, Cow::Owned(refusal.to_string()));
+        }
+        self.refusal = Some(refusal);
+    }
+}
+
 impl<'a> CorsDecision<'a> {
     pub(crate) const fn new(kind: RequestKind) -> Self {
         Self {
@@ -28,19 +52,6 @@ impl<'a> CorsDecision<'a> {
             refusal: None,
             headers: HeaderList::new(),
         }
-    }
-
-    pub(crate) fn push(&mut self, name: &'static str, value: impl Into<Cow<'a, str>>) {
-        self.headers.push(name, value.into());
-    }
-
-    /// Records a refusal; in debug mode its sentence goes out as `X-Cors-Reason`.
-    pub(crate) fn refuse(&mut self, refusal: CorsRefusal<'a>, debug: bool) {
-        if debug {
-            self.headers
-                .push(DEBUG_REASON, Cow::Owned(refusal.to_string()));
-        }
-        self.refusal = Some(refusal);
     }
 
     /// The kind of request decided.

@@ -70,6 +70,7 @@ mod token;
 pub use builder::{CorsPolicyBuilder, MAX_AGE_LIMIT_SECS};
 pub use decide::{MAX_REQUEST_HEADERS_LEN, MAX_REQUEST_HEADER_NAMES};
 pub use decision::CorsDecision;
+pub(crate) use decision::DecisionSink;
 pub use error::{CorsConfigError, CorsConfigErrorKind, CorsConfigErrors};
 pub use policy::CorsPolicy;
 pub use reason::CorsRefusal;

@@ -1,8 +1,11 @@
 //! The headers of one outcome in two allocations: every value appended to one string, and the
 //! names with the spans of their values beside it.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use crate::cors::headers::DEBUG_REASON;
+use crate::cors::{CorsRefusal, DecisionSink};
 use crate::decision::HeaderSink;
 
 /// Response headers, built without an allocation per header.
@@ -78,6 +81,25 @@ impl HeaderSink for HeaderBuf {
     fn start(&mut self, name: &'static str) {
         let at = self.len();
         self.spans.push((name, at, at));
+    }
+}
+
+/// The CORS engine writing its headers straight into an outcome's, keeping the refusal.
+pub(crate) struct CorsInto<'h, 'a> {
+    pub(crate) headers: &'h mut HeaderBuf,
+    pub(crate) refusal: Option<CorsRefusal<'a>>,
+}
+
+impl<'a> DecisionSink<'a> for CorsInto<'_, 'a> {
+    fn push(&mut self, name: &'static str, value: impl Into<Cow<'a, str>>) {
+        self.headers.push(name, &value.into());
+    }
+
+    fn refuse(&mut self, refusal: CorsRefusal<'a>, debug: bool) {
+        if debug {
+            self.headers.push(DEBUG_REASON, &refusal.to_string());
+        }
+        self.refusal = Some(refusal);
     }
 }
 

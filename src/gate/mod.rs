@@ -187,21 +187,30 @@ impl RoutePattern {
         Ok(Segment::Literal(seg.to_owned()))
     }
 
-    /// Whether a request matches.
+    /// Whether a request matches. Empty segments (`//`) are skipped, as in the pattern.
     pub fn matches(&self, method: &str, path: &str) -> bool {
         if self.method.as_deref().is_some_and(|m| m != method) {
             return false;
         }
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        let mut parts = path.split('/').filter(|s| !s.is_empty());
+        let end = path
+            .bytes()
+            .position(|b| b == b'?' || b == b'#')
+            .unwrap_or(path.len());
+        let mut rest = &path[..end];
         for seg in &self.segments {
-            match (seg, parts.next()) {
-                (_, None) => return false,
-                (Segment::Literal(l), Some(p)) if l != p => return false,
-                _ => {}
+            rest = rest.trim_start_matches('/');
+            if rest.is_empty() {
+                return false;
             }
+            let (part, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if let Segment::Literal(l) = seg {
+                if l != part {
+                    return false;
+                }
+            }
+            rest = tail;
         }
-        self.prefix || parts.next().is_none()
+        self.prefix || rest.trim_start_matches('/').is_empty()
     }
 }
 
@@ -477,7 +486,7 @@ mod abuse;
 mod headers;
 mod intern;
 use abuse::{Abuse, StripedCounterCell};
-use headers::HeaderBuf;
+use headers::{CorsInto, HeaderBuf};
 use intern::intern;
 
 use crate::decision::render_into;
@@ -999,12 +1008,6 @@ fn key_display(
     }
 }
 
-fn push_cors<'a>(out: &mut HeaderBuf, headers: impl Iterator<Item = (&'static str, &'a str)>) {
-    for (name, value) in headers {
-        out.push(name, value);
-    }
-}
-
 impl Gate {
     /// Starts a gate from a validated config.
     pub fn builder(config: Config) -> GateBuilder {
@@ -1050,34 +1053,36 @@ impl Gate {
             access_control_request_headers: req.request_headers,
             access_control_request_private_network: req.request_private_network,
         };
-        // Decided in place and borrowed from here on: a decision is a few hundred bytes.
-        let cors_decision = inner.cors.as_ref().map(|cors| cors.decide(&creq));
-        if let Some(d) = &cors_decision {
-            if let Some(refusal) = d.reason() {
+        if let Some(cors) = &inner.cors {
+            // Written straight into the outcome's headers: CORS headers go on every answer.
+            let mut sink = CorsInto {
+                headers,
+                refusal: None,
+            };
+            let kind = cors.decide_into(&creq, &mut sink);
+            if let Some(refusal) = sink.refusal {
                 self.abuse.cors_refused.0.add(1);
-                let refusal = refusal.to_string();
-                push_cors(headers, d.headers());
-                out.answer(Status::Forbidden, Reason::Cors { refusal });
+                out.answer(
+                    Status::Forbidden,
+                    Reason::Cors {
+                        refusal: refusal.to_string(),
+                    },
+                );
                 return;
             }
-            if d.kind() == RequestKind::Preflight {
+            if kind == RequestKind::Preflight {
                 // Answered here, before any route or limit: preflights are never charged.
                 self.abuse.preflights.0.add(1);
-                push_cors(headers, d.headers());
                 out.answer(Status::Preflight, Reason::Preflight);
                 return;
             }
         }
-        let cors_allowed_headers = cors_decision.as_ref();
         let Some(route) = inner
             .routes
             .iter()
             .find(|r| r.pattern.matches(req.method, req.path))
         else {
             self.abuse.unrouted.0.add(1);
-            if let Some(d) = cors_allowed_headers {
-                push_cors(headers, d.headers());
-            }
             out.answer(Status::Pass, Reason::NoRoute);
             return;
         };
@@ -1173,9 +1178,6 @@ impl Gate {
                 self.abuse.save_now_and_then(store.as_ref(), now);
             }
             self.rate_headers(inner, applied, headers);
-            if let Some(d) = cors_allowed_headers {
-                push_cors(headers, d.headers());
-            }
             out.route = Some(route.text);
             out.answer(
                 Status::Limited,
@@ -1194,9 +1196,6 @@ impl Gate {
             .max()
             .unwrap_or_default();
         self.rate_headers(inner, applied, headers);
-        if let Some(d) = cors_allowed_headers {
-            push_cors(headers, d.headers());
-        }
         out.delay = delay;
         out.route = Some(route.text);
         out.answer(Status::Pass, Reason::Allowed);
