@@ -8,12 +8,13 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::config::Config;
 use portcullis::ffi::{
-    portcullis_decision, portcullis_gate, portcullis_gate_decide_at, portcullis_gate_free,
-    portcullis_gate_open, portcullis_limiter, portcullis_limiter_check_at, portcullis_limiter_free,
-    portcullis_limiter_open, portcullis_outcome, portcullis_outcome_free, portcullis_request,
+    portcullis_decision, portcullis_gate, portcullis_gate_decide_at,
+    portcullis_gate_decide_into_at, portcullis_gate_free, portcullis_gate_open, portcullis_limiter,
+    portcullis_limiter_check_at, portcullis_limiter_free, portcullis_limiter_open,
+    portcullis_outcome, portcullis_outcome_free, portcullis_outcome_new, portcullis_request,
     portcullis_result, portcullis_str,
 };
-use portcullis::gate::{Gate, GateRequest};
+use portcullis::gate::{Gate, GateRequest, Outcome};
 
 const CONFIG: &str = r#"
 header_style = "legacy"
@@ -119,9 +120,36 @@ fn gate(c: &mut Criterion) {
             }
         })
     });
+    let mut reused: *mut portcullis_outcome = std::ptr::null_mut();
+    // SAFETY: an out-pointer; freed below.
+    assert_eq!(
+        unsafe { portcullis_outcome_new(&mut reused) },
+        portcullis_result::Ok
+    );
+    group.bench_function(
+        "C ABI portcullis_gate_decide_into_at, reused outcome",
+        |b| {
+            b.iter(|| {
+                // SAFETY: live handle, a request of valid slices, an outcome owned here.
+                let r =
+                    unsafe { portcullis_gate_decide_into_at(ffi, black_box(&request), T0, reused) };
+                black_box(r)
+            })
+        },
+    );
+    let mut outcome = Outcome::new();
+    group.bench_function("rust Gate::decide_into, reused outcome", |b| {
+        b.iter(|| {
+            rust.decide_into(black_box(&req), T0, &mut outcome);
+            black_box(&outcome);
+        })
+    });
     group.finish();
-    // SAFETY: the handle is not used after this.
-    unsafe { portcullis_gate_free(ffi) };
+    // SAFETY: the handles are not used after this.
+    unsafe {
+        portcullis_outcome_free(reused);
+        portcullis_gate_free(ffi);
+    }
 }
 
 criterion_group!(benches, limiter, gate);

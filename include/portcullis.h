@@ -604,6 +604,40 @@ portcullis_result portcullis_gate_reload(const portcullis_gate *gate,
                                          size_t config_len);
 
 /*
+ Creates an empty outcome to decide into with `portcullis_gate_decide_into`, again and
+ again (one per worker thread, say): no allocation per request once its buffers have grown.
+ Free it with `portcullis_outcome_free`.
+
+ # Safety
+ `out_outcome` is writable.
+ */
+portcullis_result portcullis_outcome_new(portcullis_outcome **out_outcome);
+
+/*
+ Decides one request now into `outcome`, replacing what it held: its earlier concurrency
+ leases are released first, and strings borrowed from it become invalid. On a failure the
+ outcome is left empty or as it was.
+
+ # Safety
+ `gate` is NULL or live; `request` is NULL or a request whose fields are valid; `outcome` is
+ NULL or an outcome the caller owns, used by no other thread during the call.
+ */
+portcullis_result portcullis_gate_decide_into(const portcullis_gate *gate,
+                                              const portcullis_request *request,
+                                              portcullis_outcome *outcome);
+
+/*
+ `portcullis_gate_decide_into` at an explicit time, `now_ns` Unix-epoch nanoseconds.
+
+ # Safety
+ As `portcullis_gate_decide_into`.
+ */
+portcullis_result portcullis_gate_decide_into_at(const portcullis_gate *gate,
+                                                 const portcullis_request *request,
+                                                 uint64_t now_ns,
+                                                 portcullis_outcome *outcome);
+
+/*
  Decides one request now. On success `*out_outcome` is an outcome to read and free with
  `portcullis_outcome_free` (a 429 or 403 is a result of OK: read the verdict).
 

@@ -238,6 +238,85 @@ unsafe fn decide(
     })
 }
 
+/// Shared body of the functions deciding into a caller's outcome.
+///
+/// # Safety
+/// As `portcullis_gate_decide_into`.
+unsafe fn decide_into(
+    gate: *const portcullis_gate,
+    request: *const portcullis_request,
+    now: Option<u64>,
+    outcome: *mut portcullis_outcome,
+) -> portcullis_result {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let g = unsafe { live(gate) }?;
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { borrow(request, "request") }?;
+        // SAFETY: the caller owns the outcome and passes it exclusively.
+        let o = unsafe { outcome.as_mut() }.ok_or_else(|| Failure::null("outcome"))?;
+        // SAFETY: the caller promises every non-NULL field points to its length in bytes.
+        let req = unsafe { request_view(r) }?;
+        let now = now.unwrap_or_else(|| g.now());
+        g.decide_into(&req, now, &mut o.outcome);
+        o.reason = std::cell::OnceCell::new();
+        Ok(())
+    })
+}
+
+/// Creates an empty outcome to decide into with `portcullis_gate_decide_into`, again and
+/// again (one per worker thread, say): no allocation per request once its buffers have grown.
+/// Free it with `portcullis_outcome_free`.
+///
+/// # Safety
+/// `out_outcome` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_outcome_new(
+    out_outcome: *mut *mut portcullis_outcome,
+) -> portcullis_result {
+    guard(|| {
+        need_out(out_outcome, "out_outcome")?;
+        let handle = Box::into_raw(Box::new(portcullis_outcome {
+            outcome: Outcome::new(),
+            reason: std::cell::OnceCell::new(),
+        }));
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { write_out(out_outcome, "out_outcome", handle) }
+    })
+}
+
+/// Decides one request now into `outcome`, replacing what it held: its earlier concurrency
+/// leases are released first, and strings borrowed from it become invalid. On a failure the
+/// outcome is left empty or as it was.
+///
+/// # Safety
+/// `gate` is NULL or live; `request` is NULL or a request whose fields are valid; `outcome` is
+/// NULL or an outcome the caller owns, used by no other thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_decide_into(
+    gate: *const portcullis_gate,
+    request: *const portcullis_request,
+    outcome: *mut portcullis_outcome,
+) -> portcullis_result {
+    // SAFETY: forwarded from the caller.
+    unsafe { decide_into(gate, request, None, outcome) }
+}
+
+/// `portcullis_gate_decide_into` at an explicit time, `now_ns` Unix-epoch nanoseconds.
+///
+/// # Safety
+/// As `portcullis_gate_decide_into`.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_decide_into_at(
+    gate: *const portcullis_gate,
+    request: *const portcullis_request,
+    now_ns: u64,
+    outcome: *mut portcullis_outcome,
+) -> portcullis_result {
+    // SAFETY: forwarded from the caller.
+    unsafe { decide_into(gate, request, Some(now_ns), outcome) }
+}
+
 /// Validates a C request into the gate's borrowed view.
 ///
 /// # Safety

@@ -146,6 +146,24 @@ int main(void) {
   CHECK(info.verdict == PORTCULLIS_VERDICT_PASS);
   portcullis_outcome_free(o);
 
+  /* One outcome reused across requests: each decision replaces the last. */
+  portcullis_outcome *reused = NULL;
+  OK(portcullis_outcome_new(&reused));
+  for (int i = 0; i < 6; i++) {
+    OK(portcullis_gate_decide_into_at(gate, &other, T0 + 30000000ull, reused));
+    OK(portcullis_outcome_get_info(reused, &info));
+    /* 198.51.100.7 made one login above: four more pass, then 429s. */
+    CHECK(info.verdict == (i < 4 ? PORTCULLIS_VERDICT_PASS : PORTCULLIS_VERDICT_LIMITED));
+    OK(portcullis_outcome_reason(reused, &reason));
+    CHECK(str_is(reason, i < 4 ? "allowed"
+                               : "limited by policy login for ip:198.51.100.7 on route POST /login"));
+  }
+  OK(portcullis_gate_decide_into_at(gate, &pre, T0, reused));
+  OK(portcullis_outcome_get_info(reused, &info));
+  CHECK(info.verdict == PORTCULLIS_VERDICT_PREFLIGHT && info.remaining == UINT32_MAX);
+  EXPECT(portcullis_gate_decide_into(gate, &pre, NULL), PORTCULLIS_RESULT_NULL_PARAMETER);
+  portcullis_outcome_free(reused);
+
   /* Stats as JSON: too small a buffer tells the size needed. */
   size_t needed = 0;
   char small[8];
@@ -156,7 +174,7 @@ int main(void) {
   size_t len = 0;
   OK(portcullis_gate_stats_json(gate, (uint8_t *)json, needed + 64, &len));
   json[len] = '\0';
-  CHECK(strstr(json, "\"preflights\":10") != NULL);
+  CHECK(strstr(json, "\"preflights\":11") != NULL); /* 10, then one decided into */
   CHECK(strstr(json, "\"cors_refused\":1") != NULL);
   CHECK(strstr(json, "203.0.113.9") != NULL);
   free(json);
