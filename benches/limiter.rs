@@ -201,4 +201,37 @@ fn main() {
     single_thread(&mut c);
     multi_thread(&mut c);
     c.final_summary();
+    alternating_two_threads();
+}
+
+/// 2-thread figures swing between runs on shared machines: alternate ours and governor's over
+/// several rounds and compare the medians of their throughputs.
+fn alternating_two_threads() {
+    const ROUNDS: usize = 7;
+    const PER_THREAD: u64 = 2_000_000;
+    let (l, id) = ours(1 << 16);
+    let gov = gkeyed();
+    let mut ours_mps = Vec::with_capacity(ROUNDS);
+    let mut gov_mps = Vec::with_capacity(ROUNDS);
+    let mps = |d: Duration| (2 * PER_THREAD) as f64 / d.as_secs_f64() / 1e6;
+    for _ in 0..ROUNDS {
+        let l = Arc::clone(&l);
+        ours_mps.push(mps(two_threads(PER_THREAD, move |i| {
+            l.check(id, (i % KEYS).to_le_bytes(), 1).unwrap().allowed
+        })));
+        let gov = Arc::clone(&gov);
+        gov_mps.push(mps(two_threads(PER_THREAD, move |i| {
+            gov.check_key(&(i % KEYS)).is_ok()
+        })));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (o, g) = (median(&mut ours_mps), median(&mut gov_mps));
+    println!(
+        "2 threads, 10k keys, {ROUNDS} alternating rounds of {PER_THREAD} checks per thread: \
+         median portcullis {o:.1} M/s, governor {g:.1} M/s, ratio {:.2}",
+        o / g
+    );
 }
