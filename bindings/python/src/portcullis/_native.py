@@ -182,6 +182,8 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "portcullis_gate_reload": (_R, [_H, _BYTES, c_size_t]),
     "portcullis_gate_decide": (_R, [_H, POINTER(Request), _H_P]),
     "portcullis_gate_decide_at": (_R, [_H, POINTER(Request), c_uint64, _H_P]),
+    "portcullis_gate_decide_into": (_R, [_H, POINTER(Request), _H]),
+    "portcullis_gate_decide_into_at": (_R, [_H, POINTER(Request), c_uint64, _H]),
     "portcullis_gate_reset": (_R, [_H, _BYTES, c_size_t, c_uint32, _BYTES, c_size_t, _BOOL_P]),
     "portcullis_gate_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
     "portcullis_gate_close": (_R, [_H]),
@@ -192,6 +194,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "portcullis_outcome_limited_by": (_R, [_H, _STR_P]),
     "portcullis_outcome_header_count": (_R, [_H, _SIZE_P]),
     "portcullis_outcome_header": (_R, [_H, c_size_t, _STR_P, _STR_P]),
+    "portcullis_outcome_new": (_R, [_H_P]),
     "portcullis_outcome_release": (_R, [_H]),
     "portcullis_outcome_free": (None, [_H]),
     # Header lists
