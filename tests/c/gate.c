@@ -181,6 +181,11 @@ int main(void) {
 
   /* A reload keeps the counters of the unchanged policy; a bad one is refused. */
   OK(portcullis_gate_reload(gate, S(CONFIG)));
+  /* The login policy did not change: 198.51.100.7 stays limited across the reload. */
+  OK(portcullis_gate_decide_at(gate, &other, T0 + 40000000ull, &o));
+  OK(portcullis_outcome_get_info(o, &info));
+  CHECK(info.verdict == PORTCULLIS_VERDICT_LIMITED);
+  portcullis_outcome_free(o);
   EXPECT(portcullis_gate_reload(gate, S("[[policy]]\nname = \"x\"\nlimit = \"0/s\"\n")),
          PORTCULLIS_RESULT_INVALID_CONFIG);
   CHECK(error_mentions("3:9: policy \"x\""));
