@@ -134,6 +134,7 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> FfiRes
 ///
 /// # Safety
 /// As [`bytes`].
+#[inline]
 pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, name: &str) -> FfiResult<&'a str> {
     // SAFETY: forwarded from the caller.
     let b = unsafe { bytes(ptr, len, name) }?;

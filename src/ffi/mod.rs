@@ -48,6 +48,7 @@ impl portcullis_str {
     ///
     /// # Safety
     /// `ptr` is NULL or valid for reads of `len` bytes for 'a.
+    #[inline]
     unsafe fn optional<'a>(self, name: &str) -> boundary::FfiResult<Option<&'a str>> {
         match self.ptr.is_null() {
             true => Ok(None),
@@ -60,6 +61,7 @@ impl portcullis_str {
     ///
     /// # Safety
     /// As [`portcullis_str::optional`].
+    #[inline]
     unsafe fn required<'a>(self, name: &str) -> boundary::FfiResult<&'a str> {
         // SAFETY: forwarded from the caller.
         unsafe { self.optional(name) }?.ok_or_else(|| boundary::Failure::null(name))
