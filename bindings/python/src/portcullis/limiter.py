@@ -6,7 +6,7 @@ import ctypes
 import json
 import os
 import threading
-from ctypes import byref, c_bool, c_uint32, c_void_p
+from ctypes import byref, c_bool, c_size_t, c_uint32, c_void_p
 from typing import Any, Dict, Iterable, List, Optional, Type, TypeVar, Union
 
 from . import _native
@@ -24,6 +24,14 @@ PolicyRef = Union[str, int]
 Key = Union[str, bytes, bytearray, memoryview]
 
 _NativeDecision = _native.NativeDecision
+_ONE = c_uint32(1)
+
+
+def _raw_function(lib: ctypes.CDLL, name: str) -> Any:
+    """A second function object for ``name``, without argtypes (restype: the result code)."""
+    fn = lib._FuncPtr((name, lib))
+    fn.restype = c_uint32
+    return fn
 
 
 def _u32(value: int, what: str) -> int:
@@ -68,14 +76,19 @@ class Limiter(Handle):
         super().__init__(lib, ptr, lib.portcullis_limiter_close, lib.portcullis_limiter_free)
         self._policies: Dict[str, int] = {}
         self._names: Dict[int, str] = {}
-        self._fn_check = lib.portcullis_limiter_check
+        # The calls without an explicit time are function objects without argtypes, called
+        # with ready-made ctypes values: ctypes' per-argument conversion costs about as much as
+        # the check itself. Every value passed to them is built by _decide.
+        self._fn_check = _raw_function(lib, "portcullis_limiter_check")
         self._fn_check_at = lib.portcullis_limiter_check_at
-        self._fn_peek = lib.portcullis_limiter_peek
+        self._fn_peek = _raw_function(lib, "portcullis_limiter_peek")
         self._fn_peek_at = lib.portcullis_limiter_peek_at
-        self._fn_penalize = lib.portcullis_limiter_penalize
+        self._fn_penalize = _raw_function(lib, "portcullis_limiter_penalize")
         self._fn_penalize_at = lib.portcullis_limiter_penalize_at
-        self._fn_refund = lib.portcullis_limiter_refund
+        self._fn_refund = _raw_function(lib, "portcullis_limiter_refund")
         self._fn_refund_at = lib.portcullis_limiter_refund_at
+        self._c_ptr = c_void_p(ptr)
+        self._c_ids: Dict[int, c_uint32] = {}
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -157,7 +170,13 @@ class Limiter(Handle):
             if self._closing:
                 raise self._closed_error()
             if now_ns is None:
-                rc = fn(self._ptr, pid, key, len(key), cost, d)
+                c_id = self._c_ids.get(pid)
+                if c_id is None:
+                    c_id = self._c_ids[pid] = c_uint32(pid)
+                rc = fn(
+                    self._c_ptr, c_id, key, c_size_t(len(key)),
+                    _ONE if cost == 1 else c_uint32(cost), byref(d),
+                )
             else:
                 rc = fn_at(self._ptr, pid, key, len(key), cost, _u64(now_ns, "now_ns"), d)
         finally:
