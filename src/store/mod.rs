@@ -3,7 +3,7 @@
 //! The hot path stays in the lock-free table. A table that is persisted marks the page (64
 //! slots, 1 KiB) of every slot it writes; a writer thread collects the marked pages and writes
 //! each as one value, coalescing every decision of an interval into one write per page
-//! ([`writer`]). Policies with [`Durability::Immediate`] wait for the write of their own page,
+//! (`store::writer`). Policies with [`Durability::Immediate`] wait for the write of their own page,
 //! sharing one flush with every caller waiting at the same time (group commit).
 //!
 //! A [`Store`] only has to keep pages and key names per policy: [`MemoryStore`] keeps them in

@@ -1,0 +1,233 @@
+//! A config compiled for deciding: policies bound to their limiters, routes to indices.
+
+use std::sync::Arc;
+
+use super::intern::intern;
+use super::route::RoutePattern;
+use super::stats::Counters;
+use super::GateError;
+use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
+use crate::cors::CorsPolicy;
+use crate::store::{Store, StoreConfig};
+use crate::{Algorithm, Clock, Error, HeaderStyle, IpKeyer, Limiter, PolicyId};
+
+pub(super) struct PolicySlot {
+    pub(super) name: &'static str,
+    pub(super) settings: PolicySettings,
+    pub(super) limiter: Arc<Limiter>,
+    pub(super) id: PolicyId,
+    pub(super) concurrency: bool,
+}
+
+pub(super) enum Select {
+    Fixed(usize),
+    Tiers {
+        tiers: Vec<(String, usize)>,
+        default: usize,
+    },
+}
+
+pub(super) struct Limit {
+    pub(super) select: Select,
+    pub(super) key: KeyKind,
+    pub(super) shadow: bool,
+    pub(super) label: String,
+    pub(super) counters: Arc<Counters>,
+}
+
+pub(super) struct Route {
+    pub(super) pattern: RoutePattern,
+    pub(super) text: &'static str,
+    pub(super) limits: Vec<Limit>,
+    pub(super) anonymous: Option<Vec<Limit>>,
+}
+
+pub(super) struct Inner {
+    pub(super) config: Config,
+    pub(super) policies: Vec<PolicySlot>,
+    pub(super) routes: Vec<Route>,
+    pub(super) cors: Option<CorsPolicy>,
+    pub(super) style: HeaderStyle,
+    pub(super) keyer: IpKeyer,
+}
+
+/// The header names a style can send, to expose them to pages.
+fn rate_limit_header_names(style: HeaderStyle) -> &'static [&'static str] {
+    match style {
+        HeaderStyle::Legacy => &[
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+            "Retry-After",
+        ],
+        HeaderStyle::Ietf => &["RateLimit-Policy", "RateLimit", "Retry-After"],
+        HeaderStyle::Both => &[
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+            "RateLimit-Policy",
+            "RateLimit",
+            "Retry-After",
+        ],
+        HeaderStyle::RetryAfterOnly => &["Retry-After"],
+    }
+}
+
+pub(super) fn compile(
+    config: Config,
+    old: Option<&Inner>,
+    clock: &Arc<dyn Clock>,
+    store: Option<&Arc<dyn Store>>,
+) -> Result<Inner, GateError> {
+    if let Some(old) = old {
+        if old.config.store != config.store {
+            return Err(GateError::Reload(
+                "[store] cannot change while the gate runs: restart to apply it".into(),
+            ));
+        }
+    }
+    // Policies whose definition is unchanged keep their limiter (and counters); the rest go
+    // into one new limiter.
+    let mut kept: Vec<Option<(Arc<Limiter>, PolicyId)>> = Vec::with_capacity(config.policies.len());
+    let mut builder = Limiter::builder().shared_clock(clock.clone());
+    if let Some(store) = store {
+        // Limiters share the store; each writes the pages of its own policies.
+        builder = builder
+            .store(StoreConfig::custom(store.clone()).flush_interval(config.store.flush_interval));
+    }
+    let mut fresh = 0;
+    for p in &config.policies {
+        let reuse = old.and_then(|o| {
+            o.policies
+                .iter()
+                .find(|s| s.settings == *p)
+                .map(|s| (s.limiter.clone(), s.id))
+        });
+        if reuse.is_none() {
+            builder = builder.policy_with_capacity(p.policy.clone(), p.capacity);
+            fresh += 1;
+        }
+        kept.push(reuse);
+    }
+    let limiter = match fresh {
+        0 => None,
+        _ => Some(Arc::new(builder.build()?)),
+    };
+    let mut policies = Vec::with_capacity(config.policies.len());
+    for (p, reuse) in config.policies.iter().zip(kept) {
+        let (limiter, id) = match (reuse, &limiter) {
+            (Some(r), _) => r,
+            (None, Some(l)) => match l.policy_id(p.policy.name()) {
+                Some(id) => (l.clone(), id),
+                None => return Err(Error::UnknownPolicy(p.policy.name().into()).into()),
+            },
+            (None, None) => return Err(Error::UnknownPolicy(p.policy.name().into()).into()),
+        };
+        policies.push(PolicySlot {
+            name: intern(p.policy.name()),
+            concurrency: p.policy.algorithm() == Algorithm::Concurrency,
+            settings: p.clone(),
+            limiter,
+            id,
+        });
+    }
+    let index = |name: &str| policies.iter().position(|p| p.name == name);
+    let compile_limits = |route: &str, anonymous: bool, limits: &[LimitSettings]| {
+        limits
+            .iter()
+            .map(|l| {
+                let select = match &l.select {
+                    PolicySelect::Fixed(name) => Select::Fixed(index(name).unwrap_or(0)),
+                    PolicySelect::Tiers { tiers, default } => {
+                        let tiers: Vec<(String, usize)> = tiers
+                            .iter()
+                            .map(|(t, p)| (t.clone(), index(p).unwrap_or(0)))
+                            .collect();
+                        let default = tiers
+                            .iter()
+                            .find(|(t, _)| t == default)
+                            .map_or(0, |(_, p)| *p);
+                        Select::Tiers { tiers, default }
+                    }
+                };
+                let policy = match &l.select {
+                    PolicySelect::Fixed(name) => name.clone(),
+                    PolicySelect::Tiers { tiers, .. } => tiers
+                        .iter()
+                        .map(|(t, p)| format!("{t}:{p}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                let label = format!(
+                    "{route}|{}|{policy}|{}|{}",
+                    if anonymous { "anonymous" } else { "limits" },
+                    l.key.name(),
+                    l.shadow
+                );
+                // Counters of a limit that survived the reload carry over.
+                let counters = old
+                    .and_then(|o| o.find_counters(&label))
+                    .unwrap_or_default();
+                Limit {
+                    select,
+                    key: l.key,
+                    shadow: l.shadow,
+                    label,
+                    counters,
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| Route {
+            pattern: r.pattern.clone(),
+            text: intern(&r.text),
+            limits: compile_limits(&r.text, false, &r.limits),
+            anonymous: r
+                .anonymous
+                .as_ref()
+                .map(|a| compile_limits(&r.text, true, a)),
+        })
+        .collect();
+    let cors = match &config.cors {
+        None => None,
+        Some(b) => Some(
+            b.clone()
+                .expose_headers(rate_limit_header_names(config.header_style).iter().copied())
+                .build()?,
+        ),
+    };
+    let keyer = IpKeyer::new(config.ipv6_prefix).unwrap_or_default();
+    Ok(Inner {
+        style: config.header_style,
+        config,
+        policies,
+        routes,
+        cors,
+        keyer,
+    })
+}
+
+impl Inner {
+    pub(super) fn find_counters(&self, label: &str) -> Option<Arc<Counters>> {
+        self.routes
+            .iter()
+            .flat_map(|r| r.limits.iter().chain(r.anonymous.iter().flatten()))
+            .find(|l| l.label == label)
+            .map(|l| l.counters.clone())
+    }
+}
+
+impl Limit {
+    #[inline]
+    pub(super) fn policy_index(&self, tier: Option<&str>) -> usize {
+        match &self.select {
+            Select::Fixed(i) => *i,
+            Select::Tiers { tiers, default } => tier
+                .and_then(|t| tiers.iter().find(|(name, _)| name == t))
+                .map_or(*default, |(_, i)| *i),
+        }
+    }
+}

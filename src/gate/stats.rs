@@ -1,0 +1,100 @@
+//! What the gate reports: counters per route and limit, per policy, keys and their state.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::abuse::{Denial, Offender, StripedCounterCell};
+
+/// Counters of one limit of one route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitStats {
+    /// The route's `match`.
+    pub route: String,
+    /// The policy, or `tier:` policies.
+    pub policy: String,
+    /// What it is keyed by.
+    pub key: String,
+    /// Whether it applies to anonymous requests (the route's `anonymous` list).
+    pub anonymous: bool,
+    /// Shadow mode.
+    pub shadow: bool,
+    /// Requests it allowed.
+    pub allowed: u64,
+    /// Requests it denied (in shadow mode: would have denied).
+    pub denied: u64,
+    /// Requests it allowed with a delay.
+    pub delayed: u64,
+}
+
+/// One key of a policy, as [`super::Gate::keys`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+    /// The key, e.g. `ip:203.0.113.9`, `principal:alice`.
+    pub key: String,
+    /// Whether it is blocked (lockout).
+    pub blocked: bool,
+    /// Units left now.
+    pub remaining: u32,
+    /// The most it can have at once.
+    pub limit: u32,
+    /// Milliseconds until a request would be allowed (0 if now).
+    pub retry_after_ms: u64,
+    /// Milliseconds until it has fully recovered.
+    pub reset_after_ms: u64,
+}
+
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Everything the gate counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateStats {
+    /// Per route and limit.
+    pub limits: Vec<LimitStats>,
+    /// Per policy, from the limiter (all routes together).
+    pub policies: Vec<PolicyStatsView>,
+    /// Requests that matched no route.
+    pub unrouted: u64,
+    /// Preflights answered.
+    pub preflights: u64,
+    /// Requests refused by CORS.
+    pub cors_refused: u64,
+    /// The most limited keys.
+    pub top_limited: Vec<Offender>,
+    /// The latest denials, oldest first.
+    pub recent_denials: Vec<Denial>,
+}
+
+/// [`crate::PolicyStats`] with its quota, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatsView {
+    /// The policy.
+    pub name: String,
+    /// Its algorithm.
+    pub algorithm: String,
+    /// Requests per window (in flight, for concurrency).
+    pub count: u32,
+    /// The window in milliseconds (the lease timeout, for concurrency).
+    pub window_ms: u64,
+    /// Requests a fresh key may make at once.
+    pub burst: u32,
+    /// Requests allowed.
+    pub allowed: u64,
+    /// Requests denied.
+    pub denied: u64,
+    /// Requests delayed.
+    pub delayed: u64,
+    /// Keys with live state.
+    pub live_keys: usize,
+    /// Table slots.
+    pub capacity: usize,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) allowed: StripedCounterCell,
+    pub(super) denied: StripedCounterCell,
+    pub(super) delayed: StripedCounterCell,
+}
