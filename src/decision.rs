@@ -85,9 +85,16 @@ impl Decision {
     /// The decision that should speak for several: a denial (the longest wait) over any
     /// allowance, else the one with the fewest remaining.
     pub fn most_restrictive(decisions: &[Decision]) -> Option<&Decision> {
-        decisions.iter().min_by(|a, b| {
-            (a.allowed, b.retry_after, a.remaining).cmp(&(b.allowed, a.retry_after, b.remaining))
-        })
+        decisions.iter().min_by(|a, b| a.restrictiveness(b))
+    }
+
+    /// `Less` when `self` is more restrictive than `other` (see [`Decision::most_restrictive`]).
+    fn restrictiveness(&self, other: &Decision) -> std::cmp::Ordering {
+        (self.allowed, other.retry_after, self.remaining).cmp(&(
+            other.allowed,
+            self.retry_after,
+            other.remaining,
+        ))
     }
 }
 
@@ -161,16 +168,11 @@ pub(crate) fn render_into<'a>(
     decisions: impl Iterator<Item = (PolicyMeta<'a>, Decision)> + Clone,
     sink: &mut impl HeaderSink,
 ) {
-    let main = decisions.clone().map(|(_, d)| d).reduce(|best, d| {
-        match (d.allowed, best.retry_after, d.remaining).cmp(&(
-            best.allowed,
-            d.retry_after,
-            best.remaining,
-        )) {
-            std::cmp::Ordering::Less => d,
-            _ => best,
-        }
-    });
+    // Decision::most_restrictive over an iterator: the first of the most restrictive.
+    let main = decisions
+        .clone()
+        .map(|(_, d)| d)
+        .min_by(|a, b| a.restrictiveness(b));
     let Some(main) = main else {
         return;
     };
