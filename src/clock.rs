@@ -169,6 +169,41 @@ impl Clock for ManualClock {
     }
 }
 
+/// The clock a limiter or gate reads: the default coarse clock read inline, or any other clock
+/// through its trait object. The default is the hot path of every check, so it is not a
+/// virtual call.
+#[derive(Clone)]
+pub(crate) enum TimeSource {
+    /// The process's [`CoarseClock`].
+    Coarse(CoarseClock),
+    /// Any other clock.
+    Custom(Arc<dyn Clock>),
+}
+
+impl TimeSource {
+    /// The default source.
+    pub(crate) fn coarse() -> Self {
+        Self::Coarse(CoarseClock::new())
+    }
+
+    /// A source for a clock of any type: the coarse clock is recognised and read inline.
+    pub(crate) fn of<C: Clock>(clock: C) -> Self {
+        match (&clock as &dyn std::any::Any).downcast_ref::<CoarseClock>() {
+            Some(c) => Self::Coarse(*c),
+            None => Self::Custom(Arc::new(clock)),
+        }
+    }
+
+    /// Now, in Unix-epoch nanoseconds.
+    #[inline]
+    pub(crate) fn now(&self) -> Nanos {
+        match self {
+            Self::Coarse(c) => c.now(),
+            Self::Custom(c) => c.now(),
+        }
+    }
+}
+
 /// Converts a duration to nanoseconds, saturating.
 pub(crate) fn nanos(d: Duration) -> Nanos {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)

@@ -30,7 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The check path of a known key is one CAS loop on a 128-bit slot; memory is fixed at
+//! The check path of a known key is one 64-bit CAS loop on its slot; memory is fixed at
 //! construction whatever the number of distinct keys. See `docs/ARCHITECTURE.md`.
 
 #![warn(missing_docs)]

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::algo::{Algo, Rule, Verdict};
-use crate::clock::{Clock, CoarseClock, Nanos};
+use crate::algo::{Algo, Rule, Step, Verdict};
+use crate::clock::{Clock, Nanos, TimeSource};
 use crate::decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
 use crate::error::Error;
 use crate::policy::{Algorithm, Policy, PolicyError};
 use crate::stats::{PolicyStats, StripedCounter};
 use crate::store::writer::Writer;
 use crate::store::{Durability, KeyInfo, StoreConfig};
-use crate::table::{Fingerprint, Reclaim, Table};
+use crate::table::{Fingerprint, Reclaim, Table, Updated};
 
 /// The persistence side of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +46,41 @@ impl Reclaim for Rule {
 struct Entry {
     policy: Policy,
     rule: Rule,
+    /// What a fresh key may use at once: the largest affordable cost.
+    capacity: u32,
+    /// A concurrency policy: admissions go through leases.
+    leases: bool,
     durability: Durability,
     signature: String,
     table: Table,
     allowed: StripedCounter,
     denied: StripedCounter,
     delayed: StripedCounter,
+}
+
+impl Entry {
+    /// Errors are built out of line, so the check path carries no string handling.
+    #[cold]
+    #[inline(never)]
+    fn too_costly(&self, cost: u32) -> Error {
+        Error::CostExceedsCapacity {
+            policy: self.policy.name().into(),
+            cost,
+            capacity: self.capacity,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn needs_lease(&self) -> Error {
+        Error::NeedsLease(self.policy.name().into())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_concurrency(&self) -> Error {
+        Error::NotConcurrency(self.policy.name().into())
+    }
 }
 
 /// A concurrency lease: give it back with [`Limiter::release`]. A lease never released expires
@@ -97,7 +126,7 @@ pub struct Limiter {
 
 struct Inner {
     entries: Box<[Entry]>,
-    clock: Arc<dyn Clock>,
+    clock: TimeSource,
     hash_key: [u8; 16],
 }
 
@@ -106,7 +135,7 @@ pub struct LimiterBuilder {
     policies: Vec<(Policy, Option<usize>)>,
     store: StoreConfig,
     capacity: usize,
-    clock: Option<Arc<dyn Clock>>,
+    clock: Option<TimeSource>,
     hash_key: Option<[u8; 16]>,
 }
 
@@ -132,12 +161,18 @@ impl LimiterBuilder {
     /// The clock (default: [`CoarseClock`], millisecond ticks read in a nanosecond; use
     /// [`crate::FastClock`] for nanosecond resolution at about ten nanoseconds a read).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
+        self.clock = Some(TimeSource::of(clock));
         self
     }
 
     /// A shared clock.
     pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(TimeSource::Custom(clock));
+        self
+    }
+
+    /// The gate's clock, shared with its limiters.
+    pub(crate) fn time_source(mut self, clock: TimeSource) -> Self {
         self.clock = Some(clock);
         self
     }
@@ -197,6 +232,8 @@ impl LimiterBuilder {
             };
             entries.push(Entry {
                 table,
+                capacity: rule.algo.capacity(),
+                leases: matches!(rule.algo, Algo::Concurrency(_)),
                 durability: policy.durability_level(),
                 signature: format!("v1 {:?}", rule),
                 rule,
@@ -208,7 +245,7 @@ impl LimiterBuilder {
         }
         let inner = Arc::new(Inner {
             entries: entries.into_boxed_slice(),
-            clock: self.clock.unwrap_or_else(|| Arc::new(CoarseClock::new())),
+            clock: self.clock.unwrap_or_else(TimeSource::coarse),
             hash_key,
         });
         let writer = match store {
@@ -429,20 +466,16 @@ impl Limiter {
 
     #[inline]
     fn entry(&self, id: PolicyId) -> Result<&Entry, Error> {
-        self.inner
-            .entries
-            .get(id.index())
-            .ok_or(Error::BadPolicyId(id.0))
+        match self.inner.entries.get(id.index()) {
+            Some(e) => Ok(e),
+            None => Err(Error::BadPolicyId(id.0)),
+        }
     }
 
+    #[inline]
     fn affordable(&self, e: &Entry, cost: u32) -> Result<(), Error> {
-        let capacity = e.rule.algo.capacity();
-        if cost > capacity {
-            return Err(Error::CostExceedsCapacity {
-                policy: e.policy.name().into(),
-                cost,
-                capacity,
-            });
+        if cost > e.capacity {
+            return Err(e.too_costly(cost));
         }
         Ok(())
     }
@@ -450,7 +483,7 @@ impl Limiter {
     fn decision(e: &Entry, id: PolicyId, v: &Verdict, now: Nanos) -> Decision {
         Decision {
             allowed: v.allowed,
-            limit: e.rule.algo.capacity(),
+            limit: e.capacity,
             remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
             reset_after: Duration::from_nanos(v.reset_after),
             retry_after: Duration::from_nanos(v.retry_after),
@@ -460,6 +493,7 @@ impl Limiter {
         }
     }
 
+    #[inline]
     fn count(e: &Entry, v: &Verdict) {
         if !v.allowed {
             e.denied.add(1);
@@ -471,31 +505,53 @@ impl Limiter {
         }
     }
 
+    /// Decides a request of `cost` for the key `f` (named `key`) at `now`.
+    #[inline(always)]
     fn decide(
         &self,
+        e: &Entry,
         id: PolicyId,
         key: &[u8],
+        f: &Fingerprint,
         cost: u32,
         now: Nanos,
-    ) -> Result<(Verdict, Fingerprint), Error> {
-        let e = self.entry(id)?;
+    ) -> Result<Verdict, Error> {
         self.affordable(e, cost)?;
-        let f = e.table.fingerprint(key);
+        // One CAS loop per algorithm, each with its step inlined.
+        let (v, up) = match &e.rule.algo {
+            Algo::Gcra(a) => Self::step(e, a, f, now, cost),
+            Algo::FixedWindow(a) => Self::step(e, a, f, now, cost),
+            Algo::SlidingWindow(a) => Self::step(e, a, f, now, cost),
+            Algo::Leaky(a) => Self::step(e, a, f, now, cost),
+            Algo::Concurrency(a) => Self::step(e, a, f, now, cost),
+        };
+        Self::count(e, &v);
+        if self.writer.is_some() {
+            self.persist(e, id, key, f, (up.wrote, up.placed))?;
+        }
+        Ok(v)
+    }
+
+    /// Applies a check of `cost` to a key's state with the policy's algorithm `algo`.
+    #[inline(always)]
+    fn step(
+        e: &Entry,
+        algo: &impl Step,
+        f: &Fingerprint,
+        now: Nanos,
+        cost: u32,
+    ) -> (Verdict, Updated<()>) {
         let rule = &e.rule;
         // The verdict is written through a local rather than returned from the loop: returning
         // the struct made the compiler bounce it through the stack with mismatched store and
         // load widths, a store-forwarding stall on every check.
         let mut v = Verdict::default();
-        let up = e.table.update(&f, now, rule, |s| {
-            let (n, verdict) = rule.check(s, now, cost);
+        let up = e.table.update(f, now, rule, |s| {
+            let (n, verdict) = rule.check_with(algo, s, now, cost);
             v = verdict;
             (n, ())
         });
-        Self::count(e, &v);
-        if self.writer.is_some() {
-            self.persist(e, id, key, &f, (up.wrote, up.placed))?;
-        }
-        Ok((v, f))
+        (v, up)
     }
 
     /// Decides a request of `cost` for `key` now, consuming quota when allowed.
@@ -505,6 +561,7 @@ impl Limiter {
     }
 
     /// [`Limiter::check`] at an explicit time (Unix-epoch nanoseconds).
+    #[inline]
     pub fn check_at(
         &self,
         id: PolicyId,
@@ -513,10 +570,11 @@ impl Limiter {
         now: Nanos,
     ) -> Result<Decision, Error> {
         let e = self.entry(id)?;
-        if matches!(e.rule.algo, Algo::Concurrency(_)) {
-            return Err(Error::NeedsLease(e.policy.name().into()));
+        if e.leases {
+            return Err(e.needs_lease());
         }
-        let (v, _) = self.decide(id, key.as_ref(), cost, now)?;
+        let key = key.as_ref();
+        let v = self.decide(e, id, key, &e.table.fingerprint(key), cost, now)?;
         Ok(Self::decision(e, id, &v, now))
     }
 
@@ -648,10 +706,12 @@ impl Limiter {
         now: Nanos,
     ) -> Result<(Decision, Option<Lease>), Error> {
         let e = self.entry(id)?;
-        if !matches!(e.rule.algo, Algo::Concurrency(_)) {
-            return Err(Error::NotConcurrency(e.policy.name().into()));
+        if !e.leases {
+            return Err(e.not_concurrency());
         }
-        let (v, f) = self.decide(id, key.as_ref(), cost, now)?;
+        let key = key.as_ref();
+        let f = e.table.fingerprint(key);
+        let v = self.decide(e, id, key, &f, cost, now)?;
         let lease = v.allowed.then_some(Lease {
             policy: id,
             key: f,
@@ -713,11 +773,6 @@ impl Limiter {
             })
             .collect();
         render_headers(style, &items)
-    }
-
-    /// Whether the table of a policy uses a hardware 128-bit CAS (true on x86-64 and aarch64).
-    pub fn is_lock_free() -> bool {
-        crate::sync::AtomicSlot::is_lock_free()
     }
 
     /// The algorithm kind of a policy.

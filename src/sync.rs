@@ -1,6 +1,6 @@
 //! The one place that picks std or loom primitives.
 //!
-//! Everything that the loom models check (the slot word, the claim flags, the manual clock) is
+//! Everything that the loom models check (the slot words, the claim flags, the manual clock) is
 //! named here, so `--cfg loom` swaps the whole concurrency surface at once.
 
 #[cfg(loom)]
@@ -8,64 +8,6 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
 pub(crate) use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
-
-/// A 128-bit word compared and swapped as one: a table slot holds its key fingerprint and the
-/// algorithm state side by side, so no update can land on a slot that changed owner.
-#[cfg(not(loom))]
-pub(crate) struct AtomicSlot(portable_atomic::AtomicU128);
-
-#[cfg(not(loom))]
-impl AtomicSlot {
-    pub(crate) fn new(v: u128) -> Self {
-        Self(portable_atomic::AtomicU128::new(v))
-    }
-
-    #[inline]
-    pub(crate) fn load(&self) -> u128 {
-        self.0.load(Ordering::Acquire)
-    }
-
-    #[inline]
-    pub(crate) fn compare_exchange(&self, current: u128, new: u128) -> Result<u128, u128> {
-        self.0
-            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
-    }
-
-    /// Whether the hardware gives a real 128-bit CAS (cmpxchg16b, LSE/LL-SC pairs).
-    pub(crate) fn is_lock_free() -> bool {
-        portable_atomic::AtomicU128::is_lock_free()
-    }
-}
-
-/// Under loom a 128-bit CAS is modelled as a critical section: the models check the protocol
-/// built on the CAS, which is exactly what the hardware instruction guarantees.
-#[cfg(loom)]
-pub(crate) struct AtomicSlot(loom::sync::Mutex<u128>);
-
-#[cfg(loom)]
-impl AtomicSlot {
-    pub(crate) fn new(v: u128) -> Self {
-        Self(loom::sync::Mutex::new(v))
-    }
-
-    pub(crate) fn load(&self) -> u128 {
-        *self.0.lock().unwrap()
-    }
-
-    pub(crate) fn compare_exchange(&self, current: u128, new: u128) -> Result<u128, u128> {
-        let mut g = self.0.lock().unwrap();
-        if *g == current {
-            *g = new;
-            Ok(current)
-        } else {
-            Err(*g)
-        }
-    }
-
-    pub(crate) fn is_lock_free() -> bool {
-        true
-    }
-}
 
 /// Back off inside a short wait; under loom, let the model schedule someone else.
 #[inline]

@@ -1,10 +1,18 @@
 //! A fixed-capacity, lock-free table of keyed cells.
 //!
-//! Each slot is one 128-bit word: a 64-bit key fingerprint beside a 64-bit state, swapped as one
-//! so an update can never land on a slot that changed owner in between. Slots sit four to a
-//! 64-byte bucket; a key may live in one of two buckets chosen by its hash.
+//! Each slot is two 64-bit words in the same cache line: a tag (the key's fingerprint) and the
+//! key's state, stored XOR-ed with a mix of the fingerprint. Slots sit four to a 64-byte bucket;
+//! a key may live in one of two buckets chosen by its hash.
 //!
-//! * A known key is read and updated with one CAS loop on its slot: no lock.
+//! * A known key is read with plain loads and updated with one 64-bit CAS loop on its state word:
+//!   no lock, no 128-bit atomics.
+//! * An owner change (placing a key over an empty, recovered or evicted slot; removing a key)
+//!   first swaps the tag to [`LOCKED`], then swaps the state word, then publishes the new tag.
+//!   Readers check the tag again after loading the state, so they never take a word written for
+//!   another owner. An updater that read the old owner's word before the change holds a value
+//!   masked with the old owner's fingerprint mix; its CAS can only succeed on the new owner's
+//!   word if the two masked values coincide in all 64 bits, which is as likely as two keys
+//!   sharing a 64-bit fingerprint (the risk every fingerprint table already takes).
 //! * A new key is placed under a claim flag striped by its first bucket, held for the few
 //!   instructions that re-check its absence and swap it in, so two threads can never place the
 //!   same key twice (which would double its quota). Keys already placed never touch the flag.
@@ -18,13 +26,16 @@ use crossbeam_utils::CachePadded;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::clock::Nanos;
-use crate::sync::{spin_hint, yield_now, AtomicSlot, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
 
 const SLOTS_PER_BUCKET: usize = 4;
 #[cfg(not(loom))]
 const CLAIM_STRIPES: usize = 256;
 #[cfg(loom)]
 const CLAIM_STRIPES: usize = 2;
+
+/// The tag of a slot whose owner is changing. Never a fingerprint; zero marks an empty slot.
+pub const LOCKED: u64 = u64::MAX;
 
 /// What the table asks of the states it holds when it needs room.
 pub trait Reclaim {
@@ -34,31 +45,54 @@ pub trait Reclaim {
     fn debt(&self, state: u64, now: Nanos) -> u64;
 }
 
-/// A key reduced to its keyed hash: the fingerprint and its two candidate buckets.
+/// A key reduced to its keyed hash: the fingerprint, the mask of its state word and its two
+/// candidate buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
-    /// Never zero (zero marks an empty slot).
+    /// Never zero (an empty slot) nor [`LOCKED`].
     pub fp: u64,
+    mask: u64,
     b1: u32,
     b2: u32,
 }
 
-#[repr(align(64))]
-struct Bucket([AtomicSlot; SLOTS_PER_BUCKET]);
-
+/// The state-word mask of a fingerprint: a full-avalanche bijection (the SplitMix64 finalizer),
+/// so keys sharing a bucket, whose fingerprints share low bits, still get unrelated masks.
 #[inline]
-fn pack(fp: u64, state: u64) -> u128 {
-    (u128::from(fp) << 64) | u128::from(state)
+fn mix(fp: u64) -> u64 {
+    let mut z = fp;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
-#[inline]
-fn owner(word: u128) -> u64 {
-    (word >> 64) as u64
+#[repr(C, align(64))]
+struct Bucket {
+    tags: [AtomicU64; SLOTS_PER_BUCKET],
+    words: [AtomicU64; SLOTS_PER_BUCKET],
 }
 
-#[inline]
-fn state_of(word: u128) -> u64 {
-    word as u64
+/// One slot: its index in the table and its two words.
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    index: usize,
+    tag: &'a AtomicU64,
+    word: &'a AtomicU64,
+}
+
+impl Slot<'_> {
+    /// The slot's owner and state, read consistently; `None` when empty or changing owner.
+    #[inline]
+    fn snapshot(&self) -> Option<(u64, u64)> {
+        let tag = self.tag.load(Ordering::Acquire);
+        if tag == 0 || tag == LOCKED {
+            return None;
+        }
+        let word = self.word.load(Ordering::Acquire);
+        // The owner change stores LOCKED before it swaps the word: a word written for another
+        // owner is always followed by a tag that differs from the one read first.
+        (self.tag.load(Ordering::Relaxed) == tag).then(|| (tag, word ^ mix(tag)))
+    }
 }
 
 /// The keyed cells of one policy.
@@ -101,7 +135,10 @@ impl Table {
             .max(1)
             .next_power_of_two();
         let buckets: Box<[Bucket]> = (0..buckets)
-            .map(|_| Bucket(std::array::from_fn(|_| AtomicSlot::new(0))))
+            .map(|_| Bucket {
+                tags: std::array::from_fn(|_| AtomicU64::new(0)),
+                words: std::array::from_fn(|_| AtomicU64::new(0)),
+            })
             .collect();
         let claims = (0..CLAIM_STRIPES)
             .map(|_| CachePadded::new(AtomicU32::new(0)))
@@ -166,21 +203,23 @@ impl Table {
         }
     }
 
-    /// The occupied slots of one page, as (fingerprint, state).
+    /// The occupied slots of one page, as (fingerprint, state). A slot caught changing owner is
+    /// left out: the change marks the page again when it completes.
     pub fn page_entries(&self, page: usize, out: &mut Vec<(u64, u64)>) {
         let first = page * PAGE_SLOTS;
         let last = (first + PAGE_SLOTS).min(self.capacity());
-        for i in first..last {
-            let w = self.slot(i).load();
-            if owner(w) != 0 {
-                out.push((owner(w), state_of(w)));
-            }
-        }
+        out.extend((first..last).filter_map(|i| self.slot(i).snapshot()));
     }
 
     #[inline]
-    fn slot(&self, i: usize) -> &AtomicSlot {
-        &self.buckets[i / SLOTS_PER_BUCKET].0[i % SLOTS_PER_BUCKET]
+    fn slot(&self, i: usize) -> Slot<'_> {
+        let b = &self.buckets[i / SLOTS_PER_BUCKET];
+        let j = i % SLOTS_PER_BUCKET;
+        Slot {
+            index: i,
+            tag: &b.tags[j],
+            word: &b.words[j],
+        }
     }
 
     /// Slots in the table.
@@ -212,7 +251,11 @@ impl Table {
     /// The fingerprint (and buckets) of a raw 64-bit fingerprint, as a store saved it.
     #[inline]
     pub fn fingerprint_of(&self, hash: u64) -> Fingerprint {
-        let fp = if hash == 0 { 1 } else { hash };
+        let fp = match hash {
+            0 => 1,
+            LOCKED => LOCKED - 1,
+            h => h,
+        };
         // The mask keeps only bits below the bucket count, which fits in u32 (at most 2^28
         // buckets for the largest table accepted).
         let mask = self.mask as u64;
@@ -223,36 +266,61 @@ impl Table {
         }
         Fingerprint {
             fp,
+            mask: mix(fp),
             b1: b1 as u32,
             b2: (b1 ^ off) as u32,
         }
     }
 
+    /// The candidate slots of a key: its first bucket, then its second (when distinct).
     #[inline]
-    fn candidates(&self, f: &Fingerprint) -> impl Iterator<Item = (usize, &AtomicSlot)> {
+    fn candidates(&self, f: &Fingerprint) -> impl Iterator<Item = Slot<'_>> {
         let i1 = f.b1 as usize & self.mask;
         let i2 = f.b2 as usize & self.mask;
-        let b1 = &self.buckets[i1].0;
-        let b2 = &self.buckets[i2].0;
-        let second = if i1 == i2 { &b2[..0] } else { &b2[..] };
-        let at = |b: usize| move |(j, s)| (b * SLOTS_PER_BUCKET + j, s);
-        b1.iter()
-            .enumerate()
-            .map(at(i1))
-            .chain(second.iter().enumerate().map(at(i2)))
+        let n2 = if i1 == i2 { 0 } else { SLOTS_PER_BUCKET };
+        let first = (0..SLOTS_PER_BUCKET).map(move |j| i1 * SLOTS_PER_BUCKET + j);
+        let second = (0..n2).map(move |j| i2 * SLOTS_PER_BUCKET + j);
+        first.chain(second).map(|i| self.slot(i))
     }
 
-    #[inline]
-    fn find(&self, f: &Fingerprint) -> Option<(usize, &AtomicSlot, u128)> {
-        self.candidates(f).find_map(|(i, slot)| {
-            let w = slot.load();
-            (owner(w) == f.fp).then_some((i, slot, w))
-        })
+    /// The key's slot and its current state word. `None` when the key has no slot, or while
+    /// its slot is being given to another key (the key is then as good as evicted).
+    #[inline(always)]
+    fn find(&self, f: &Fingerprint) -> Option<(Slot<'_>, u64)> {
+        let i1 = f.b1 as usize & self.mask;
+        let b = &self.buckets[i1];
+        for j in 0..SLOTS_PER_BUCKET {
+            if b.tags[j].load(Ordering::Acquire) == f.fp {
+                return self.confirm(self.slot(i1 * SLOTS_PER_BUCKET + j), f);
+            }
+        }
+        self.find_second(f)
+    }
+
+    /// [`Table::find`] in the key's second bucket, out of line: most keys live in their first.
+    #[inline(never)]
+    fn find_second(&self, f: &Fingerprint) -> Option<(Slot<'_>, u64)> {
+        let i1 = f.b1 as usize & self.mask;
+        let i2 = f.b2 as usize & self.mask;
+        if i1 == i2 {
+            return None;
+        }
+        let b = &self.buckets[i2];
+        let j = (0..SLOTS_PER_BUCKET).find(|&j| b.tags[j].load(Ordering::Acquire) == f.fp)?;
+        self.confirm(self.slot(i2 * SLOTS_PER_BUCKET + j), f)
+    }
+
+    /// The state word of a slot whose tag was just seen equal to the key's fingerprint, if the
+    /// tag still says so after the word is read (see `Slot::snapshot`).
+    #[inline(always)]
+    fn confirm<'a>(&self, slot: Slot<'a>, f: &Fingerprint) -> Option<(Slot<'a>, u64)> {
+        let word = slot.word.load(Ordering::Acquire);
+        (slot.tag.load(Ordering::Relaxed) == f.fp).then_some((slot, word))
     }
 
     /// The state of a key, if it has a slot.
     pub fn read(&self, f: &Fingerprint) -> Option<u64> {
-        self.find(f).map(|(_, _, w)| state_of(w))
+        self.find(f).map(|(_, w)| w ^ f.mask)
     }
 
     /// Applies `step` to the key's state (0 for a key not in the table) until its result is
@@ -261,7 +329,7 @@ impl Table {
     /// `step` may run several times under contention and must be pure. A result equal to the
     /// state it was given is not written, and a key not in the table is only placed when the
     /// result still carries information.
-    #[inline]
+    #[inline(always)]
     pub fn update<R>(
         &self,
         f: &Fingerprint,
@@ -270,27 +338,34 @@ impl Table {
         mut step: impl FnMut(u64) -> (u64, R),
     ) -> Updated<R> {
         loop {
-            if let Some((i, slot, mut word)) = self.find(f) {
+            if let Some((slot, mut word)) = self.find(f) {
                 loop {
-                    let (new, value) = step(state_of(word));
-                    if new == state_of(word) {
+                    let state = word ^ f.mask;
+                    let (new, value) = step(state);
+                    if new == state {
                         return Updated {
                             value,
                             wrote: false,
                             placed: false,
                         };
                     }
-                    match slot.compare_exchange(word, pack(f.fp, new)) {
+                    match slot.word.compare_exchange(
+                        word,
+                        new ^ f.mask,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
                         Ok(_) => {
-                            self.mark_dirty(i);
+                            self.mark_dirty(slot.index);
                             return Updated {
                                 value,
                                 wrote: true,
                                 placed: false,
                             };
                         }
-                        Err(actual) if owner(actual) == f.fp => word = actual,
-                        // Evicted or reclaimed under us: look again.
+                        // Still this key's slot: decide again on the newer state.
+                        Err(actual) if slot.tag.load(Ordering::Relaxed) == f.fp => word = actual,
+                        // Evicted or removed under us: look again.
                         Err(_) => break,
                     }
                 }
@@ -328,44 +403,78 @@ impl Table {
         self.update(&f, now, reclaim, |_| (state, ())).wrote
     }
 
+    #[inline(never)]
     fn place(&self, f: &Fingerprint, state: u64, now: Nanos, reclaim: &impl Reclaim) -> Placed {
         let _claim = self.claim(f);
         if self.find(f).is_some() {
             return Placed::Raced;
         }
         loop {
-            let (i, slot, old, live) = self.victim(f, now, reclaim);
-            if slot.compare_exchange(old, pack(f.fp, state)).is_ok() {
-                self.mark_dirty(i);
-                if live {
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
-                }
-                return Placed::Done;
+            let Some((slot, old_tag)) = self.victim(f, now, reclaim) else {
+                // Every candidate is changing owner right now: let those changes finish.
+                spin_hint();
+                continue;
+            };
+            // Only the thread that swaps the tag to LOCKED changes this slot's owner.
+            if slot
+                .tag
+                .compare_exchange(old_tag, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
             }
+            // The old owner's updaters may still land a CAS: swap against what is there now,
+            // and judge liveness on the state actually replaced.
+            let old_mask = if old_tag == 0 { 0 } else { mix(old_tag) };
+            let mut word = slot.word.load(Ordering::Acquire);
+            loop {
+                let live = old_tag != 0 && !reclaim.recovered(word ^ old_mask, now);
+                match slot.word.compare_exchange(
+                    word,
+                    state ^ f.mask,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        if live {
+                            self.evictions.fetch_add(1, Ordering::Relaxed);
+                        }
+                        break;
+                    }
+                    Err(actual) => word = actual,
+                }
+            }
+            slot.tag.store(f.fp, Ordering::Release);
+            self.mark_dirty(slot.index);
+            return Placed::Done;
         }
     }
 
-    /// The slot a new key takes: empty, else recovered, else least indebted.
+    /// The slot a new key takes, with the tag it had: empty, else recovered, else least
+    /// indebted. Slots changing owner are skipped; `None` if every candidate is.
     fn victim(
         &self,
         f: &Fingerprint,
         now: Nanos,
         reclaim: &impl Reclaim,
-    ) -> (usize, &AtomicSlot, u128, bool) {
-        let i = (f.b1 as usize & self.mask) * SLOTS_PER_BUCKET;
-        let first = self.slot(i);
-        let mut best = (i, first, first.load(), u64::MAX);
-        for (i, slot) in self.candidates(f) {
-            let w = slot.load();
-            if owner(w) == 0 || reclaim.recovered(state_of(w), now) {
-                return (i, slot, w, false);
+    ) -> Option<(Slot<'_>, u64)> {
+        let mut best: Option<(Slot<'_>, u64, u64)> = None;
+        for slot in self.candidates(f) {
+            if slot.tag.load(Ordering::Acquire) == 0 {
+                return Some((slot, 0));
             }
-            let debt = reclaim.debt(state_of(w), now);
-            if debt < best.3 {
-                best = (i, slot, w, debt);
+            let Some((tag, state)) = slot.snapshot() else {
+                continue;
+            };
+            if reclaim.recovered(state, now) {
+                return Some((slot, tag));
+            }
+            let debt = reclaim.debt(state, now);
+            if best.as_ref().is_none_or(|b| debt < b.2) {
+                best = Some((slot, tag, debt));
             }
         }
-        (best.0, best.1, best.2, true)
+        best.map(|(slot, tag, _)| (slot, tag))
     }
 
     fn claim(&self, f: &Fingerprint) -> ClaimGuard<'_> {
@@ -387,23 +496,27 @@ impl Table {
 
     /// Forgets a key: its next request starts fresh.
     pub fn remove(&self, f: &Fingerprint) -> bool {
-        while let Some((i, slot, w)) = self.find(f) {
-            if slot.compare_exchange(w, 0).is_ok() {
-                self.mark_dirty(i);
+        while let Some((slot, _)) = self.find(f) {
+            if slot
+                .tag
+                .compare_exchange(f.fp, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.word.swap(0, Ordering::AcqRel);
+                slot.tag.store(0, Ordering::Release);
+                self.mark_dirty(slot.index);
                 return true;
             }
         }
         false
     }
 
-    /// Calls `visit(fingerprint, state)` for every occupied slot.
+    /// Calls `visit(fingerprint, state)` for every occupied slot (a slot caught changing owner
+    /// is skipped).
     pub fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
-        for b in self.buckets.iter() {
-            for slot in &b.0 {
-                let w = slot.load();
-                if owner(w) != 0 {
-                    visit(owner(w), state_of(w));
-                }
+        for i in 0..self.capacity() {
+            if let Some((fp, state)) = self.slot(i).snapshot() {
+                visit(fp, state);
             }
         }
     }

@@ -108,6 +108,49 @@ fn claim_and_reclaim_never_duplicate_a_key() {
     });
 }
 
+/// The owner-change race of the 64-bit slot protocol: one thread charges a known key while
+/// another places a new key that evicts it. The old key's state as last read and the new key's
+/// first state are the same value (one charge at the same instant), so a CAS on the bare state
+/// word would land the old key's second charge on the new key's slot. Whatever the
+/// interleaving, the new key, if still present, holds exactly its own one charge, and no key
+/// has two slots.
+#[test]
+fn owner_change_never_takes_a_stale_update() {
+    loom::model(|| {
+        let rule = gcra_rule(4);
+        let table = Arc::new(Table::new(4, [4; 16]));
+        // o0 owes one request, the others two: o0 is the one a new key evicts.
+        for i in 0..4u8 {
+            let f = table.fingerprint(&[b'o', i]);
+            let cost = if i == 0 { 1 } else { 2 };
+            table.update(&f, T0, &rule, |s| rule.check(s, T0, cost));
+        }
+        let old = table.fingerprint(&[b'o', 0]);
+        let new = table.fingerprint(b"n");
+        let spawn = |f| {
+            let table = table.clone();
+            thread::spawn(move || {
+                let rule = gcra_rule(4);
+                table.update(&f, T0, &rule, |s| rule.check(s, T0, 1));
+            })
+        };
+        let a = spawn(old);
+        let b = spawn(new);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(occurrences(&table, old.fp) <= 1);
+        assert!(occurrences(&table, new.fp) <= 1);
+        if let Some(s) = table.read(&new) {
+            assert_eq!(
+                rule.peek(s, T0, 1).remaining,
+                2,
+                "exactly one charge of four"
+            );
+        }
+        assert!(table.evictions() >= 1);
+    });
+}
+
 /// A one-bucket table full of live keys: each new key evicts the least indebted one. The first
 /// newcomer pushes out the lightest old key; the second newcomer, finding the first (now the
 /// lightest), pushes it out: flood keys churn among themselves while indebted keys stay.

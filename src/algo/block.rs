@@ -4,7 +4,7 @@
 //! until the algorithm itself would have fully recovered, so a block never ends in a state looser
 //! than the one it replaced; when it ends, the key is fresh.
 
-use super::{until, Algo, Verdict};
+use super::{until, Algo, Step, Verdict};
 use crate::clock::Nanos;
 
 const BLOCKED: u64 = 1 << 63;
@@ -64,10 +64,24 @@ impl Rule {
     /// Decides and consumes.
     #[inline]
     pub fn check(&self, state: u64, now: Nanos, cost: u32) -> (u64, Verdict) {
+        self.check_with(&self.algo, state, now, cost)
+    }
+
+    /// [`Rule::check`] with the rule's algorithm given by the caller (`algo` must be
+    /// `self.algo`, or the variant it holds), so a caller that matched it once runs a
+    /// monomorphic step.
+    #[inline(always)]
+    pub fn check_with<A: Step>(
+        &self,
+        algo: &A,
+        state: u64,
+        now: Nanos,
+        cost: u32,
+    ) -> (u64, Verdict) {
         if let Some(t) = blocked_until(state, now) {
             return (state, blocked_verdict(t, now));
         }
-        let (s, v) = self.algo.check(unblocked(state), now, cost);
+        let (s, v) = algo.check(unblocked(state), now, cost);
         if !v.allowed && self.block > 0 {
             return self.block_from(now, &v);
         }

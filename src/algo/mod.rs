@@ -13,6 +13,7 @@ mod sliding_window;
 mod window;
 
 pub use block::Rule;
+
 pub use concurrency::Concurrency;
 pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;
@@ -38,6 +39,25 @@ pub struct Verdict {
     /// Concurrency only: the lease epoch of an admitted request.
     pub lease_epoch: u32,
 }
+
+/// One algorithm's decision step, for code that picks the algorithm once and then runs a tight
+/// loop over it (the limiter's CAS loop is compiled once per algorithm this way).
+pub trait Step {
+    /// Decides a request of `cost` and returns the state to store if it changed.
+    fn check(&self, state: u64, now: Nanos, cost: u32) -> (u64, Verdict);
+}
+
+macro_rules! step {
+    ($($t:ty),*) => {$(
+        impl Step for $t {
+            #[inline(always)]
+            fn check(&self, state: u64, now: Nanos, cost: u32) -> (u64, Verdict) {
+                <$t>::check(self, state, now, cost)
+            }
+        }
+    )*};
+}
+step!(Gcra, FixedWindow, SlidingWindow, Leaky, Concurrency, Algo);
 
 /// The algorithms, dispatched without a virtual call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,11 @@ use super::intern::intern;
 use super::route::RoutePattern;
 use super::stats::Counters;
 use super::GateError;
+use crate::clock::TimeSource;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
 use crate::cors::CorsPolicy;
 use crate::store::{Store, StoreConfig};
-use crate::{Algorithm, Clock, Error, HeaderStyle, IpKeyer, Limiter, PolicyId};
+use crate::{Algorithm, Error, HeaderStyle, IpKeyer, Limiter, PolicyId};
 
 pub(super) struct PolicySlot {
     pub(super) name: &'static str,
@@ -76,7 +77,7 @@ fn rate_limit_header_names(style: HeaderStyle) -> &'static [&'static str] {
 pub(super) fn compile(
     config: Config,
     old: Option<&Inner>,
-    clock: &Arc<dyn Clock>,
+    clock: &TimeSource,
     store: Option<&Arc<dyn Store>>,
 ) -> Result<Inner, GateError> {
     if let Some(old) = old {
@@ -89,7 +90,7 @@ pub(super) fn compile(
     // Policies whose definition is unchanged keep their limiter (and counters); the rest go
     // into one new limiter.
     let mut kept: Vec<Option<(Arc<Limiter>, PolicyId)>> = Vec::with_capacity(config.policies.len());
-    let mut builder = Limiter::builder().shared_clock(clock.clone());
+    let mut builder = Limiter::builder().time_source(clock.clone());
     if let Some(store) = store {
         // Limiters share the store; each writes the pages of its own policies.
         builder = builder

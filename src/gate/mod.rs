@@ -76,11 +76,12 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use crate::clock::TimeSource;
 use crate::config::{Config, KeyKind, StoreKind};
 use crate::cors::{CorsRequest, RequestKind};
 use crate::decision::render_into;
 use crate::store::{SledStore, Store};
-use crate::{Clock, CoarseClock, Decision, Error, Limiter, PolicyMeta, PolicyStats};
+use crate::{Clock, Decision, Error, Limiter, PolicyMeta, PolicyStats};
 
 mod abuse;
 mod compile;
@@ -126,28 +127,26 @@ pub enum GateError {
 /// Builds a [`Gate`].
 pub struct GateBuilder {
     config: Config,
-    clock: Option<Arc<dyn Clock>>,
+    clock: Option<TimeSource>,
 }
 
 impl GateBuilder {
     /// The clock every limiter reads (default: [`CoarseClock`]); tests pass a
     /// [`crate::ManualClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
+        self.clock = Some(TimeSource::of(clock));
         self
     }
 
     /// A shared clock.
     pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
+        self.clock = Some(TimeSource::Custom(clock));
         self
     }
 
     /// Builds the limiters and the CORS policy.
     pub fn build(self) -> Result<Gate, GateError> {
-        let clock = self
-            .clock
-            .unwrap_or_else(|| Arc::new(CoarseClock::new()) as Arc<dyn Clock>);
+        let clock = self.clock.unwrap_or_else(TimeSource::coarse);
         let store: Option<Arc<dyn Store>> = match (&self.config.store.kind, &self.config.store.path)
         {
             (StoreKind::Sled, Some(path)) => Some(Arc::new(SledStore::open(
@@ -170,7 +169,7 @@ impl GateBuilder {
 /// CORS and rate limiting for every request, from one config. `Send + Sync`: share it.
 pub struct Gate {
     inner: RwLock<Arc<Inner>>,
-    clock: Arc<dyn Clock>,
+    clock: TimeSource,
     abuse: Arc<Abuse>,
     /// Opened once and shared by every limiter the gate builds, reloads included.
     store: Option<Arc<dyn Store>>,
