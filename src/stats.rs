@@ -8,10 +8,10 @@ use crate::sync::{thread_index, StatAtomic};
 
 const SHARDS: usize = 64;
 
-/// A counter spread over one cache line per thread: the first 64 threads of the process (in
-/// creation order) each own a shard, which only they write, so they add with a plain load and
-/// store instead of a locked read-modify-write; later threads share one more shard and add
-/// atomically. Reads sum every shard.
+/// A counter spread over one cache line per thread: each of the first 64 threads alive at once
+/// owns a shard (by [`thread_index`], which exited threads give back), which only it writes, so
+/// it adds with a plain load and store instead of a locked read-modify-write; threads beyond
+/// 64 share one more shard and add atomically. Reads sum every shard.
 pub(crate) struct StripedCounter(Box<[CachePadded<StatAtomic>]>);
 
 impl StripedCounter {
@@ -27,7 +27,8 @@ impl StripedCounter {
     pub(crate) fn add(&self, n: u64) {
         let i = thread_index();
         match self.0.get(i) {
-            // Single writer: no other thread ever writes shard `i < SHARDS`.
+            // Single writer: shard `i < SHARDS` has one owner at a time, and an index changes
+            // owner only through the lock in `thread_index`.
             Some(own) if i < SHARDS => {
                 own.store(own.load(Ordering::Relaxed) + n, Ordering::Relaxed)
             }
@@ -63,6 +64,28 @@ mod tests {
             }
         });
         assert_eq!(counter.get(), (threads * 1000) as u64);
+    }
+
+    /// Threads started one after another (a thread per job) keep reusing a low index, so they
+    /// keep owning shards instead of all falling into the shared one.
+    #[test]
+    fn sequential_threads_reuse_owned_shards() {
+        let counter = StripedCounter::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..(SHARDS * 3) {
+            let i = std::thread::scope(|s| {
+                s.spawn(|| {
+                    counter.add(1);
+                    thread_index()
+                })
+                .join()
+                .unwrap()
+            });
+            seen.insert(i);
+        }
+        // Other tests may hold indices meanwhile, so not always the same one, but a few.
+        assert!(seen.len() < SHARDS / 4, "{} distinct indices", seen.len());
+        assert_eq!(counter.get(), (SHARDS * 3) as u64);
     }
 }
 

@@ -30,24 +30,52 @@ pub(crate) fn yield_now() {
 /// Statistics counters are not part of any protocol the models check: always std.
 pub(crate) type StatAtomic = std::sync::atomic::AtomicU64;
 
-/// A number unique to the calling thread for the life of the process (0, 1, 2, ...).
+/// A number unique among the threads alive now: the lowest free index when the thread first
+/// asks, given back when it exits. Servers that start a thread per connection or per job keep
+/// reusing small numbers, so per-thread shards indexed by it stay owned by one thread at a time.
 #[inline]
 pub(crate) fn thread_index() -> usize {
     use std::cell::Cell;
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    INDEX.with(|i| {
-        let v = i.get();
-        if v != usize::MAX {
-            return v;
+
+    /// Indices given back by exited threads; touched only at a thread's first use and exit.
+    static FREE: parking_lot::Mutex<Vec<usize>> = parking_lot::const_mutex(Vec::new());
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    struct Index(Cell<usize>);
+    impl Drop for Index {
+        fn drop(&mut self) {
+            let i = self.0.get();
+            if i != usize::MAX {
+                // Everything this thread wrote to its shards happens before the next owner
+                // takes the index through this lock.
+                FREE.lock().push(i);
+            }
         }
-        let v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        i.set(v);
-        v
-    })
+    }
+    thread_local! {
+        static INDEX: Index = const { Index(Cell::new(usize::MAX)) };
+    }
+    #[cold]
+    fn assign() -> usize {
+        let mut free = FREE.lock();
+        // Lowest first, so the live threads keep the low (owned) shards.
+        match free.iter().enumerate().min_by_key(|(_, &i)| i) {
+            Some((at, _)) => free.swap_remove(at),
+            None => NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+    INDEX
+        .try_with(|i| {
+            let v = i.0.get();
+            if v != usize::MAX {
+                return v;
+            }
+            let v = assign();
+            i.0.set(v);
+            v
+        })
+        // During thread teardown: a number no owned shard uses.
+        .unwrap_or(usize::MAX)
 }
 
 /// The coarse clock word and its ticker thread. Process-wide by nature, so std atomics in
