@@ -13,6 +13,17 @@ use crate::store::writer::Writer;
 use crate::store::{Durability, KeyInfo, StoreConfig};
 use crate::table::{Fingerprint, Reclaim, Table, Updated};
 
+/// Nanoseconds as a `Duration`; zero (no delay, nothing to wait for) is the common case and
+/// skips the division.
+#[inline(always)]
+fn duration(ns: u64) -> Duration {
+    if ns == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(ns)
+    }
+}
+
 /// The persistence side of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStats {
@@ -485,9 +496,9 @@ impl Limiter {
             allowed: v.allowed,
             limit: e.capacity,
             remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
-            reset_after: Duration::from_nanos(v.reset_after),
-            retry_after: Duration::from_nanos(v.retry_after),
-            delay: Duration::from_nanos(v.delay),
+            reset_after: duration(v.reset_after),
+            retry_after: duration(v.retry_after),
+            delay: duration(v.delay),
             policy: id,
             at: now,
         }

@@ -33,19 +33,24 @@ pub(crate) type StatAtomic = std::sync::atomic::AtomicU64;
 /// A number unique among the threads alive now: the lowest free index when the thread first
 /// asks, given back when it exits. Servers that start a thread per connection or per job keep
 /// reusing small numbers, so per-thread shards indexed by it stay owned by one thread at a time.
+/// A thread that has begun exiting gets `usize::MAX` (no owned shard).
 #[inline]
 pub(crate) fn thread_index() -> usize {
     use std::cell::Cell;
 
+    const UNSET: usize = usize::MAX - 1;
+    const EXITED: usize = usize::MAX;
     /// Indices given back by exited threads; touched only at a thread's first use and exit.
     static FREE: parking_lot::Mutex<Vec<usize>> = parking_lot::const_mutex(Vec::new());
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-    struct Index(Cell<usize>);
-    impl Drop for Index {
+    /// Gives the index back at thread exit. Kept apart from `INDEX`, which has no destructor,
+    /// so reading the index is a plain thread-local load.
+    struct Release;
+    impl Drop for Release {
         fn drop(&mut self) {
-            let i = self.0.get();
-            if i != usize::MAX {
+            let i = INDEX.with(|i| i.replace(EXITED));
+            if i < UNSET {
                 // Everything this thread wrote to its shards happens before the next owner
                 // takes the index through this lock.
                 FREE.lock().push(i);
@@ -53,29 +58,28 @@ pub(crate) fn thread_index() -> usize {
         }
     }
     thread_local! {
-        static INDEX: Index = const { Index(Cell::new(usize::MAX)) };
+        static INDEX: Cell<usize> = const { Cell::new(UNSET) };
+        static RELEASE: Release = const { Release };
     }
     #[cold]
     fn assign() -> usize {
+        // Registers the exit hook; fails once the thread's destructors have started.
+        if RELEASE.try_with(|_| ()).is_err() {
+            return EXITED;
+        }
         let mut free = FREE.lock();
         // Lowest first, so the live threads keep the low (owned) shards.
-        match free.iter().enumerate().min_by_key(|(_, &i)| i) {
+        let i = match free.iter().enumerate().min_by_key(|(_, &i)| i) {
             Some((at, _)) => free.swap_remove(at),
             None => NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        }
+        };
+        INDEX.with(|c| c.set(i));
+        i
     }
-    INDEX
-        .try_with(|i| {
-            let v = i.0.get();
-            if v != usize::MAX {
-                return v;
-            }
-            let v = assign();
-            i.0.set(v);
-            v
-        })
-        // During thread teardown: a number no owned shard uses.
-        .unwrap_or(usize::MAX)
+    match INDEX.with(Cell::get) {
+        UNSET => assign(),
+        i => i,
+    }
 }
 
 /// The coarse clock word and its ticker thread. Process-wide by nature, so std atomics in

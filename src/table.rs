@@ -45,25 +45,21 @@ pub trait Reclaim {
     fn debt(&self, state: u64, now: Nanos) -> u64;
 }
 
-/// A key reduced to its keyed hash: the fingerprint, the mask of its state word and its two
-/// candidate buckets.
+/// A key reduced to its keyed hash: the fingerprint and the mask of its state word. Its two
+/// candidate buckets follow from the fingerprint and the table's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
     /// Never zero (an empty slot) nor [`LOCKED`].
     pub fp: u64,
     mask: u64,
-    b1: u32,
-    b2: u32,
 }
 
-/// The state-word mask of a fingerprint: a full-avalanche bijection (the SplitMix64 finalizer),
-/// so keys sharing a bucket, whose fingerprints share low bits, still get unrelated masks.
+/// The state-word mask of a fingerprint. Keys sharing a bucket share the low bits of their
+/// fingerprints, so the high half is folded in before an odd multiply spreads every bit upwards:
+/// two such keys still get masks that differ unpredictably across the word.
 #[inline]
 fn mix(fp: u64) -> u64 {
-    let mut z = fp;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    (fp ^ (fp >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[repr(C, align(64))]
@@ -256,27 +252,31 @@ impl Table {
             LOCKED => LOCKED - 1,
             h => h,
         };
-        // The mask keeps only bits below the bucket count, which fits in u32 (at most 2^28
-        // buckets for the largest table accepted).
-        let mask = self.mask as u64;
-        let b1 = fp & mask;
-        let mut off = (fp >> 32) & mask;
+        Fingerprint { fp, mask: mix(fp) }
+    }
+
+    /// A key's first bucket: the low bits of its fingerprint.
+    #[inline]
+    fn first_bucket(&self, f: &Fingerprint) -> usize {
+        f.fp as usize & self.mask
+    }
+
+    /// A key's second bucket: the first, moved by bits 32 and up of its fingerprint (never by
+    /// zero unless the table has one bucket).
+    #[inline]
+    fn second_bucket(&self, f: &Fingerprint) -> usize {
+        let mut off = (f.fp >> 32) as usize & self.mask;
         if off == 0 {
-            off = 1 & mask;
+            off = 1 & self.mask;
         }
-        Fingerprint {
-            fp,
-            mask: mix(fp),
-            b1: b1 as u32,
-            b2: (b1 ^ off) as u32,
-        }
+        self.first_bucket(f) ^ off
     }
 
     /// The candidate slots of a key: its first bucket, then its second (when distinct).
     #[inline]
     fn candidates(&self, f: &Fingerprint) -> impl Iterator<Item = Slot<'_>> {
-        let i1 = f.b1 as usize & self.mask;
-        let i2 = f.b2 as usize & self.mask;
+        let i1 = self.first_bucket(f);
+        let i2 = self.second_bucket(f);
         let n2 = if i1 == i2 { 0 } else { SLOTS_PER_BUCKET };
         let first = (0..SLOTS_PER_BUCKET).map(move |j| i1 * SLOTS_PER_BUCKET + j);
         let second = (0..n2).map(move |j| i2 * SLOTS_PER_BUCKET + j);
@@ -287,11 +287,16 @@ impl Table {
     /// its slot is being given to another key (the key is then as good as evicted).
     #[inline(always)]
     fn find(&self, f: &Fingerprint) -> Option<(Slot<'_>, u64)> {
-        let i1 = f.b1 as usize & self.mask;
+        let i1 = self.first_bucket(f);
         let b = &self.buckets[i1];
         for j in 0..SLOTS_PER_BUCKET {
             if b.tags[j].load(Ordering::Acquire) == f.fp {
-                return self.confirm(self.slot(i1 * SLOTS_PER_BUCKET + j), f);
+                let slot = Slot {
+                    index: i1 * SLOTS_PER_BUCKET + j,
+                    tag: &b.tags[j],
+                    word: &b.words[j],
+                };
+                return self.confirm(slot, f);
             }
         }
         self.find_second(f)
@@ -300,8 +305,8 @@ impl Table {
     /// [`Table::find`] in the key's second bucket, out of line: most keys live in their first.
     #[inline(never)]
     fn find_second(&self, f: &Fingerprint) -> Option<(Slot<'_>, u64)> {
-        let i1 = f.b1 as usize & self.mask;
-        let i2 = f.b2 as usize & self.mask;
+        let i1 = self.first_bucket(f);
+        let i2 = self.second_bucket(f);
         if i1 == i2 {
             return None;
         }
@@ -478,7 +483,7 @@ impl Table {
     }
 
     fn claim(&self, f: &Fingerprint) -> ClaimGuard<'_> {
-        let flag = &self.claims[f.b1 as usize % CLAIM_STRIPES];
+        let flag = &self.claims[self.first_bucket(f) % CLAIM_STRIPES];
         let mut spins = 0u32;
         while flag
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)

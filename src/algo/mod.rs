@@ -144,11 +144,12 @@ impl Divisor {
     #[inline]
     pub(crate) fn div(&self, x: u64) -> u64 {
         let mut q = ((u128::from(x) * u128::from(self.m)) >> 64) as u64;
-        // m ≤ 2^64/d, so q ≤ x/d and falls short by at most two.
-        while x - q * self.d >= self.d {
-            q += 1;
-        }
-        q
+        // m ≤ 2^64/d, so q ≤ x/d and falls short by at most two: two branch-free corrections.
+        let mut r = x - q * self.d;
+        let over = u64::from(r >= self.d);
+        q += over;
+        r -= over * self.d;
+        q + u64::from(r >= self.d)
     }
 }
 

@@ -15,6 +15,8 @@ use super::{PolicyChanges, Saved, Store, StoreError};
 pub const FORMAT_VERSION: u32 = 1;
 
 const FORMAT_KEY: &[u8] = b"portcullis/format";
+/// How long an open waits for a store this process closed to be released by sled.
+pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 const HASH_KEY: &[u8] = b"portcullis/hash_key";
 
 /// A [`Store`] in a sled database.
@@ -28,14 +30,27 @@ impl SledStore {
     /// Opens (or creates) the store in `path`, with sled's page cache set to `cache_capacity`
     /// bytes. Refuses a store held by another process, a corrupt one, one that portcullis did
     /// not write, and one of another format version.
+    ///
+    /// A store this process has just closed can stay locked for a moment while sled's background
+    /// threads finish with its files; opening it again waits for that (up to
+    /// five seconds). A store held by another process, or still open here, is refused at once.
     pub fn open(path: &Path, cache_capacity: u64) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|e| open_error(&shown, e))?;
+            .mode(sled::Mode::LowSpace);
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open().map_err(|e| open_error(&shown, e)) {
+                Err(StoreError::Locked { .. })
+                    if closing::recently(path) && started.elapsed() < CLOSE_GRACE =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        };
         let meta = db.open_tree("meta").map_err(|e| io(&shown, e))?;
         let store = Self {
             db,
@@ -296,5 +311,41 @@ impl Store for SledStore {
         tree.insert(name, value)
             .map(|_| ())
             .map_err(|e| io(&path, e))
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        closing::record(&self.path);
+    }
+}
+
+/// Stores this process closed lately, so a reopen can tell "still being released by sled"
+/// from "held by someone else".
+mod closing {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+
+    static CLOSED: parking_lot::Mutex<Option<HashMap<PathBuf, Instant>>> =
+        parking_lot::const_mutex(None);
+
+    fn key(path: &Path) -> PathBuf {
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    }
+
+    pub(super) fn record(path: &Path) {
+        let mut closed = CLOSED.lock();
+        let map = closed.get_or_insert_with(HashMap::new);
+        map.retain(|_, at| at.elapsed() < super::CLOSE_GRACE);
+        map.insert(key(path), Instant::now());
+    }
+
+    pub(super) fn recently(path: &Path) -> bool {
+        CLOSED
+            .lock()
+            .as_ref()
+            .and_then(|m| m.get(&key(path)))
+            .is_some_and(|at| at.elapsed() < super::CLOSE_GRACE)
     }
 }
