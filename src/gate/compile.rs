@@ -10,10 +10,12 @@ use crate::clock::TimeSource;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
 use crate::cors::CorsPolicy;
 use crate::store::{Store, StoreConfig};
-use crate::{Algorithm, Error, HeaderStyle, IpKeyer, Limiter, PolicyId};
+use crate::{Algorithm, Error, HeaderStyle, IpKeyer, Limiter, PolicyId, PolicyMeta};
 
 pub(super) struct PolicySlot {
     pub(super) name: &'static str,
+    /// What the rate-limit headers say of the policy.
+    pub(super) meta: PolicyMeta<'static>,
     pub(super) settings: PolicySettings,
     pub(super) limiter: Arc<Limiter>,
     pub(super) id: PolicyId,
@@ -124,8 +126,15 @@ pub(super) fn compile(
             },
             (None, None) => return Err(Error::UnknownPolicy(p.policy.name().into()).into()),
         };
+        let name = intern(p.policy.name());
+        let quota = p.policy.quota();
         policies.push(PolicySlot {
-            name: intern(p.policy.name()),
+            name,
+            meta: PolicyMeta {
+                name,
+                quota: quota.count(),
+                window: quota.window(),
+            },
             concurrency: p.policy.algorithm() == Algorithm::Concurrency,
             settings: p.clone(),
             limiter,

@@ -81,7 +81,7 @@ use crate::config::{Config, KeyKind, StoreKind};
 use crate::cors::{CorsRequest, RequestKind};
 use crate::decision::render_into;
 use crate::store::{SledStore, Store};
-use crate::{Clock, Decision, Error, Limiter, PolicyMeta, PolicyStats};
+use crate::{Clock, Decision, Error, Limiter, PolicyStats};
 
 mod abuse;
 mod compile;
@@ -293,7 +293,8 @@ impl Gate {
         let mut denied_by = None;
         let mut buf = KeyBuf::new();
         for (i, limit) in limits.iter().enumerate() {
-            let slot = &inner.policies[limit.policy_index(req.tier)];
+            let slot_index = limit.policy_index(req.tier);
+            let slot = &inner.policies[slot_index];
             let key = key_bytes(
                 &mut buf,
                 limit.key,
@@ -339,6 +340,7 @@ impl Gate {
                 key: limit.key,
                 shadow: limit.shadow,
                 decision,
+                slot: slot_index as u32,
             });
             if !decision.allowed && !limit.shadow {
                 denied_by = Some(i);
@@ -401,22 +403,10 @@ impl Gate {
 
     /// Renders the rate-limit headers of the enforced limits (shadow ones stay invisible).
     fn rate_headers(&self, inner: &Inner, applied: &[Applied], out: &mut HeaderBuf) {
-        let items = applied.iter().filter(|a| !a.shadow).filter_map(|a| {
-            // Names are interned: compare pointers, not text.
-            let slot = inner
-                .policies
-                .iter()
-                .find(|p| std::ptr::eq(p.name, a.policy))?;
-            let q = slot.settings.policy.quota();
-            Some((
-                PolicyMeta {
-                    name: slot.name,
-                    quota: q.count(),
-                    window: q.window(),
-                },
-                a.decision,
-            ))
-        });
+        let items = applied
+            .iter()
+            .filter(|a| !a.shadow)
+            .filter_map(|a| Some((inner.policies.get(a.slot as usize)?.meta, a.decision)));
         render_into(inner.style, items, out);
     }
 

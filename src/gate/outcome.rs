@@ -164,6 +164,8 @@ pub struct Applied {
     pub shadow: bool,
     /// The decision.
     pub decision: Decision,
+    /// The policy's place in the gate's compiled config, for rendering its headers.
+    pub(super) slot: u32,
 }
 
 /// Concurrency leases held by a request: released when dropped (or by [`Leases::release`]),

@@ -100,29 +100,36 @@ impl RoutePattern {
         Ok(Segment::Literal(seg.to_owned()))
     }
 
-    /// Whether a request matches. Empty segments (`//`) are skipped, as in the pattern.
+    /// Whether a request matches. Empty segments (`//`) are skipped, as in the pattern, and the
+    /// path ends at the first `?` or `#`. One pass over the bytes: this runs on every request.
     pub fn matches(&self, method: &str, path: &str) -> bool {
         if self.method.as_deref().is_some_and(|m| m != method) {
             return false;
         }
-        let end = path
-            .bytes()
-            .position(|b| b == b'?' || b == b'#')
-            .unwrap_or(path.len());
-        let mut rest = &path[..end];
+        let bytes = path.as_bytes();
+        let ends = |i: usize| bytes.get(i).is_none_or(|&b| b == b'?' || b == b'#');
+        let skip_slashes = |mut i: usize| {
+            while bytes.get(i) == Some(&b'/') {
+                i += 1;
+            }
+            i
+        };
+        let mut i = 0;
         for seg in &self.segments {
-            rest = rest.trim_start_matches('/');
-            if rest.is_empty() {
+            i = skip_slashes(i);
+            if ends(i) {
                 return false;
             }
-            let (part, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let start = i;
+            while !ends(i) && bytes[i] != b'/' {
+                i += 1;
+            }
             if let Segment::Literal(l) = seg {
-                if l != part {
+                if l.as_bytes() != &bytes[start..i] {
                     return false;
                 }
             }
-            rest = tail;
         }
-        self.prefix || rest.trim_start_matches('/').is_empty()
+        self.prefix || ends(skip_slashes(i))
     }
 }
