@@ -317,7 +317,7 @@ impl Gate {
             };
             // A limiter error cannot happen for a validated config (cost 1, right kind of
             // call); should one happen, the limit fails closed.
-            let decision = decision.unwrap_or(Decision {
+            let decision = decision.unwrap_or_else(|_| Decision {
                 allowed: false,
                 limit: 0,
                 remaining: 0,
