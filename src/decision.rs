@@ -89,7 +89,7 @@ impl Decision {
     }
 
     /// `Less` when `self` is more restrictive than `other` (see [`Decision::most_restrictive`]).
-    fn restrictiveness(&self, other: &Decision) -> std::cmp::Ordering {
+    pub(crate) fn restrictiveness(&self, other: &Decision) -> std::cmp::Ordering {
         (self.allowed, other.retry_after, self.remaining).cmp(&(
             other.allowed,
             self.retry_after,
@@ -163,19 +163,30 @@ pub fn render_headers(style: HeaderStyle, decisions: &[(PolicyMeta<'_>, Decision
 
 /// Renders the headers for the decisions that applied to one request into `sink`, without
 /// allocating: the decisions are walked twice (the most restrictive speaks for all).
-pub(crate) fn render_into<'a>(
-    style: HeaderStyle,
-    decisions: impl Iterator<Item = (PolicyMeta<'a>, Decision)> + Clone,
-    sink: &mut impl HeaderSink,
-) {
+pub(crate) fn render_into<'a, I>(style: HeaderStyle, decisions: I, sink: &mut impl HeaderSink)
+where
+    I: Iterator<Item = (PolicyMeta<'a>, Decision)> + Clone,
+{
     // Decision::most_restrictive over an iterator: the first of the most restrictive.
     let main = decisions
         .clone()
         .map(|(_, d)| d)
         .min_by(|a, b| a.restrictiveness(b));
-    let Some(main) = main else {
-        return;
-    };
+    if let Some(main) = main {
+        render_with_main(style, &main, || decisions.clone(), sink);
+    }
+}
+
+/// [`render_into`] for a caller that has already picked the most restrictive decision; the
+/// per-policy items are only walked for the IETF fields.
+pub(crate) fn render_with_main<'a, I>(
+    style: HeaderStyle,
+    main: &Decision,
+    items: impl Fn() -> I,
+    sink: &mut impl HeaderSink,
+) where
+    I: Iterator<Item = (PolicyMeta<'a>, Decision)>,
+{
     // Writing into a sink that has started a header cannot fail. Integers go through itoa:
     // core::fmt costs more than the rest of the rendering.
     let mut num = itoa::Buffer::new();
@@ -189,7 +200,7 @@ pub(crate) fn render_into<'a>(
     }
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
         sink.start("RateLimit-Policy");
-        for (i, (meta, _)) in decisions.clone().enumerate() {
+        for (i, (meta, _)) in items().enumerate() {
             if i > 0 {
                 let _ = sink.write_str(", ");
             }
@@ -200,7 +211,7 @@ pub(crate) fn render_into<'a>(
             let _ = sink.write_str(num.format(ceil_secs(meta.window)));
         }
         sink.start("RateLimit");
-        for (i, (meta, d)) in decisions.enumerate() {
+        for (i, (meta, d)) in items().enumerate() {
             if i > 0 {
                 let _ = sink.write_str(", ");
             }

@@ -79,7 +79,7 @@ use serde::Serialize;
 use crate::clock::TimeSource;
 use crate::config::{Config, KeyKind, StoreKind};
 use crate::cors::{CorsRequest, RequestKind};
-use crate::decision::render_into;
+use crate::decision::render_with_main;
 use crate::store::{SledStore, Store};
 use crate::{Clock, Decision, Error, Limiter, PolicyStats};
 
@@ -403,11 +403,18 @@ impl Gate {
 
     /// Renders the rate-limit headers of the enforced limits (shadow ones stay invisible).
     fn rate_headers(&self, inner: &Inner, applied: &[Applied], out: &mut HeaderBuf) {
-        let items = applied
-            .iter()
-            .filter(|a| !a.shadow)
-            .filter_map(|a| Some((inner.policies.get(a.slot as usize)?.meta, a.decision)));
-        render_into(inner.style, items, out);
+        let enforced = || applied.iter().filter(|a| !a.shadow);
+        // Picked by reference: only the IETF fields need every policy's item.
+        let Some(main) = enforced()
+            .map(|a| &a.decision)
+            .min_by(|a, b| a.restrictiveness(b))
+        else {
+            return;
+        };
+        let items = || {
+            enforced().filter_map(|a| Some((inner.policies.get(a.slot as usize)?.meta, a.decision)))
+        };
+        render_with_main(inner.style, main, items, out);
     }
 
     /// Applies a new config without losing the counters of policies that did not change.
