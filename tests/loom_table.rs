@@ -151,6 +151,51 @@ fn owner_change_never_takes_a_stale_update() {
     });
 }
 
+/// The reader side of an owner change: a thread that has matched key X's tag and then reads
+/// the state word may find a word already written for key Y, which evicted X in between. It
+/// must check the tag again before using the word: decoded with X's mask, Y's word is garbage,
+/// and the CAS on it would succeed. Here X's update adds one emission interval whatever the
+/// state, so a stray write always shows: Y, if still present, holds exactly its own first state.
+#[test]
+fn a_reader_never_uses_a_word_written_for_another_owner() {
+    loom::model(|| {
+        let rule = gcra_rule(4);
+        let interval = 360_000_000_000; // 10 per hour
+        let table = Arc::new(Table::new(4, [5; 16]));
+        for i in 0..4u8 {
+            let f = table.fingerprint(&[b'o', i]);
+            let cost = if i == 0 { 1 } else { 2 };
+            table.update(&f, T0, &rule, |s| rule.check(s, T0, cost));
+        }
+        let old = table.fingerprint(&[b'o', 0]);
+        let new = table.fingerprint(b"n");
+        let a = {
+            let table = table.clone();
+            thread::spawn(move || {
+                let rule = gcra_rule(4);
+                table.update(&old, T0, &rule, |s| (s.max(T0) + interval, ()));
+            })
+        };
+        let b = {
+            let table = table.clone();
+            thread::spawn(move || {
+                let rule = gcra_rule(4);
+                table.update(&new, T0, &rule, |s| rule.check(s, T0, 1));
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(occurrences(&table, new.fp) <= 1);
+        if let Some(s) = table.read(&new) {
+            assert_eq!(
+                s,
+                T0 + interval,
+                "the new key holds only its own first charge"
+            );
+        }
+    });
+}
+
 /// A one-bucket table full of live keys: each new key evicts the least indebted one. The first
 /// newcomer pushes out the lightest old key; the second newcomer, finding the first (now the
 /// lightest), pushes it out: flood keys churn among themselves while indebted keys stay.
