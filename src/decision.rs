@@ -62,6 +62,20 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl Decision {
+    /// What a caller that fails closed uses in place of an error: denied, retry in a second.
+    pub(crate) fn fail_closed(policy: PolicyId, at: Nanos) -> Self {
+        Decision {
+            allowed: false,
+            limit: 0,
+            remaining: 0,
+            reset_after: Duration::ZERO,
+            retry_after: Duration::from_secs(1),
+            delay: Duration::ZERO,
+            policy,
+            at,
+        }
+    }
+
     /// `Retry-After` in whole seconds, rounded up (never too early).
     pub fn retry_after_secs(&self) -> u64 {
         ceil_secs(self.retry_after)

@@ -589,6 +589,23 @@ impl Limiter {
         Ok(Self::decision(e, id, &v, now))
     }
 
+    /// [`Limiter::check_at`] for a caller that fails closed: an error (which a validated
+    /// configuration never causes) becomes a denial asking to retry in a second. Returning the
+    /// decision itself, not a `Result`, keeps it out of a stack round trip on the gate's path.
+    #[inline]
+    pub(crate) fn check_or_deny(
+        &self,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+    ) -> Decision {
+        match self.check_at(id, key, cost, now) {
+            Ok(d) => d,
+            Err(_) => Decision::fail_closed(id, now),
+        }
+    }
+
     /// [`Limiter::check`] by policy name.
     pub fn check_named(
         &self,

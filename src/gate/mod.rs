@@ -71,7 +71,6 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -303,6 +302,8 @@ impl Gate {
                 req.principal,
                 inner.keyer,
             );
+            // A limiter error cannot happen for a validated config (cost 1, right kind of
+            // call); should one happen, the limit fails closed.
             let decision = if slot.concurrency {
                 slot.limiter
                     .acquire_at(slot.id, key, 1, now)
@@ -312,21 +313,10 @@ impl Gate {
                         }
                         d
                     })
+                    .unwrap_or_else(|_| Decision::fail_closed(slot.id, now))
             } else {
-                slot.limiter.check_at(slot.id, key, 1, now)
+                slot.limiter.check_or_deny(slot.id, key, 1, now)
             };
-            // A limiter error cannot happen for a validated config (cost 1, right kind of
-            // call); should one happen, the limit fails closed.
-            let decision = decision.unwrap_or_else(|_| Decision {
-                allowed: false,
-                limit: 0,
-                remaining: 0,
-                reset_after: Duration::ZERO,
-                retry_after: Duration::from_secs(1),
-                delay: Duration::ZERO,
-                policy: slot.id,
-                at: now,
-            });
             if decision.allowed {
                 limit.counters.allowed.0.add(1);
                 if !decision.delay.is_zero() {
