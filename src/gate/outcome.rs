@@ -299,7 +299,10 @@ impl Outcome {
     pub(super) fn clear(&mut self) {
         self.headers.clear();
         self.applied.clear();
-        drop(std::mem::take(&mut self.leases));
+        // Most requests hold no lease: skip the drain.
+        if !self.leases.0.is_empty() {
+            drop(std::mem::take(&mut self.leases));
+        }
         self.delay = Duration::ZERO;
         self.route = None;
     }
