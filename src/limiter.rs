@@ -477,10 +477,10 @@ impl Limiter {
 
     #[inline]
     fn entry(&self, id: PolicyId) -> Result<&Entry, Error> {
-        match self.inner.entries.get(id.index()) {
-            Some(e) => Ok(e),
-            None => Err(Error::BadPolicyId(id.0)),
-        }
+        self.inner
+            .entries
+            .get(id.index())
+            .ok_or(Error::BadPolicyId(id.0))
     }
 
     #[inline]

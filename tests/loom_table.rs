@@ -10,7 +10,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use portcullis::algo::{Algo, Gcra, Rule};
-use portcullis::table::Table;
+use portcullis::table::{Fingerprint, Table};
 use portcullis::{Limiter, ManualClock, Policy, Quota};
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -108,6 +108,21 @@ fn claim_and_reclaim_never_duplicate_a_key() {
     });
 }
 
+/// A one-bucket table (GCRA, burst 4) full of live keys at `T0`: `o0` owes one request and the
+/// others two, so `o0` is the one a new key evicts. Returns the table, `o0` and that new key.
+fn bucket_with_lightest_key(hash_key: [u8; 16]) -> (Arc<Table>, Fingerprint, Fingerprint) {
+    let rule = gcra_rule(4);
+    let table = Arc::new(Table::new(4, hash_key));
+    for i in 0..4u8 {
+        let f = table.fingerprint(&[b'o', i]);
+        let cost = if i == 0 { 1 } else { 2 };
+        table.update(&f, T0, &rule, |s| rule.check(s, T0, cost));
+    }
+    let old = table.fingerprint(&[b'o', 0]);
+    let new = table.fingerprint(b"n");
+    (table, old, new)
+}
+
 /// The owner-change race of the 64-bit slot protocol: one thread charges a known key while
 /// another places a new key that evicts it. The old key's state as last read and the new key's
 /// first state are the same value (one charge at the same instant), so a CAS on the bare state
@@ -118,15 +133,7 @@ fn claim_and_reclaim_never_duplicate_a_key() {
 fn owner_change_never_takes_a_stale_update() {
     loom::model(|| {
         let rule = gcra_rule(4);
-        let table = Arc::new(Table::new(4, [4; 16]));
-        // o0 owes one request, the others two: o0 is the one a new key evicts.
-        for i in 0..4u8 {
-            let f = table.fingerprint(&[b'o', i]);
-            let cost = if i == 0 { 1 } else { 2 };
-            table.update(&f, T0, &rule, |s| rule.check(s, T0, cost));
-        }
-        let old = table.fingerprint(&[b'o', 0]);
-        let new = table.fingerprint(b"n");
+        let (table, old, new) = bucket_with_lightest_key([4; 16]);
         let spawn = |f| {
             let table = table.clone();
             thread::spawn(move || {
@@ -161,14 +168,7 @@ fn a_reader_never_uses_a_word_written_for_another_owner() {
     loom::model(|| {
         let rule = gcra_rule(4);
         let interval = 360_000_000_000; // 10 per hour
-        let table = Arc::new(Table::new(4, [5; 16]));
-        for i in 0..4u8 {
-            let f = table.fingerprint(&[b'o', i]);
-            let cost = if i == 0 { 1 } else { 2 };
-            table.update(&f, T0, &rule, |s| rule.check(s, T0, cost));
-        }
-        let old = table.fingerprint(&[b'o', 0]);
-        let new = table.fingerprint(b"n");
+        let (table, old, new) = bucket_with_lightest_key([5; 16]);
         let a = {
             let table = table.clone();
             thread::spawn(move || {

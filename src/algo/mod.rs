@@ -13,7 +13,6 @@ mod sliding_window;
 mod window;
 
 pub use block::Rule;
-
 pub use concurrency::Concurrency;
 pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;
