@@ -187,15 +187,17 @@ where
         .map(|(_, d)| d)
         .min_by(|a, b| a.restrictiveness(b));
     if let Some(main) = main {
-        render_with_main(style, &main, || decisions.clone(), sink);
+        render_with_main(style, &main, None, || decisions.clone(), sink);
     }
 }
 
 /// [`render_into`] for a caller that has already picked the most restrictive decision; the
-/// per-policy items are only walked for the IETF fields.
+/// per-policy items are only walked for the IETF fields. `limit_text` is a limit rendered
+/// beforehand, used when it is the main decision's.
 pub(crate) fn render_with_main<'a, I>(
     style: HeaderStyle,
     main: &Decision,
+    limit_text: Option<(u32, &str)>,
     items: impl Fn() -> I,
     sink: &mut impl HeaderSink,
 ) where
@@ -206,7 +208,10 @@ pub(crate) fn render_with_main<'a, I>(
     let mut num = itoa::Buffer::new();
     if matches!(style, HeaderStyle::Legacy | HeaderStyle::Both) {
         sink.start("X-RateLimit-Limit");
-        let _ = sink.write_str(num.format(main.limit));
+        let _ = match limit_text {
+            Some((limit, text)) if limit == main.limit => sink.write_str(text),
+            _ => sink.write_str(num.format(main.limit)),
+        };
         sink.start("X-RateLimit-Remaining");
         let _ = sink.write_str(num.format(main.remaining));
         sink.start("X-RateLimit-Reset");

@@ -342,58 +342,60 @@ impl Table {
         reclaim: &impl Reclaim,
         mut step: impl FnMut(u64) -> (u64, R),
     ) -> Updated<R> {
-        loop {
-            if let Some((slot, mut word)) = self.find(f) {
-                loop {
-                    let state = word ^ f.mask;
-                    let (new, value) = step(state);
-                    if new == state {
+        'find: loop {
+            let found = self.find(f);
+            // A key not in the table steps from state 0.
+            let mut word = found.map_or(f.mask, |(_, w)| w);
+            // One call site for `step`, so the compiler inlines it.
+            loop {
+                let state = word ^ f.mask;
+                let (new, value) = step(state);
+                if new == state {
+                    return Updated {
+                        value,
+                        wrote: false,
+                        placed: false,
+                    };
+                }
+                let Some((slot, _)) = found else {
+                    if reclaim.recovered(new, now) {
                         return Updated {
                             value,
                             wrote: false,
                             placed: false,
                         };
                     }
-                    match slot.word.compare_exchange(
-                        word,
-                        new ^ f.mask,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    ) {
-                        Ok(_) => {
-                            self.mark_dirty(slot.index);
+                    match self.place(f, new, now, reclaim) {
+                        Placed::Done => {
                             return Updated {
                                 value,
                                 wrote: true,
-                                placed: false,
-                            };
+                                placed: true,
+                            }
                         }
-                        // Still this key's slot: decide again on the newer state.
-                        Err(actual) if slot.tag.load(Ordering::Relaxed) == f.fp => word = actual,
-                        // Evicted or removed under us: look again.
-                        Err(_) => break,
+                        // Another thread placed this key first: decide again on its state.
+                        Placed::Raced => continue 'find,
                     }
-                }
-                continue;
-            }
-            let (new, value) = step(0);
-            if new == 0 || reclaim.recovered(new, now) {
-                return Updated {
-                    value,
-                    wrote: false,
-                    placed: false,
                 };
-            }
-            match self.place(f, new, now, reclaim) {
-                Placed::Done => {
-                    return Updated {
-                        value,
-                        wrote: true,
-                        placed: true,
+                match slot.word.compare_exchange(
+                    word,
+                    new ^ f.mask,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        self.mark_dirty(slot.index);
+                        return Updated {
+                            value,
+                            wrote: true,
+                            placed: false,
+                        };
                     }
+                    // Still this key's slot: decide again on the newer state.
+                    Err(actual) if slot.tag.load(Ordering::Relaxed) == f.fp => word = actual,
+                    // Evicted or removed under us: look again.
+                    Err(_) => continue 'find,
                 }
-                // Another thread placed this key first: decide again on its state.
-                Placed::Raced => continue,
             }
         }
     }

@@ -16,6 +16,8 @@ pub(super) struct PolicySlot {
     pub(super) name: &'static str,
     /// What the rate-limit headers say of the policy.
     pub(super) meta: PolicyMeta<'static>,
+    /// The policy's limit and its decimal text, rendered once for `X-RateLimit-Limit`.
+    pub(super) limit_text: Option<(u32, &'static str)>,
     pub(super) settings: PolicySettings,
     pub(super) limiter: Arc<Limiter>,
     pub(super) id: PolicyId,
@@ -135,6 +137,9 @@ pub(super) fn compile(
                 quota: quota.count(),
                 window: quota.window(),
             },
+            limit_text: limiter
+                .limit(id)
+                .map(|limit| (limit, intern(&limit.to_string()))),
             concurrency: p.policy.algorithm() == Algorithm::Concurrency,
             settings: p.clone(),
             limiter,

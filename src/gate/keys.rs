@@ -6,6 +6,7 @@ use crate::config::KeyKind;
 use crate::IpKeyer;
 
 /// A limiter key: a namespace byte, then the key, so keys of different kinds never collide.
+#[derive(Debug)]
 pub(super) struct KeyBuf {
     inline: [u8; 64],
     len: usize,

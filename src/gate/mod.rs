@@ -70,6 +70,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -94,7 +95,8 @@ mod stats;
 use abuse::Abuse;
 use compile::{compile, Inner, Select};
 use headers::{CorsInto, HeaderBuf};
-use keys::{key_bytes, key_display, KeyBuf};
+use keys::{key_bytes, key_display};
+use outcome::KeptConfig;
 use stats::millis;
 
 pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
@@ -156,8 +158,11 @@ impl GateBuilder {
         };
         let abuse = Arc::new(Abuse::restore(store.as_deref())?);
         let inner = compile(self.config, None, &clock, store.as_ref())?;
+        static GATES: AtomicU64 = AtomicU64::new(0);
         Ok(Gate {
             inner: RwLock::new(Arc::new(inner)),
+            generation: AtomicU64::new(0),
+            id: GATES.fetch_add(1, Ordering::Relaxed),
             clock,
             abuse,
             store,
@@ -168,6 +173,11 @@ impl GateBuilder {
 /// CORS and rate limiting for every request, from one config. `Send + Sync`: share it.
 pub struct Gate {
     inner: RwLock<Arc<Inner>>,
+    /// Bumped after every reload, so an outcome that kept this gate's config knows whether it
+    /// is still the one in force.
+    generation: AtomicU64,
+    /// Tells this gate's configs apart from other gates' in an outcome.
+    id: u64,
     clock: TimeSource,
     abuse: Arc<Abuse>,
     /// Opened once and shared by every limiter the gate builds, reloads included.
@@ -227,18 +237,32 @@ impl Gate {
     /// [`Gate::decide`] at an explicit time (Unix-epoch nanoseconds), for deterministic tests.
     pub fn decide_at(&self, req: &GateRequest<'_>, now: u64) -> Outcome {
         let mut out = Outcome::new();
-        self.decide_into(req, now, &mut out);
+        let inner = self.inner.read();
+        self.decide_in(&inner, req, now, &mut out);
         out
     }
 
     /// [`Gate::decide_at`] into an outcome the caller reuses (one per worker thread, say): no
-    /// allocation once its buffers have grown. Whatever `out` held is replaced, and its
-    /// concurrency leases are released first, so reuse an outcome only once its response is
-    /// done.
+    /// allocation once its buffers have grown, and no lock: the outcome keeps the config it
+    /// was last decided under and takes the new one after a [`Gate::reload`]. Whatever `out`
+    /// held is replaced, and its concurrency leases are released first, so reuse an outcome
+    /// only once its response is done.
     pub fn decide_into(&self, req: &GateRequest<'_>, now: u64, out: &mut Outcome) {
         out.clear();
-        let inner = self.inner.read();
-        self.decide_in(&inner, req, now, out);
+        // A reload swaps the config, then bumps the generation (release): an outcome that
+        // sees the bump reads the new config; one that does not decides under the old one,
+        // as a request that started just before the reload would.
+        let generation = self.generation.load(Ordering::Acquire);
+        let config = match out.config.take() {
+            Some(kept) if kept.gate == self.id && kept.generation == generation => kept,
+            _ => KeptConfig {
+                gate: self.id,
+                generation,
+                inner: self.inner.read().clone(),
+            },
+        };
+        self.decide_in(&config.inner, req, now, out);
+        out.config = Some(config);
     }
 
     fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>, now: u64, out: &mut Outcome) {
@@ -290,33 +314,41 @@ impl Gate {
         let applied = &mut out.applied;
         let leases = &mut out.leases;
         let mut denied_by = None;
-        let mut buf = KeyBuf::new();
+        let buf = &mut out.keys;
         for (i, limit) in limits.iter().enumerate() {
             let slot_index = limit.policy_index(req.tier);
             let slot = &inner.policies[slot_index];
             let key = key_bytes(
-                &mut buf,
+                buf,
                 limit.key,
                 route.text,
                 req.client_ip,
                 req.principal,
                 inner.keyer,
             );
+            // The decision is written where the outcome keeps it (see `Limiter::check_into`).
             // A limiter error cannot happen for a validated config (cost 1, right kind of
             // call); should one happen, the limit fails closed.
-            let decision = if slot.concurrency {
-                slot.limiter
-                    .acquire_at(slot.id, key, 1, now)
-                    .map(|(d, lease)| {
-                        if let Some(lease) = lease {
-                            leases.0.push((slot.limiter.clone(), lease));
-                        }
-                        d
-                    })
-                    .unwrap_or_else(|_| Decision::fail_closed(slot.id, now))
-            } else {
-                slot.limiter.check_or_deny(slot.id, key, 1, now)
+            applied.push(Applied {
+                policy: slot.name,
+                key: limit.key,
+                shadow: limit.shadow,
+                decision: Decision::fail_closed(slot.id, now),
+                slot: slot_index as u32,
+            });
+            let Some(Applied { decision, .. }) = applied.last_mut() else {
+                continue;
             };
+            if slot.concurrency {
+                if let Ok((d, lease)) = slot.limiter.acquire_at(slot.id, key, 1, now) {
+                    *decision = d;
+                    if let Some(lease) = lease {
+                        leases.0.push((slot.limiter.clone(), lease));
+                    }
+                }
+            } else {
+                slot.limiter.check_into(slot.id, key, 1, now, decision);
+            }
             if decision.allowed {
                 limit.counters.allowed.0.add(1);
                 if !decision.delay.is_zero() {
@@ -325,13 +357,6 @@ impl Gate {
             } else {
                 limit.counters.denied.0.add(1);
             }
-            applied.push(Applied {
-                policy: slot.name,
-                key: limit.key,
-                shadow: limit.shadow,
-                decision,
-                slot: slot_index as u32,
-            });
             if !decision.allowed && !limit.shadow {
                 denied_by = Some(i);
                 break;
@@ -344,7 +369,7 @@ impl Gate {
                 let slot = &inner.policies[limit.policy_index(req.tier)];
                 if a.decision.allowed && !slot.concurrency {
                     let key = key_bytes(
-                        &mut buf,
+                        buf,
                         limit.key,
                         route.text,
                         req.client_ip,
@@ -395,16 +420,17 @@ impl Gate {
     fn rate_headers(&self, inner: &Inner, applied: &[Applied], out: &mut HeaderBuf) {
         let enforced = || applied.iter().filter(|a| !a.shadow);
         // Picked by reference: only the IETF fields need every policy's item.
-        let Some(main) = enforced()
-            .map(|a| &a.decision)
-            .min_by(|a, b| a.restrictiveness(b))
-        else {
+        let Some(main) = enforced().min_by(|a, b| a.decision.restrictiveness(&b.decision)) else {
             return;
         };
         let items = || {
             enforced().filter_map(|a| Some((inner.policies.get(a.slot as usize)?.meta, a.decision)))
         };
-        render_with_main(inner.style, main, items, out);
+        let limit_text = inner
+            .policies
+            .get(main.slot as usize)
+            .and_then(|p| p.limit_text);
+        render_with_main(inner.style, &main.decision, limit_text, items, out);
     }
 
     /// Applies a new config without losing the counters of policies that did not change.
@@ -429,6 +455,7 @@ impl Gate {
             }
         }
         *self.inner.write() = Arc::new(inner);
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(summary)
     }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::compile::Inner;
 use super::headers::HeaderBuf;
+use super::keys::KeyBuf;
 use crate::config::KeyKind;
 use crate::{Decision, Lease, Limiter};
 
@@ -217,6 +219,26 @@ pub struct Outcome {
     pub(super) reason: Reason,
     pub(super) applied: Vec<Applied>,
     pub(super) route: Option<&'static str>,
+    /// The config the last decision into this outcome ran under (see `Gate::decide_into`).
+    pub(super) config: Option<KeptConfig>,
+    /// Scratch room for the limiter keys of a decision.
+    pub(super) keys: KeyBuf,
+}
+
+/// A gate's config, as kept by an outcome between decisions.
+pub(super) struct KeptConfig {
+    pub(super) gate: u64,
+    pub(super) generation: u64,
+    pub(super) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KeptConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeptConfig")
+            .field("gate", &self.gate)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outcome {
@@ -292,6 +314,8 @@ impl Outcome {
             reason: Reason::NoRoute,
             applied: Vec::with_capacity(4),
             route: None,
+            config: None,
+            keys: KeyBuf::new(),
         }
     }
 
