@@ -169,7 +169,7 @@ impl LimiterBuilder {
         self
     }
 
-    /// The clock (default: [`CoarseClock`], millisecond ticks read in a nanosecond; use
+    /// The clock (default: [`crate::CoarseClock`], millisecond ticks read in a nanosecond; use
     /// [`crate::FastClock`] for nanosecond resolution at about ten nanoseconds a read).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(TimeSource::of(clock));

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis::config::{Config, KeyKind};
-use portcullis::gate::{Gate, GateRequest, Reason, Status};
+use portcullis::gate::{Gate, GateRequest, Outcome, Reason, Status};
 use portcullis::ManualClock;
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -109,7 +109,10 @@ max_age = "10m"
 "#;
 
 fn gate() -> (Gate, ManualClock) {
-    let clock = ManualClock::new(T0);
+    gate_with_clock(ManualClock::new(T0))
+}
+
+fn gate_with_clock(clock: ManualClock) -> (Gate, ManualClock) {
     let config: Config = CONFIG.parse().expect("the test config is valid");
     let gate = Gate::builder(config)
         .clock(clock.clone())
@@ -527,6 +530,34 @@ fn reload_keeps_the_counters_of_unchanged_policies() {
     let sled = format!("{CONFIG}\n[store]\nkind = \"sled\"\npath = \"x\"\n");
     assert!(gate.reload(sled.parse().unwrap()).is_err());
     assert_eq!(gate.decide(&login).status(), Status::Limited);
+}
+
+/// An outcome reused across requests keeps the config it was decided under between
+/// decisions, and takes the new one after a reload; one reused with another gate takes that
+/// gate's.
+#[test]
+fn a_reused_outcome_follows_reloads_and_gates() {
+    let (gate, clock) = gate();
+    let mut out = Outcome::new();
+    let new_route = GateRequest::new("GET", "/new").ip(ip("192.0.2.61"));
+    gate.decide_into(&new_route, T0, &mut out);
+    assert_eq!(out.reason(), &Reason::NoRoute);
+    let changed = format!(
+        "{CONFIG}\n[[route]]\nmatch = \"/new\"\nlimits = [{{ policy = \"one\", key = \"ip\" }}]\n"
+    );
+    gate.reload(changed.parse().unwrap()).unwrap();
+    gate.decide_into(&new_route, T0, &mut out);
+    assert_eq!(out.route(), Some("/new"), "the reloaded config decides");
+    assert_eq!(out.reason(), &Reason::Allowed);
+
+    // The same outcome with another gate, reloaded as often but without the route: that
+    // gate's config.
+    let (other, _) = gate_with_clock(clock.clone());
+    other.reload(CONFIG.parse().unwrap()).unwrap();
+    other.decide_into(&new_route, T0, &mut out);
+    assert_eq!(out.reason(), &Reason::NoRoute);
+    gate.decide_into(&new_route, T0, &mut out);
+    assert_eq!(out.route(), Some("/new"));
 }
 
 #[test]

@@ -61,10 +61,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! **Reload.** [`Gate::reload`] swaps in a new config while requests run. The gate's state sits
-//! behind a `parking_lot::RwLock`: a request takes the read lock for the length of its decision
-//! (no allocation, no contention with other readers beyond the lock word), and a reload takes
-//! the write lock only to swap a pointer. Policies whose definition did not change keep their
+//! **Reload.** [`Gate::reload`] swaps in a new config while requests run. The compiled config
+//! sits behind a `parking_lot::RwLock<Arc<_>>`, and a reload takes the write lock only to swap
+//! the pointer, then bumps a generation number. [`Gate::decide`] takes the read lock for its
+//! decision; [`Gate::decide_into`] takes none while the outcome it reuses holds the config of the
+//! current generation (one plain load). Policies whose definition did not change keep their
 //! limiter, so their counters carry over; new or changed policies start fresh. An invalid config
 //! never reaches the gate: [`Config`] refuses it first.
 
@@ -132,7 +133,7 @@ pub struct GateBuilder {
 }
 
 impl GateBuilder {
-    /// The clock every limiter reads (default: [`CoarseClock`]); tests pass a
+    /// The clock every limiter reads (default: [`crate::CoarseClock`]); tests pass a
     /// [`crate::ManualClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(TimeSource::of(clock));
