@@ -166,7 +166,6 @@ fn owner_change_never_takes_a_stale_update() {
 #[test]
 fn a_reader_never_uses_a_word_written_for_another_owner() {
     loom::model(|| {
-        let rule = gcra_rule(4);
         let interval = 360_000_000_000; // 10 per hour
         let (table, old, new) = bucket_with_lightest_key([5; 16]);
         let a = {
