@@ -73,6 +73,7 @@ proptest! {
         let (l, id, clock) = one(policy, 64);
         clock.set(T0 + offset);
         let cap = l.peek(id, "k", 1).unwrap().limit;
+        prop_assert_eq!(l.limit(id), Some(cap), "the policy's limit is its decisions'");
         prop_assume!(cost <= cap);
         let mut denied = None;
         for _ in 0..100 {
