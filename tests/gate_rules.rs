@@ -532,6 +532,15 @@ fn reload_keeps_the_counters_of_unchanged_policies() {
     assert_eq!(gate.decide(&login).status(), Status::Limited);
 }
 
+/// A gate is shared by every worker, and an outcome may be handed to the thread that writes the
+/// response.
+#[test]
+fn gates_and_outcomes_cross_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Gate>();
+    shared::<Outcome>();
+}
+
 /// An outcome reused across requests keeps the config it was decided under between
 /// decisions, and takes the new one after a reload; one reused with another gate takes that
 /// gate's.
