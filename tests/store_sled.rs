@@ -146,10 +146,10 @@ fn compaction_keeps_only_live_keys_and_size_stops_growing() {
         let l = open(dir.path(), &clock).unwrap();
         assert!(l.keys(l.policy_id("api").unwrap()).unwrap().is_empty());
     }
-    // sled reuses freed log segments: once the first cycles have sized the file, further
-    // cycles of the same load keep it within a segment of that size (sled may hold one more
-    // segment open at a time, and gives it back later). Without compaction every cycle would
-    // add its ~2,000 keys and their names: megabytes over the cycles checked here.
+    // Each cycle leaves the same amount of live data (the table's pages and the names of the
+    // keys it holds), and sled reuses freed log segments: once the first cycles have sized the
+    // file, further cycles keep it within a segment of that size (sled may hold one more
+    // segment open at a time, and gives it back later).
     const SEGMENT: u64 = 512 * 1024;
     let settled = sizes[..=SETTLE].iter().copied().max().unwrap_or(0);
     let later = sizes[SETTLE..].iter().copied().max().unwrap_or(0);
