@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use portcullis::store::{Durability, StoreConfig, StoreError};
+use portcullis::store::{
+    Durability, MemoryStore, PolicyChanges, Saved, Store, StoreConfig, StoreError,
+};
 use portcullis::{Error, Limiter, ManualClock, Policy};
 
 /// The crash test forks children; a child briefly holds copies of every descriptor the parent
@@ -492,4 +494,77 @@ fn sigkill_never_over_grants_immediate_and_loses_at_most_an_interval() {
     // Counted from the store: a grant made just before a kill may never have been printed.
     assert!(imm_used.iter().all(|&u| u == 40), "{imm_used:?}");
     eprintln!("worst write-behind loss over 20 SIGKILLs: {worst_loss} decisions");
+}
+
+/// A store that keeps the set of key names its writes leave behind, over a memory store.
+struct NameCounting {
+    inner: MemoryStore,
+    names: parking_lot::Mutex<std::collections::HashSet<u64>>,
+}
+
+impl Store for NameCounting {
+    fn hash_key(&self) -> Result<Option<[u8; 16]>, StoreError> {
+        self.inner.hash_key()
+    }
+    fn set_hash_key(&self, key: [u8; 16]) -> Result<(), StoreError> {
+        self.inner.set_hash_key(key)
+    }
+    fn load(&self, policy: &str, signature: &str) -> Result<Saved, StoreError> {
+        self.inner.load(policy, signature)
+    }
+    fn write(&self, changes: &[PolicyChanges]) -> Result<(), StoreError> {
+        let mut names = self.names.lock();
+        for c in changes {
+            if c.replace_all {
+                names.clear();
+            }
+            for fp in &c.forget {
+                names.remove(fp);
+            }
+            names.extend(c.names.iter().map(|(fp, _)| *fp));
+        }
+        self.inner.write(changes)
+    }
+    fn sync(&self, power_loss: bool) -> Result<(), StoreError> {
+        self.inner.sync(power_loss)
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+/// A flood of distinct keys must not grow the saved names forever: past twice the table's
+/// capacity, the names of keys no longer in the table are forgotten.
+#[test]
+fn key_names_stay_bounded_under_a_flood() {
+    const CAPACITY: usize = 64;
+    let store = Arc::new(NameCounting {
+        inner: MemoryStore::new(),
+        names: parking_lot::Mutex::new(Default::default()),
+    });
+    let clock = ManualClock::new(T0);
+    let l = Limiter::builder()
+        .policy(Policy::gcra("api", "100/h".parse().unwrap()))
+        .capacity(CAPACITY)
+        .clock(clock.clone())
+        .store(StoreConfig::custom(store.clone()).flush_interval(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let api = l.policy_id("api").unwrap();
+    for round in 0..50 {
+        for k in 0..200 {
+            l.check(api, format!("flood-{round}-{k}"), 1).unwrap();
+        }
+        // Each round reaches the store: a write of its names, then the pruning of old ones.
+        l.close().unwrap();
+    }
+    let kept = store.names.lock().len();
+    assert!(kept > 0, "names are saved");
+    assert!(
+        kept <= 2 * CAPACITY + 200,
+        "{kept} names kept for a table of {CAPACITY} after 10,000 keys"
+    );
 }
