@@ -59,8 +59,6 @@ struct Entry {
     rule: Rule,
     /// What a fresh key may use at once: the largest affordable cost.
     capacity: u32,
-    /// A concurrency policy: admissions go through leases.
-    leases: bool,
     durability: Durability,
     signature: String,
     table: Table,
@@ -244,7 +242,6 @@ impl LimiterBuilder {
             entries.push(Entry {
                 table,
                 capacity: rule.algo.capacity(),
-                leases: matches!(rule.algo, Algo::Concurrency(_)),
                 durability: policy.durability_level(),
                 signature: format!("v1 {:?}", rule),
                 rule,
@@ -522,11 +519,14 @@ impl Limiter {
         }
     }
 
-    /// Decides a request of `cost` for the key `f` (named `key`) at `now`.
+    /// Decides a request of `cost` for the key `f` (named `key`) at `now` under the policy's
+    /// algorithm `algo`: one CAS loop per algorithm, its step inlined.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         e: &Entry,
+        algo: &impl Step,
         id: PolicyId,
         key: &[u8],
         f: &Fingerprint,
@@ -534,14 +534,7 @@ impl Limiter {
         now: Nanos,
     ) -> Result<Verdict, Error> {
         self.affordable(e, cost)?;
-        // One CAS loop per algorithm, each with its step inlined.
-        let (v, up) = match &e.rule.algo {
-            Algo::Gcra(a) => Self::step(e, a, f, now, cost),
-            Algo::FixedWindow(a) => Self::step(e, a, f, now, cost),
-            Algo::SlidingWindow(a) => Self::step(e, a, f, now, cost),
-            Algo::Leaky(a) => Self::step(e, a, f, now, cost),
-            Algo::Concurrency(a) => Self::step(e, a, f, now, cost),
-        };
+        let (v, up) = Self::step(e, algo, f, now, cost);
         Self::count(e, &v);
         if self.writer.is_some() {
             self.persist(e, id, key, f, (up.wrote, up.placed))?;
@@ -629,13 +622,8 @@ impl Limiter {
         cost: u32,
         now: Nanos,
     ) -> Result<Decision, Error> {
-        self.affordable(e, cost)?;
         let f = e.table.fingerprint(key);
-        let (v, up) = Self::step(e, algo, &f, now, cost);
-        Self::count(e, &v);
-        if self.writer.is_some() {
-            self.persist(e, id, key, &f, (up.wrote, up.placed))?;
-        }
+        let v = self.decide(e, algo, id, key, &f, cost, now)?;
         Ok(Self::decision(e, id, &v, now))
     }
 
@@ -812,12 +800,12 @@ impl Limiter {
         now: Nanos,
     ) -> Result<(Decision, Option<Lease>), Error> {
         let e = self.entry(id)?;
-        if !e.leases {
+        let Algo::Concurrency(algo) = &e.rule.algo else {
             return Err(e.not_concurrency());
-        }
+        };
         let key = key.as_ref();
         let f = e.table.fingerprint(key);
-        let v = self.decide(e, id, key, &f, cost, now)?;
+        let v = self.decide(e, algo, id, key, &f, cost, now)?;
         let lease = v.allowed.then_some(Lease {
             policy: id,
             key: f,
