@@ -226,16 +226,18 @@ fn main() {
     alternating_two_threads();
 }
 
+/// The middle of a set of measurements.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The 10,000-key check alternated with governor's over several rounds, as for two threads: the
 /// machine's load drifts between criterion's measurements, less within one round.
 fn alternating_one_thread() {
     const ROUNDS: usize = 9;
     const CHECKS: u64 = 2_000_000;
     let ns = |d: Duration| d.as_nanos() as f64 / CHECKS as f64;
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (l, id) = ours(1 << 16);
     let gov = gkeyed();
     let (mut o, mut g, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
@@ -267,10 +269,6 @@ fn alternating_two_threads() {
     const ROUNDS: usize = 7;
     const PER_THREAD: u64 = 2_000_000;
     let mps = |d: Duration| (2 * PER_THREAD) as f64 / d.as_secs_f64() / 1e6;
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     for shared in [true, false] {
         let (l, id) = ours(1 << 16);
         let gov = gkeyed();
