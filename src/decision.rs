@@ -83,8 +83,9 @@ impl Decision {
 
     /// Unix time, in whole seconds rounded up, at which the key is fully recovered.
     pub fn reset_at_unix_secs(&self) -> u64 {
-        let at = u128::from(self.at) + self.reset_after.as_nanos();
-        u64::try_from(at.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
+        // In u64 (a multiply, where u128 needs a division call); saturates past the year 2554.
+        let after = u64::try_from(self.reset_after.as_nanos()).unwrap_or(u64::MAX);
+        self.at.saturating_add(after).div_ceil(1_000_000_000)
     }
 
     /// The IETF `t` parameter: seconds until the next unit when none remain, else until reset.
@@ -145,6 +146,18 @@ pub type Header = (&'static str, String);
 pub(crate) trait HeaderSink: fmt::Write {
     /// Starts a header named `name`.
     fn start(&mut self, name: &'static str);
+
+    /// Adds a header whose value lives for the whole process (a sink may keep it uncopied).
+    fn push_static(&mut self, name: &'static str, value: &'static str) {
+        self.start(name);
+        let _ = self.write_str(value);
+    }
+
+    /// Adds a header whose value is a number.
+    fn push_number(&mut self, name: &'static str, n: u64) {
+        self.start(name);
+        let _ = self.write_str(itoa::Buffer::new().format(n));
+    }
 }
 
 /// Collects headers as owned pairs.
@@ -197,7 +210,7 @@ where
 pub(crate) fn render_with_main<'a, I>(
     style: HeaderStyle,
     main: &Decision,
-    limit_text: Option<(u32, &str)>,
+    limit_text: Option<(u32, &'static str)>,
     items: impl Fn() -> I,
     sink: &mut impl HeaderSink,
 ) where
@@ -207,15 +220,17 @@ pub(crate) fn render_with_main<'a, I>(
     // core::fmt costs more than the rest of the rendering.
     let mut num = itoa::Buffer::new();
     if matches!(style, HeaderStyle::Legacy | HeaderStyle::Both) {
-        sink.start("X-RateLimit-Limit");
-        let _ = match limit_text {
-            Some((limit, text)) if limit == main.limit => sink.write_str(text),
-            _ => sink.write_str(num.format(main.limit)),
-        };
-        sink.start("X-RateLimit-Remaining");
-        let _ = sink.write_str(num.format(main.remaining));
-        sink.start("X-RateLimit-Reset");
-        let _ = sink.write_str(num.format(main.reset_at_unix_secs()));
+        match limit_text {
+            Some((limit, text)) if limit == main.limit => {
+                sink.push_static("X-RateLimit-Limit", text)
+            }
+            _ => {
+                sink.start("X-RateLimit-Limit");
+                let _ = sink.write_str(num.format(main.limit));
+            }
+        }
+        sink.push_number("X-RateLimit-Remaining", u64::from(main.remaining));
+        sink.push_number("X-RateLimit-Reset", main.reset_at_unix_secs());
     }
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
         sink.start("RateLimit-Policy");
@@ -242,8 +257,7 @@ pub(crate) fn render_with_main<'a, I>(
         }
     }
     if !main.allowed {
-        sink.start("Retry-After");
-        let _ = sink.write_str(num.format(main.retry_after_secs()));
+        sink.push_number("Retry-After", main.retry_after_secs());
     }
 }
 

@@ -41,6 +41,7 @@ pub mod cors;
 mod decision;
 mod error;
 pub mod ffi;
+mod intern;
 mod keys;
 mod limiter;
 mod policy;

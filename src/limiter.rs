@@ -8,7 +8,7 @@ use crate::clock::{Clock, Nanos, TimeSource};
 use crate::decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
 use crate::error::Error;
 use crate::policy::{Algorithm, Policy, PolicyError};
-use crate::stats::{PolicyStats, StripedCounter};
+use crate::stats::{DecisionCounts, PolicyStats};
 use crate::store::writer::Writer;
 use crate::store::{Durability, KeyInfo, StoreConfig};
 use crate::table::{Fingerprint, Reclaim, Table, Updated};
@@ -62,9 +62,7 @@ struct Entry {
     durability: Durability,
     signature: String,
     table: Table,
-    allowed: StripedCounter,
-    denied: StripedCounter,
-    delayed: StripedCounter,
+    counts: DecisionCounts,
 }
 
 impl Entry {
@@ -246,9 +244,7 @@ impl LimiterBuilder {
                 signature: format!("v1 {:?}", rule),
                 rule,
                 policy,
-                allowed: StripedCounter::new(),
-                denied: StripedCounter::new(),
-                delayed: StripedCounter::new(),
+                counts: DecisionCounts::new(),
             });
         }
         let inner = Arc::new(Inner {
@@ -509,14 +505,7 @@ impl Limiter {
 
     #[inline]
     fn count(e: &Entry, v: &Verdict) {
-        if !v.allowed {
-            e.denied.add(1);
-        } else {
-            e.allowed.add(1);
-            if v.delay > 0 {
-                e.delayed.add(1);
-            }
-        }
+        e.counts.record(v.allowed, v.allowed && v.delay > 0);
     }
 
     /// Decides a request of `cost` for the key `f` (named `key`) at `now` under the policy's
@@ -837,11 +826,12 @@ impl Limiter {
         self.inner
             .entries
             .iter()
-            .map(|e| PolicyStats {
+            .map(|e| (e, e.counts.get()))
+            .map(|(e, totals)| PolicyStats {
                 name: e.policy.name().into(),
-                allowed: e.allowed.get(),
-                denied: e.denied.get(),
-                delayed: e.delayed.get(),
+                allowed: totals.allowed,
+                denied: totals.denied,
+                delayed: totals.delayed,
                 live_keys: e.table.live(now, &e.rule),
                 evictions: e.table.evictions(),
                 capacity: e.table.capacity(),

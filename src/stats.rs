@@ -43,10 +43,98 @@ impl StripedCounter {
     }
 }
 
+/// Allowed, denied and delayed counts together, striped like [`StripedCounter`]: a decision
+/// finds its thread's shard once and bumps a word in the same cache line.
+pub(crate) struct DecisionCounts(Box<[CachePadded<[StatAtomic; 3]>; SHARDS + 1]>);
+
+/// The totals of a [`DecisionCounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Totals {
+    pub(crate) allowed: u64,
+    pub(crate) denied: u64,
+    pub(crate) delayed: u64,
+}
+
+const ALLOWED: usize = 0;
+const DENIED: usize = 1;
+const DELAYED: usize = 2;
+
+impl DecisionCounts {
+    pub(crate) fn new() -> Self {
+        Self(Box::new(std::array::from_fn(|_| {
+            CachePadded::new(std::array::from_fn(|_| StatAtomic::new(0)))
+        })))
+    }
+
+    /// Counts one decision.
+    #[inline]
+    pub(crate) fn record(&self, allowed: bool, delayed: bool) {
+        let field = if allowed { ALLOWED } else { DENIED };
+        let i = thread_index();
+        if i < SHARDS {
+            // Single writer, as in `StripedCounter::add`.
+            let own = &self.0[i];
+            let bump = |c: &StatAtomic| c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            bump(&own[field]);
+            if delayed {
+                bump(&own[DELAYED]);
+            }
+        } else {
+            let shared = &self.0[SHARDS];
+            shared[field].fetch_add(1, Ordering::Relaxed);
+            if delayed {
+                shared[DELAYED].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The totals over every shard.
+    pub(crate) fn get(&self) -> Totals {
+        let sum = |f: usize| self.0.iter().map(|s| s[f].load(Ordering::Relaxed)).sum();
+        Totals {
+            allowed: sum(ALLOWED),
+            denied: sum(DENIED),
+            delayed: sum(DELAYED),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Barrier;
+
+    #[test]
+    fn decision_counts_add_up_across_more_threads_than_shards() {
+        let counts = DecisionCounts::new();
+        let threads = SHARDS + 16;
+        let start = Barrier::new(threads);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (counts, start) = (&counts, &start);
+                s.spawn(move || {
+                    start.wait();
+                    for i in 0..1000 {
+                        // Thread t: every third decision denied, every fifth allowed one delayed.
+                        let allowed = (i + t) % 3 != 0;
+                        counts.record(allowed, allowed && i % 5 == 0);
+                    }
+                });
+            }
+        });
+        let mut want = Totals::default();
+        for t in 0..threads {
+            for i in 0..1000 {
+                let allowed = (i + t) % 3 != 0;
+                match allowed {
+                    true => want.allowed += 1,
+                    false => want.denied += 1,
+                }
+                want.delayed += u64::from(allowed && i % 5 == 0);
+            }
+        }
+        assert_eq!(counts.get(), want);
+    }
 
     #[test]
     fn counts_exactly_across_more_threads_than_shards() {

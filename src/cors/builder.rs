@@ -140,8 +140,8 @@ impl CorsPolicyBuilder {
             },
             allow_headers_value: allow_headers_value(&headers),
             expose_value: match expose.any {
-                true => Some("*".to_owned()),
-                false => join(&expose.names),
+                true => Some("*"),
+                false => join(&expose.names).map(|v| crate::intern::intern(&v)),
             },
             max_age_value: max_age.map(|secs| secs.to_string()),
             preflight_vary: if self.private_network {

@@ -51,7 +51,7 @@ impl CorsPolicy {
         if self.any_origin {
             self.push_wildcard_actual(d);
         } else {
-            d.push(VARY, VARY_ACTUAL);
+            d.push_static(VARY, VARY_ACTUAL);
         }
     }
 
@@ -63,21 +63,21 @@ impl CorsPolicy {
         if self.allows_origin(origin) {
             d.push(ALLOW_ORIGIN, origin);
             if self.credentials {
-                d.push(ALLOW_CREDENTIALS, "true");
+                d.push_static(ALLOW_CREDENTIALS, "true");
             }
-            if let Some(expose) = &self.expose_value {
-                d.push(EXPOSE_HEADERS, expose.as_str());
+            if let Some(expose) = self.expose_value {
+                d.push_static(EXPOSE_HEADERS, expose);
             }
         } else {
             d.refuse(self.origin_refusal(origin), self.debug);
         }
-        d.push(VARY, VARY_ACTUAL);
+        d.push_static(VARY, VARY_ACTUAL);
     }
 
     fn push_wildcard_actual<'a>(&'a self, d: &mut impl DecisionSink<'a>) {
-        d.push(ALLOW_ORIGIN, "*");
-        if let Some(expose) = &self.expose_value {
-            d.push(EXPOSE_HEADERS, expose.as_str());
+        d.push_static(ALLOW_ORIGIN, "*");
+        if let Some(expose) = self.expose_value {
+            d.push_static(EXPOSE_HEADERS, expose);
         }
     }
 
@@ -96,7 +96,7 @@ impl CorsPolicy {
         }
         // A `*` policy answers every preflight alike (lists, not echoes), so it never varies.
         if !self.any_origin {
-            d.push(VARY, self.preflight_vary);
+            d.push_static(VARY, self.preflight_vary);
         }
     }
 
@@ -190,7 +190,7 @@ impl CorsPolicy {
         echoed_headers: Option<Cow<'a, str>>,
     ) {
         if self.any_origin {
-            d.push(ALLOW_ORIGIN, "*");
+            d.push_static(ALLOW_ORIGIN, "*");
             if let Some(methods) = &self.allow_methods_value {
                 d.push(ALLOW_METHODS, methods.as_str());
             }
@@ -200,7 +200,7 @@ impl CorsPolicy {
         } else {
             d.push(ALLOW_ORIGIN, origin);
             if self.credentials {
-                d.push(ALLOW_CREDENTIALS, "true");
+                d.push_static(ALLOW_CREDENTIALS, "true");
             }
             d.push(ALLOW_METHODS, method);
             if let Some(headers) = echoed_headers {
@@ -211,7 +211,7 @@ impl CorsPolicy {
             d.push(MAX_AGE, age.as_str());
         }
         if req.access_control_request_private_network {
-            d.push(ALLOW_PRIVATE_NETWORK, "true");
+            d.push_static(ALLOW_PRIVATE_NETWORK, "true");
         }
     }
 

@@ -27,6 +27,11 @@ pub(crate) trait DecisionSink<'a> {
     /// Adds a header.
     fn push(&mut self, name: &'static str, value: impl Into<Cow<'a, str>>);
 
+    /// Adds a header whose value lives for the whole process (a sink may keep it uncopied).
+    fn push_static(&mut self, name: &'static str, value: &'static str) {
+        self.push(name, value);
+    }
+
     /// Records a refusal; in debug mode its sentence goes out as `X-Cors-Reason`.
     fn refuse(&mut self, refusal: CorsRefusal<'a>, debug: bool);
 }

@@ -29,7 +29,8 @@ pub struct CorsPolicy {
     pub(crate) allow_methods_value: Option<String>,
     /// `Access-Control-Allow-Headers` of a `*` policy, which lists rather than echoes.
     pub(crate) allow_headers_value: Option<String>,
-    pub(crate) expose_value: Option<String>,
+    /// Interned: the gate adds it to every allowed actual request without copying it.
+    pub(crate) expose_value: Option<&'static str>,
     pub(crate) max_age_value: Option<String>,
     pub(crate) preflight_vary: &'static str,
     /// What it was built from, so it can be extended into a new policy.
@@ -97,6 +98,6 @@ impl CorsPolicy {
 
     /// The `Access-Control-Expose-Headers` value sent to allowed actual requests, if any.
     pub fn exposed_headers(&self) -> Option<&str> {
-        self.expose_value.as_deref()
+        self.expose_value
     }
 }

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use super::intern::intern;
 use super::route::RoutePattern;
 use super::stats::Counters;
 use super::GateError;
 use crate::clock::TimeSource;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
 use crate::cors::CorsPolicy;
+use crate::intern::intern;
 use crate::store::{Store, StoreConfig};
 use crate::{Algorithm, Error, HeaderStyle, IpKeyer, Limiter, PolicyId, PolicyMeta};
 

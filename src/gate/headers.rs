@@ -1,5 +1,6 @@
 //! The headers of one outcome in two allocations: every value appended to one string, and the
-//! names with the spans of their values beside it.
+//! names with the spans of their values beside it. Values that live for the whole process
+//! (CORS literals, the configured expose list, rendered limits) are kept by reference.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,8 +13,17 @@ use crate::decision::HeaderSink;
 #[derive(Clone, Default)]
 pub(crate) struct HeaderBuf {
     text: String,
-    /// (name, start, end) of each header's value in `text`.
-    spans: Vec<(&'static str, u32, u32)>,
+    /// Each header's name and value.
+    spans: Vec<(&'static str, Value)>,
+}
+
+/// Where a header's value is.
+#[derive(Clone, Copy)]
+enum Value {
+    /// `text[start..end]`.
+    Span(u32, u32),
+    /// Text that outlives every outcome.
+    Static(&'static str),
 }
 
 impl HeaderBuf {
@@ -41,8 +51,15 @@ impl HeaderBuf {
     /// Ends the value of the last header started.
     fn close(&mut self) {
         let end = self.len();
-        if let Some(last) = self.spans.last_mut() {
-            last.2 = end;
+        if let Some((_, Value::Span(_, last))) = self.spans.last_mut() {
+            *last = end;
+        }
+    }
+
+    fn value(&self, v: Value) -> &str {
+        match v {
+            Value::Span(start, end) => self.text.get(start as usize..end as usize).unwrap_or(""),
+            Value::Static(s) => s,
         }
     }
 
@@ -53,23 +70,27 @@ impl HeaderBuf {
 
     /// The headers in order.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&'static str, &str)> + '_ {
-        self.spans
-            .iter()
-            .map(|&(name, start, end)| (name, &self.text[start as usize..end as usize]))
+        self.spans.iter().map(|&(name, v)| (name, self.value(v)))
     }
 
     /// Header `index`.
     pub(crate) fn get(&self, index: usize) -> Option<(&'static str, &str)> {
         self.spans
             .get(index)
-            .map(|&(name, start, end)| (name, &self.text[start as usize..end as usize]))
+            .map(|&(name, v)| (name, self.value(v)))
     }
 }
 
 impl fmt::Write for HeaderBuf {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.spans.is_empty() {
+        let start = self.len();
+        let Some((_, value)) = self.spans.last_mut() else {
             return Err(fmt::Error);
+        };
+        // Appending to a value kept by reference: it moves into the text first.
+        if let Value::Static(kept) = *value {
+            *value = Value::Span(start, start);
+            self.text.push_str(kept);
         }
         self.text.push_str(s);
         self.close();
@@ -80,7 +101,18 @@ impl fmt::Write for HeaderBuf {
 impl HeaderSink for HeaderBuf {
     fn start(&mut self, name: &'static str) {
         let at = self.len();
-        self.spans.push((name, at, at));
+        self.spans.push((name, Value::Span(at, at)));
+    }
+
+    fn push_static(&mut self, name: &'static str, value: &'static str) {
+        self.spans.push((name, Value::Static(value)));
+    }
+
+    fn push_number(&mut self, name: &'static str, n: u64) {
+        let start = self.len();
+        self.text.push_str(itoa::Buffer::new().format(n));
+        let end = self.len();
+        self.spans.push((name, Value::Span(start, end)));
     }
 }
 
@@ -93,6 +125,10 @@ pub(crate) struct CorsInto<'h, 'a> {
 impl<'a> DecisionSink<'a> for CorsInto<'_, 'a> {
     fn push(&mut self, name: &'static str, value: impl Into<Cow<'a, str>>) {
         self.headers.push(name, &value.into());
+    }
+
+    fn push_static(&mut self, name: &'static str, value: &'static str) {
+        HeaderSink::push_static(self.headers, name, value);
     }
 
     fn refuse(&mut self, refusal: CorsRefusal<'a>, debug: bool) {
@@ -123,6 +159,9 @@ mod tests {
         h.write_str(", \"b\";r=0").unwrap();
         h.start("Empty");
         h.push("Retry-After", "30");
+        h.push_static("Vary", "Origin");
+        h.push_static("X-Limit", "10");
+        h.write_str("0").unwrap();
         let all: Vec<_> = h.iter().collect();
         assert_eq!(
             all,
@@ -131,11 +170,14 @@ mod tests {
                 ("RateLimit", "\"a\";r=4, \"b\";r=0"),
                 ("Empty", ""),
                 ("Retry-After", "30"),
+                ("Vary", "Origin"),
+                ("X-Limit", "100"),
             ]
         );
         assert_eq!(h.get(1), Some(("RateLimit", "\"a\";r=4, \"b\";r=0")));
-        assert_eq!(h.get(4), None);
-        assert_eq!(h.iter().len(), 4);
+        assert_eq!(h.get(6), None);
+        assert_eq!(h.iter().len(), 6);
+        assert_eq!(h.get(4), Some(("Vary", "Origin")));
         assert!(HeaderBuf::new().write_str("orphan").is_err());
     }
 }

@@ -87,7 +87,6 @@ use crate::{Clock, Decision, Error, Limiter, PolicyStats};
 mod abuse;
 mod compile;
 mod headers;
-mod intern;
 mod keys;
 mod outcome;
 mod route;
@@ -350,14 +349,10 @@ impl Gate {
             } else {
                 slot.limiter.check_into(slot.id, key, 1, now, decision);
             }
-            if decision.allowed {
-                limit.counters.allowed.0.add(1);
-                if !decision.delay.is_zero() {
-                    limit.counters.delayed.0.add(1);
-                }
-            } else {
-                limit.counters.denied.0.add(1);
-            }
+            limit.counters.0.record(
+                decision.allowed,
+                decision.allowed && !decision.delay.is_zero(),
+            );
             if !decision.allowed && !limit.shadow {
                 denied_by = Some(i);
                 break;
@@ -513,15 +508,16 @@ impl Gate {
                             .collect::<Vec<_>>()
                             .join(","),
                     };
+                    let totals = l.counters.0.get();
                     limits.push(LimitStats {
                         route: r.text.to_string(),
                         policy,
                         key: l.key.name().into(),
                         anonymous,
                         shadow: l.shadow,
-                        allowed: l.counters.allowed.0.get(),
-                        denied: l.counters.denied.0.get(),
-                        delayed: l.counters.delayed.0.get(),
+                        allowed: totals.allowed,
+                        denied: totals.denied,
+                        delayed: totals.delayed,
                     });
                 }
             }

@@ -11,6 +11,8 @@ pub struct RoutePattern {
     method: Option<String>,
     segments: Vec<Segment>,
     prefix: bool,
+    /// `/a/b` when every segment is a literal: most requests match by one prefix comparison.
+    literal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,10 +63,18 @@ impl RoutePattern {
                 segments.push(Self::segment(path, seg)?);
             }
         }
+        let literal = (!segments.is_empty()
+            && segments.iter().all(|s| matches!(s, Segment::Literal(_))))
+        .then(|| {
+            inner
+                .split('/')
+                .fold(String::new(), |acc, seg| acc + "/" + seg)
+        });
         Ok(Self {
             method,
             segments,
             prefix,
+            literal,
         })
     }
 
@@ -105,6 +115,15 @@ impl RoutePattern {
     pub fn matches(&self, method: &str, path: &str) -> bool {
         if self.method.as_deref().is_some_and(|m| m != method) {
             return false;
+        }
+        // A path spelled like the pattern, followed by its end, a query, a fragment or (for a
+        // prefix) a slash, matches; any other spelling (`//`, a trailing `/`) takes the walk.
+        if let Some(rest) = self.literal.as_deref().and_then(|l| path.strip_prefix(l)) {
+            match rest.as_bytes().first() {
+                None | Some(b'?' | b'#') => return true,
+                Some(b'/') if self.prefix => return true,
+                _ => {}
+            }
         }
         let bytes = path.as_bytes();
         let ends = |i: usize| bytes.get(i).is_none_or(|&b| b == b'?' || b == b'#');

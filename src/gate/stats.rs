@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::abuse::{Denial, Offender, StripedCounterCell};
+use super::abuse::{Denial, Offender};
+use crate::stats::DecisionCounts;
 
 /// Counters of one limit of one route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,9 +93,10 @@ pub struct PolicyStatsView {
     pub capacity: usize,
 }
 
-#[derive(Default)]
-pub(super) struct Counters {
-    pub(super) allowed: StripedCounterCell,
-    pub(super) denied: StripedCounterCell,
-    pub(super) delayed: StripedCounterCell,
+pub(super) struct Counters(pub(super) DecisionCounts);
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self(DecisionCounts::new())
+    }
 }

@@ -1,6 +1,6 @@
-//! Policy names and route texts as `&'static str`, so that an outcome names its policies and
-//! route without a reference count touched per decision (an atomic on a shared line, paid by
-//! every thread). Each distinct text is kept once for the life of the process: the memory is
+//! Configured texts as `&'static str` (policy names, route texts, header values), so that an
+//! outcome holds them without a copy or a reference count touched per decision (an atomic on a
+//! shared line, paid by every thread). Each distinct text is kept once for the life of the process: the memory is
 //! bounded by the distinct names a process ever configures, across reloads.
 
 use std::collections::BTreeSet;
