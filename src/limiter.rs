@@ -655,8 +655,11 @@ impl Limiter {
         now: Nanos,
         out: &mut Decision,
     ) {
-        *out = match self.check_body(e, algo, id, key, cost, now) {
-            Ok(d) => d,
+        // The verdict goes straight into `out`, without a `Result<Decision, _>` in between to
+        // copy from.
+        let f = e.table.fingerprint(key);
+        *out = match self.decide(e, algo, id, key, &f, cost, now) {
+            Ok(v) => Self::decision(e, id, &v, now),
             Err(_) => Decision::fail_closed(id, now),
         }
     }

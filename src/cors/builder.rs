@@ -149,6 +149,13 @@ impl CorsPolicyBuilder {
             } else {
                 VARY_PREFLIGHT
             },
+            exact_texts: origins
+                .iter()
+                .map(|p| match p {
+                    OriginPattern::Exact(text) => Some(crate::intern::intern(text)),
+                    _ => None,
+                })
+                .collect(),
             origins,
             methods,
             headers,

@@ -8,7 +8,7 @@ use super::headers::{
     ALLOW_CREDENTIALS, ALLOW_HEADERS, ALLOW_METHODS, ALLOW_ORIGIN, ALLOW_PRIVATE_NETWORK,
     EXPOSE_HEADERS, MAX_AGE, VARY, VARY_ACTUAL,
 };
-use super::policy::CorsPolicy;
+use super::policy::{CorsPolicy, Echo};
 use super::reason::CorsRefusal;
 use super::request::{CorsRequest, RequestKind};
 use super::token::{is_safelisted_method, is_token};
@@ -60,8 +60,12 @@ impl CorsPolicy {
             self.push_wildcard_actual(d);
             return;
         }
-        if self.allows_origin(origin) {
-            d.push(ALLOW_ORIGIN, origin);
+        let echo = self.echo(origin);
+        if let Some(echo) = echo {
+            match echo {
+                Echo::Kept(kept) => d.push_static(ALLOW_ORIGIN, kept),
+                Echo::Request(origin) => d.push(ALLOW_ORIGIN, origin),
+            }
             if self.credentials {
                 d.push_static(ALLOW_CREDENTIALS, "true");
             }

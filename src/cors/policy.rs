@@ -12,6 +12,9 @@ use super::origin::OriginPattern;
 #[derive(Clone, Debug)]
 pub struct CorsPolicy {
     pub(crate) origins: Vec<OriginPattern>,
+    /// Beside each pattern: its text when it names one origin exactly, interned, so that the
+    /// answer echoes it without copying the request's (the two are equal byte for byte).
+    pub(crate) exact_texts: Vec<Option<&'static str>>,
     /// `*`: answer `Access-Control-Allow-Origin: *` to everyone, never vary.
     pub(crate) any_origin: bool,
     pub(crate) methods: NameRule,
@@ -59,6 +62,14 @@ impl NameRule {
     }
 }
 
+/// The origin an allowed request is answered with.
+pub(crate) enum Echo<'a> {
+    /// The configured exact origin (equal to the request's).
+    Kept(&'static str),
+    /// The request's own origin, matched by a wildcard.
+    Request(&'a str),
+}
+
 impl CorsPolicy {
     /// Starts a policy. Nothing is allowed until origins are added.
     pub fn builder() -> CorsPolicyBuilder {
@@ -74,6 +85,15 @@ impl CorsPolicy {
     /// Whether a request from this `Origin` value would be allowed.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.origins.iter().any(|p| p.matches(origin))
+    }
+
+    /// The `Access-Control-Allow-Origin` value for an allowed `origin`; `None` if refused.
+    pub(crate) fn echo<'a>(&self, origin: &'a str) -> Option<Echo<'a>> {
+        let i = self.origins.iter().position(|p| p.matches(origin))?;
+        Some(match self.exact_texts.get(i).copied().flatten() {
+            Some(kept) => Echo::Kept(kept),
+            None => Echo::Request(origin),
+        })
     }
 
     /// Whether allowed origins may send credentials (cookies, HTTP auth, client certificates).
