@@ -57,6 +57,41 @@ pub struct Decision {
     pub at: Nanos,
 }
 
+/// What a check's verdict is handed out as: the public [`Decision`], or a caller's own plain
+/// form built straight from the verdict's nanoseconds (the C ABI's), rather than from
+/// `Duration`s made only to be taken apart again.
+pub(crate) trait FromVerdict {
+    /// The answer for a verdict of a policy whose `limit` is given, decided `at`.
+    fn from_verdict(limit: u32, policy: PolicyId, v: &crate::algo::Verdict, at: Nanos) -> Self;
+}
+
+/// Nanoseconds as a `Duration`; zero (no delay, nothing to wait for) is the common case and
+/// skips the division.
+#[inline(always)]
+fn duration(ns: u64) -> Duration {
+    if ns == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(ns)
+    }
+}
+
+impl FromVerdict for Decision {
+    #[inline(always)]
+    fn from_verdict(limit: u32, policy: PolicyId, v: &crate::algo::Verdict, at: Nanos) -> Self {
+        Decision {
+            allowed: v.allowed,
+            limit,
+            remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
+            reset_after: duration(v.reset_after),
+            retry_after: duration(v.retry_after),
+            delay: duration(v.delay),
+            policy,
+            at,
+        }
+    }
+}
+
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

@@ -1,28 +1,18 @@
 //! Named policies over keyed tables: check, peek, penalize, refund, reset, acquire, release.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::algo::{Algo, Rule, Step, Verdict};
 use crate::clock::{Clock, Nanos, TimeSource};
-use crate::decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
+use crate::decision::{
+    render_headers, Decision, FromVerdict, Header, HeaderStyle, PolicyId, PolicyMeta,
+};
 use crate::error::Error;
 use crate::policy::{Algorithm, Policy, PolicyError};
 use crate::stats::{DecisionCounts, PolicyStats};
 use crate::store::writer::Writer;
 use crate::store::{Durability, KeyInfo, StoreConfig};
 use crate::table::{Fingerprint, Reclaim, Table, Updated};
-
-/// Nanoseconds as a `Duration`; zero (no delay, nothing to wait for) is the common case and
-/// skips the division.
-#[inline(always)]
-fn duration(ns: u64) -> Duration {
-    if ns == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_nanos(ns)
-    }
-}
 
 /// The persistence side of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,17 +480,9 @@ impl Limiter {
         Ok(())
     }
 
-    fn decision(e: &Entry, id: PolicyId, v: &Verdict, now: Nanos) -> Decision {
-        Decision {
-            allowed: v.allowed,
-            limit: e.capacity,
-            remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
-            reset_after: duration(v.reset_after),
-            retry_after: duration(v.retry_after),
-            delay: duration(v.delay),
-            policy: id,
-            at: now,
-        }
+    #[inline(always)]
+    fn decision<D: FromVerdict>(e: &Entry, id: PolicyId, v: &Verdict, now: Nanos) -> D {
+        D::from_verdict(e.capacity, id, v, now)
     }
 
     #[inline]
@@ -589,7 +571,7 @@ impl Limiter {
     /// algorithm for callers of the public API: a small body the compiler keeps in registers,
     /// where one body holding every algorithm spilled to the stack.
     #[inline(never)]
-    fn check_with(
+    fn check_with<D: FromVerdict>(
         &self,
         e: &Entry,
         algo: &impl Step,
@@ -597,12 +579,35 @@ impl Limiter {
         key: &[u8],
         cost: u32,
         now: Nanos,
-    ) -> Result<Decision, Error> {
+    ) -> Result<D, Error> {
         self.check_body(e, algo, id, key, cost, now)
     }
 
-    #[inline(always)]
-    fn check_body(
+    /// [`Limiter::check_at`] answered in the caller's form and written where the caller keeps
+    /// it (the C ABI's output): no decision built in one place to be copied to another.
+    #[inline]
+    pub(crate) fn check_at_into<D: FromVerdict>(
+        &self,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: &mut D,
+    ) -> Result<(), Error> {
+        let e = self.entry(id)?;
+        match &e.rule.algo {
+            Algo::Gcra(a) => self.check_with_into(e, a, id, key, cost, now, out),
+            Algo::FixedWindow(a) => self.check_with_into(e, a, id, key, cost, now, out),
+            Algo::SlidingWindow(a) => self.check_with_into(e, a, id, key, cost, now, out),
+            Algo::Leaky(a) => self.check_with_into(e, a, id, key, cost, now, out),
+            Algo::Concurrency(_) => Err(e.needs_lease()),
+        }
+    }
+
+    /// [`Limiter::check_with`] writing into `out`.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn check_with_into<D: FromVerdict>(
         &self,
         e: &Entry,
         algo: &impl Step,
@@ -610,7 +615,24 @@ impl Limiter {
         key: &[u8],
         cost: u32,
         now: Nanos,
-    ) -> Result<Decision, Error> {
+        out: &mut D,
+    ) -> Result<(), Error> {
+        let f = e.table.fingerprint(key);
+        let v = self.decide(e, algo, id, key, &f, cost, now)?;
+        *out = Self::decision(e, id, &v, now);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn check_body<D: FromVerdict>(
+        &self,
+        e: &Entry,
+        algo: &impl Step,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+    ) -> Result<D, Error> {
         let f = e.table.fingerprint(key);
         let v = self.decide(e, algo, id, key, &f, cost, now)?;
         Ok(Self::decision(e, id, &v, now))

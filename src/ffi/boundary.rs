@@ -100,6 +100,16 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, name: &str, value: T) -> FfiResul
     Ok(())
 }
 
+/// An output as a reference, or a failure naming the parameter.
+///
+/// # Safety
+/// `ptr` is NULL or valid, aligned and unaliased for writes of `T` for 'a.
+#[inline]
+pub(crate) unsafe fn out_mut<'a, T>(ptr: *mut T, name: &str) -> FfiResult<&'a mut T> {
+    // SAFETY: the caller promises a valid, aligned, unaliased pointer when non-NULL.
+    unsafe { ptr.as_mut() }.ok_or_else(|| Failure::null(name))
+}
+
 /// Checks an out-pointer before work is done, so nothing is lost on a NULL output.
 #[inline]
 pub(crate) fn need_out<T>(ptr: *mut T, name: &str) -> FfiResult {

@@ -3,11 +3,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::algo::Verdict;
 use crate::config::Config;
+use crate::decision::FromVerdict;
 use crate::{Decision, HeaderStyle, Lease, Limiter, Nanos, PolicyId};
 
 use super::boundary::{
-    borrow, bytes, copy_out, guard, guard_drop, need_out, text, write_out, Failure, FfiResult,
+    borrow, bytes, copy_out, guard, guard_drop, need_out, out_mut, text, write_out, Failure,
+    FfiResult,
 };
 use super::headers::portcullis_headers;
 use super::result::portcullis_result;
@@ -54,6 +57,24 @@ pub struct portcullis_decision {
 #[inline]
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Straight from the verdict's nanoseconds, equal to converting its [`Decision`] (tested).
+impl FromVerdict for portcullis_decision {
+    #[inline(always)]
+    fn from_verdict(limit: u32, policy: PolicyId, v: &Verdict, at: u64) -> Self {
+        Self {
+            allowed: v.allowed,
+            limit,
+            remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
+            policy: policy.0,
+            reset_after_ns: v.reset_after,
+            retry_after_ns: v.retry_after,
+            retry_after_secs: v.retry_after.div_ceil(1_000_000_000),
+            delay_ns: v.delay,
+            at_ns: at,
+        }
+    }
 }
 
 impl From<Decision> for portcullis_decision {
@@ -253,7 +274,12 @@ unsafe fn decide(
         let (id, cost) = (PolicyId(ask.policy), ask.cost);
         let now = now.unwrap_or_else(|| l.now());
         let d = match op {
-            Op::Check => l.check_at(id, key, cost, now),
+            Op::Check => {
+                // SAFETY: forwarded from the caller (checked non-NULL above).
+                let out = unsafe { out_mut(out, "out_decision") }?;
+                // Written in place: a decision returned and then copied out costs a copy.
+                return Ok(l.check_at_into(id, key, cost, now, out)?);
+            }
             Op::Peek => l.peek_at(id, key, cost, now),
             Op::Penalize => l.penalize_at(id, key, cost, now),
             Op::Refund => l.refund_at(id, key, cost, now),
@@ -797,4 +823,51 @@ pub unsafe extern "C" fn portcullis_limiter_free(limiter: *mut portcullis_limite
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The C decision built straight from a verdict equals the one converted from its
+    /// `Decision`, at the edges of every field.
+    #[test]
+    fn direct_translation_equals_the_decision_route() {
+        let times = [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut checked = 0;
+        for allowed in [false, true] {
+            for remaining in [0, 7, u64::from(u32::MAX), u64::from(u32::MAX) + 1] {
+                for &reset_after in &times {
+                    for &retry_after in &times {
+                        for &delay in &times[..3] {
+                            let v = Verdict {
+                                allowed,
+                                remaining,
+                                reset_after,
+                                retry_after,
+                                delay,
+                                lease_epoch: 0,
+                            };
+                            let (limit, policy, at) = (10, PolicyId(3), 1_700_000_000_123_456_789);
+                            let direct = portcullis_decision::from_verdict(limit, policy, &v, at);
+                            let via = portcullis_decision::from(Decision::from_verdict(
+                                limit, policy, &v, at,
+                            ));
+                            assert_eq!(direct, via, "{v:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 4 * 7 * 7 * 3);
+    }
 }
