@@ -253,11 +253,12 @@ struct Ask {
     cost: u32,
 }
 
-/// Shared body of the deciding functions.
+/// Shared body of the deciding functions. Each exported function passes its `op` as a
+/// constant, so each gets its own body with the operation chosen at compile time.
 ///
 /// # Safety
 /// As the exported functions: live handle, readable key, writable output.
-#[inline]
+#[inline(always)]
 unsafe fn decide(
     limiter: *const portcullis_limiter,
     op: Op,
@@ -265,27 +266,68 @@ unsafe fn decide(
     now: Option<Nanos>,
     out: *mut portcullis_decision,
 ) -> portcullis_result {
-    guard(|| {
+    fn answer(
+        out: &mut portcullis_decision,
+        d: Result<Decision, crate::Error>,
+    ) -> Result<(), crate::Error> {
+        *out = d?.into();
+        Ok(())
+    }
+    // SAFETY (each arm): forwarded from the caller.
+    match op {
+        // Written in place: a decision returned and then copied out costs a copy.
+        Op::Check => unsafe {
+            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
+                l.check_at_into(id, key, cost, now, out)
+            })
+        },
+        Op::Peek => unsafe {
+            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
+                answer(out, l.peek_at(id, key, cost, now))
+            })
+        },
+        Op::Penalize => unsafe {
+            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
+                answer(out, l.penalize_at(id, key, cost, now))
+            })
+        },
+        Op::Refund => unsafe {
+            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
+                answer(out, l.refund_at(id, key, cost, now))
+            })
+        },
+    }
+}
+
+/// The checks every deciding function makes, then `op`, which writes the decision into the
+/// output only when it succeeds.
+///
+/// # Safety
+/// As [`decide`].
+#[inline(always)]
+unsafe fn decide_with(
+    limiter: *const portcullis_limiter,
+    ask: Ask,
+    now: Option<Nanos>,
+    out: *mut portcullis_decision,
+    op: impl FnOnce(
+        &Limiter,
+        PolicyId,
+        &[u8],
+        u32,
+        Nanos,
+        &mut portcullis_decision,
+    ) -> Result<(), crate::Error>,
+) -> portcullis_result {
+    guard(move || {
         // SAFETY: forwarded from the caller.
         let l = unsafe { live(limiter) }?;
-        need_out(out, "out_decision")?;
+        // SAFETY: forwarded from the caller.
+        let out = unsafe { out_mut(out, "out_decision") }?;
         // SAFETY: forwarded from the caller.
         let key = unsafe { bytes(ask.key, ask.key_len, "key") }?;
-        let (id, cost) = (PolicyId(ask.policy), ask.cost);
         let now = now.unwrap_or_else(|| l.now());
-        let d = match op {
-            Op::Check => {
-                // SAFETY: forwarded from the caller (checked non-NULL above).
-                let out = unsafe { out_mut(out, "out_decision") }?;
-                // Written in place: a decision returned and then copied out costs a copy.
-                return Ok(l.check_at_into(id, key, cost, now, out)?);
-            }
-            Op::Peek => l.peek_at(id, key, cost, now),
-            Op::Penalize => l.penalize_at(id, key, cost, now),
-            Op::Refund => l.refund_at(id, key, cost, now),
-        }?;
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out, "out_decision", d.into()) }
+        Ok(op(l, PolicyId(ask.policy), key, ask.cost, now, out)?)
     })
 }
 
