@@ -148,6 +148,12 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> FfiRes
 pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, name: &str) -> FfiResult<&'a str> {
     // SAFETY: forwarded from the caller.
     let b = unsafe { bytes(ptr, len, name) }?;
+    // Request fields are nearly always ASCII, which `is_ascii` checks a word at a time;
+    // `from_utf8` checks strings this short byte by byte.
+    if b.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+    }
     std::str::from_utf8(b).map_err(|e| {
         Failure::new(
             portcullis_result::InvalidUtf8,
@@ -230,6 +236,27 @@ mod tests {
             assert_eq!(e.code, portcullis_result::InvalidUtf8);
             assert!(e.message.contains("byte 1"), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn text_takes_ascii_and_other_utf8_alike() {
+        for ok in [
+            "",
+            "GET",
+            "/api/v1/things?q=1",
+            "caf\u{e9}",
+            "\u{1f600} key",
+        ] {
+            // SAFETY: a live str's bytes.
+            let got = unsafe { text(ok.as_ptr(), ok.len(), "path") }.unwrap();
+            assert_eq!(got, ok);
+        }
+        // An ASCII prefix does not hide a bad byte after it.
+        let bad = b"/api/v1/\xc3(";
+        // SAFETY: a live array.
+        let e = unsafe { text(bad.as_ptr(), bad.len(), "path") }.unwrap_err();
+        assert_eq!(e.code, portcullis_result::InvalidUtf8);
+        assert!(e.message.contains("byte 8"), "{}", e.message);
     }
 
     #[test]
