@@ -54,6 +54,19 @@ pub struct Fingerprint {
     mask: u64,
 }
 
+impl Fingerprint {
+    /// A raw 64-bit hash made a fingerprint: 0 (empty) and [`LOCKED`] are moved aside.
+    #[inline]
+    fn from_hash(hash: u64) -> Self {
+        let fp = match hash {
+            0 => 1,
+            LOCKED => LOCKED - 1,
+            h => h,
+        };
+        Fingerprint { fp, mask: mix(fp) }
+    }
+}
+
 /// The state-word mask of a fingerprint. Keys sharing a bucket share the low bits of their
 /// fingerprints, so the high half is folded in before an odd multiply spreads every bit upwards:
 /// two such keys still get masks that differ unpredictably across the word.
@@ -98,6 +111,8 @@ pub struct Table {
     claims: Box<[CachePadded<AtomicU32>]>,
     hasher: foldhash::quality::FixedState,
     hash_salt: u64,
+    /// The empty key's fingerprint, hashed once: an unkeyed limit checks it on every request.
+    empty: Fingerprint,
     evictions: AtomicU64,
     /// One bit per page of slots written since the last [`Table::take_dirty_pages`]; present
     /// only when a store persists the table.
@@ -139,12 +154,15 @@ impl Table {
         let claims = (0..CLAIM_STRIPES)
             .map(|_| CachePadded::new(AtomicU32::new(0)))
             .collect();
+        let hasher = foldhash::quality::FixedState::with_seed(u64::from_le_bytes(k0));
+        let hash_salt = u64::from_le_bytes(k1);
         Self {
             mask: buckets.len() - 1,
             buckets,
             claims,
-            hasher: foldhash::quality::FixedState::with_seed(u64::from_le_bytes(k0)),
-            hash_salt: u64::from_le_bytes(k1),
+            empty: Fingerprint::from_hash(Self::hash(&hasher, hash_salt, b"")),
+            hasher,
+            hash_salt,
             evictions: AtomicU64::new(0),
             dirty: None,
         }
@@ -238,21 +256,24 @@ impl Table {
     /// full 64 bits of distinction.
     #[inline]
     pub fn fingerprint(&self, key: &[u8]) -> Fingerprint {
-        let mut h = self.hasher.build_hasher();
-        h.write_u64(self.hash_salt);
+        if key.is_empty() {
+            return self.empty;
+        }
+        Fingerprint::from_hash(Self::hash(&self.hasher, self.hash_salt, key))
+    }
+
+    #[inline(always)]
+    fn hash(hasher: &foldhash::quality::FixedState, salt: u64, key: &[u8]) -> u64 {
+        let mut h = hasher.build_hasher();
+        h.write_u64(salt);
         h.write(key);
-        self.fingerprint_of(h.finish())
+        h.finish()
     }
 
     /// The fingerprint (and buckets) of a raw 64-bit fingerprint, as a store saved it.
     #[inline]
     pub fn fingerprint_of(&self, hash: u64) -> Fingerprint {
-        let fp = match hash {
-            0 => 1,
-            LOCKED => LOCKED - 1,
-            h => h,
-        };
-        Fingerprint { fp, mask: mix(fp) }
+        Fingerprint::from_hash(hash)
     }
 
     /// A key's first bucket: the low bits of its fingerprint.
@@ -550,5 +571,24 @@ struct ClaimGuard<'a>(&'a AtomicU32);
 impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
         self.0.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The empty key's fingerprint, kept from construction, is the one hashing would give: a
+    /// store written before (or by a build without the shortcut) still finds its state.
+    #[test]
+    fn the_kept_empty_fingerprint_is_the_hashed_one() {
+        for seed in [[0u8; 16], [7; 16], *b"0123456789abcdef"] {
+            let t = Table::new(64, seed);
+            let hashed = t.fingerprint_of(Table::hash(&t.hasher, t.hash_salt, b""));
+            assert_eq!(t.fingerprint(b""), hashed);
+            assert_ne!(t.fingerprint(b""), t.fingerprint(b"\0"));
+        }
+        let (a, b) = (Table::new(64, [1; 16]), Table::new(64, [2; 16]));
+        assert_ne!(a.fingerprint(b""), b.fingerprint(b""), "the secret keys it");
     }
 }
