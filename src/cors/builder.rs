@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::error::{CorsConfigError, CorsConfigErrorKind as Kind, CorsConfigErrors};
 use super::headers::{VARY_PREFLIGHT, VARY_PREFLIGHT_PRIVATE_NETWORK};
 use super::origin::{parse_origin, suggest, OriginPattern, OriginProblem};
-use super::policy::{CorsPolicy, NameRule};
+use super::policy::{CorsPolicy, NameRule, Rendered};
 use super::suffix::is_public_suffix;
 use super::token;
 
@@ -140,8 +140,8 @@ impl CorsPolicyBuilder {
             },
             allow_headers_value: allow_headers_value(&headers),
             expose_value: match expose.any {
-                true => Some("*"),
-                false => join(&expose.names).map(|v| crate::intern::intern(&v)),
+                true => Some(Rendered::Kept("*")),
+                false => join(&expose.names).map(|v| Rendered::Owned(v.into())),
             },
             max_age_value: max_age.map(|secs| secs.to_string()),
             preflight_vary: if self.private_network {
@@ -149,13 +149,7 @@ impl CorsPolicyBuilder {
             } else {
                 VARY_PREFLIGHT
             },
-            exact_texts: origins
-                .iter()
-                .map(|p| match p {
-                    OriginPattern::Exact(text) => Some(crate::intern::intern(text)),
-                    _ => None,
-                })
-                .collect(),
+            exact_texts: Vec::new(),
             origins,
             methods,
             headers,

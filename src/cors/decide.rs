@@ -8,7 +8,7 @@ use super::headers::{
     ALLOW_CREDENTIALS, ALLOW_HEADERS, ALLOW_METHODS, ALLOW_ORIGIN, ALLOW_PRIVATE_NETWORK,
     EXPOSE_HEADERS, MAX_AGE, VARY, VARY_ACTUAL,
 };
-use super::policy::{CorsPolicy, Echo};
+use super::policy::{CorsPolicy, Echo, Rendered};
 use super::reason::CorsRefusal;
 use super::request::{CorsRequest, RequestKind};
 use super::token::{is_safelisted_method, is_token};
@@ -69,20 +69,24 @@ impl CorsPolicy {
             if self.credentials {
                 d.push_static(ALLOW_CREDENTIALS, "true");
             }
-            if let Some(expose) = self.expose_value {
-                d.push_static(EXPOSE_HEADERS, expose);
-            }
+            self.push_expose(d);
         } else {
             d.refuse(self.origin_refusal(origin), self.debug);
         }
         d.push_static(VARY, VARY_ACTUAL);
     }
 
+    fn push_expose<'a>(&'a self, d: &mut impl DecisionSink<'a>) {
+        match &self.expose_value {
+            Some(Rendered::Kept(kept)) => d.push_static(EXPOSE_HEADERS, kept),
+            Some(Rendered::Owned(text)) => d.push(EXPOSE_HEADERS, &**text),
+            None => {}
+        }
+    }
+
     fn push_wildcard_actual<'a>(&'a self, d: &mut impl DecisionSink<'a>) {
         d.push_static(ALLOW_ORIGIN, "*");
-        if let Some(expose) = self.expose_value {
-            d.push_static(EXPOSE_HEADERS, expose);
-        }
+        self.push_expose(d);
     }
 
     fn preflight<'a>(

@@ -12,8 +12,9 @@ use super::origin::OriginPattern;
 #[derive(Clone, Debug)]
 pub struct CorsPolicy {
     pub(crate) origins: Vec<OriginPattern>,
-    /// Beside each pattern: its text when it names one origin exactly, interned, so that the
-    /// answer echoes it without copying the request's (the two are equal byte for byte).
+    /// Beside each pattern, once [`CorsPolicy::keep_texts`] ran: its text when it names one
+    /// origin exactly, interned, so that the answer echoes it without copying the request's
+    /// (the two are equal byte for byte). Empty otherwise.
     pub(crate) exact_texts: Vec<Option<&'static str>>,
     /// `*`: answer `Access-Control-Allow-Origin: *` to everyone, never vary.
     pub(crate) any_origin: bool,
@@ -32,8 +33,9 @@ pub struct CorsPolicy {
     pub(crate) allow_methods_value: Option<String>,
     /// `Access-Control-Allow-Headers` of a `*` policy, which lists rather than echoes.
     pub(crate) allow_headers_value: Option<String>,
-    /// Interned: the gate adds it to every allowed actual request without copying it.
-    pub(crate) expose_value: Option<&'static str>,
+    /// Sent to every allowed actual request: interned by [`CorsPolicy::keep_texts`], so a sink
+    /// can keep it without copying.
+    pub(crate) expose_value: Option<Rendered>,
     pub(crate) max_age_value: Option<String>,
     pub(crate) preflight_vary: &'static str,
     /// What it was built from, so it can be extended into a new policy.
@@ -59,6 +61,25 @@ impl NameRule {
     pub(crate) fn allows_header(&self, name: &str) -> bool {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
             || (self.any && !name.eq_ignore_ascii_case("authorization"))
+    }
+}
+
+/// A header value rendered at build time: owned by the policy, or interned for the life of
+/// the process (kept texts cost nothing to add to an answer, and are never freed).
+#[derive(Clone, Debug)]
+pub(crate) enum Rendered {
+    /// Freed with the policy.
+    Owned(Box<str>),
+    /// One copy for the process (see `crate::intern`).
+    Kept(&'static str),
+}
+
+impl Rendered {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Rendered::Owned(text) => text,
+            Rendered::Kept(text) => text,
+        }
     }
 }
 
@@ -118,6 +139,83 @@ impl CorsPolicy {
 
     /// The `Access-Control-Expose-Headers` value sent to allowed actual requests, if any.
     pub fn exposed_headers(&self) -> Option<&str> {
-        self.expose_value
+        self.expose_value.as_ref().map(Rendered::as_str)
+    }
+
+    /// Interns the texts an allowed actual request is answered with (the exposed headers, the
+    /// exact origins), for a policy that lives as long as a gate's config: answers then hold
+    /// them by reference. Each distinct text is kept once for the life of the process, so a
+    /// policy built per tenant or per request should not call this.
+    pub(crate) fn keep_texts(&mut self) {
+        if let Some(expose) = &self.expose_value {
+            self.expose_value = Some(Rendered::Kept(crate::intern::intern(expose.as_str())));
+        }
+        self.exact_texts = self
+            .origins
+            .iter()
+            .map(|p| match p {
+                OriginPattern::Exact(text) => Some(crate::intern::intern(text)),
+                _ => None,
+            })
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cors::CorsRequest;
+
+    fn answer(policy: &CorsPolicy, origin: &str) -> Vec<(String, String)> {
+        let req = CorsRequest {
+            method: "GET",
+            origin: Some(origin),
+            access_control_request_method: None,
+            access_control_request_headers: None,
+            access_control_request_private_network: false,
+        };
+        let d = policy.decide(&req);
+        d.headers()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// A policy built on its own owns its texts (dropping it frees them); kept texts change
+    /// nothing in the answers.
+    #[test]
+    fn texts_are_kept_only_when_asked_and_answers_do_not_change() {
+        let mut policy = CorsPolicy::builder()
+            .allow_origins(["https://app.example.com", "https://*.example.org"])
+            .expose_headers(["X-Request-Id"])
+            .allow_credentials(true)
+            .build()
+            .expect("valid");
+        assert!(policy.exact_texts.is_empty());
+        assert!(matches!(policy.expose_value, Some(Rendered::Owned(_))));
+        let origins = [
+            "https://app.example.com",
+            "https://a.example.org",
+            "https://x.test",
+        ];
+        let before: Vec<_> = origins.iter().map(|o| answer(&policy, o)).collect();
+
+        policy.keep_texts();
+        assert_eq!(
+            policy.exact_texts,
+            [Some("https://app.example.com"), None],
+            "only exact origins are kept"
+        );
+        assert!(matches!(policy.expose_value, Some(Rendered::Kept(_))));
+        let after: Vec<_> = origins.iter().map(|o| answer(&policy, o)).collect();
+        assert_eq!(before, after);
+        assert_eq!(
+            before[0][0],
+            ("access-control-allow-origin".into(), origins[0].into())
+        );
+        assert_eq!(
+            before[1][0],
+            ("access-control-allow-origin".into(), origins[1].into())
+        );
+        assert_eq!(policy.exposed_headers(), Some("X-Request-Id"));
     }
 }

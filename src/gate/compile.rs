@@ -208,11 +208,15 @@ pub(super) fn compile(
         .collect();
     let cors = match &config.cors {
         None => None,
-        Some(b) => Some(
-            b.clone()
+        Some(b) => {
+            let mut policy = b
+                .clone()
                 .expose_headers(rate_limit_header_names(config.header_style).iter().copied())
-                .build()?,
-        ),
+                .build()?;
+            // It answers every request until the next reload: its texts are worth keeping.
+            policy.keep_texts();
+            Some(policy)
+        }
     };
     let keyer = IpKeyer::new(config.ipv6_prefix).unwrap_or_default();
     Ok(Inner {
