@@ -387,6 +387,25 @@ mod tests {
     }
 
     #[test]
+    fn reset_time_rounds_up_exactly() {
+        let exact = |at: u64, after: Duration| {
+            u64::try_from((u128::from(at) + after.as_nanos()).div_ceil(1_000_000_000)).unwrap()
+        };
+        for at in [0, 1, 999_999_999, 1_000_000_000, 1_795_453_140_999_999_999] {
+            for after in [0, 1, 999_999_999, 1_000_000_000, 86_400_000_000_001] {
+                let mut d = d(true, 1, 0);
+                d.at = at;
+                d.reset_after = Duration::from_nanos(after);
+                assert_eq!(
+                    d.reset_at_unix_secs(),
+                    exact(at, d.reset_after),
+                    "{at} + {after}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn retry_after_rounds_up() {
         assert_eq!(d(false, 0, 1).retry_after_secs(), 1);
         assert_eq!(d(false, 0, 1_000_000_000).retry_after_secs(), 1);

@@ -571,7 +571,7 @@ impl Limiter {
     /// algorithm for callers of the public API: a small body the compiler keeps in registers,
     /// where one body holding every algorithm spilled to the stack.
     #[inline(never)]
-    fn check_with<D: FromVerdict>(
+    fn check_with(
         &self,
         e: &Entry,
         algo: &impl Step,
@@ -579,8 +579,10 @@ impl Limiter {
         key: &[u8],
         cost: u32,
         now: Nanos,
-    ) -> Result<D, Error> {
-        self.check_body(e, algo, id, key, cost, now)
+    ) -> Result<Decision, Error> {
+        let f = e.table.fingerprint(key);
+        let v = self.decide(e, algo, id, key, &f, cost, now)?;
+        Ok(Self::decision(e, id, &v, now))
     }
 
     /// [`Limiter::check_at`] answered in the caller's form and written where the caller keeps
@@ -621,21 +623,6 @@ impl Limiter {
         let v = self.decide(e, algo, id, key, &f, cost, now)?;
         *out = Self::decision(e, id, &v, now);
         Ok(())
-    }
-
-    #[inline(always)]
-    fn check_body<D: FromVerdict>(
-        &self,
-        e: &Entry,
-        algo: &impl Step,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-    ) -> Result<D, Error> {
-        let f = e.table.fingerprint(key);
-        let v = self.decide(e, algo, id, key, &f, cost, now)?;
-        Ok(Self::decision(e, id, &v, now))
     }
 
     /// [`Limiter::check_at`] for a caller that fails closed, writing the decision in place: an
