@@ -176,6 +176,45 @@ pub struct PolicyMeta<'a> {
 /// A rendered response header.
 pub type Header = (&'static str, String);
 
+/// A policy's IETF header texts, rendered once: its `RateLimit-Policy` item
+/// (`"api";q=100;w=3600`) and the start of its `RateLimit` item (`"api";r=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IetfTexts {
+    policy_item: &'static str,
+    rate_start: &'static str,
+}
+
+impl IetfTexts {
+    /// Renders and interns a policy's texts, for a config that lives until the next reload
+    /// (each distinct text is kept for the life of the process: see `crate::intern`).
+    pub(crate) fn kept(meta: &PolicyMeta<'_>) -> Self {
+        let mut item = String::new();
+        let _ = write_policy_item(&mut item, meta);
+        let mut start = String::new();
+        let _ = write_rate_start(&mut start, meta);
+        Self {
+            policy_item: crate::intern::intern(&item),
+            rate_start: crate::intern::intern(&start),
+        }
+    }
+}
+
+/// A policy's `RateLimit-Policy` item.
+fn write_policy_item(out: &mut impl fmt::Write, meta: &PolicyMeta<'_>) -> fmt::Result {
+    let mut num = itoa::Buffer::new();
+    write_sf_string(out, meta.name)?;
+    out.write_str(";q=")?;
+    out.write_str(num.format(meta.quota))?;
+    out.write_str(";w=")?;
+    out.write_str(num.format(ceil_secs(meta.window)))
+}
+
+/// The start of a policy's `RateLimit` item, up to its remaining count.
+fn write_rate_start(out: &mut impl fmt::Write, meta: &PolicyMeta<'_>) -> fmt::Result {
+    write_sf_string(out, meta.name)?;
+    out.write_str(";r=")
+}
+
 /// Where rendered headers go: [`HeaderSink::start`] opens a header, and what is written after
 /// it (through [`fmt::Write`]) is its value, until the next start.
 pub(crate) trait HeaderSink: fmt::Write {
@@ -235,7 +274,8 @@ where
         .map(|(_, d)| d)
         .min_by(|a, b| a.restrictiveness(b));
     if let Some(main) = main {
-        render_with_main(style, &main, None, || decisions.clone(), sink);
+        let items = || decisions.clone().map(|(meta, d)| (meta, d, None));
+        render_with_main(style, &main, None, items, sink);
     }
 }
 
@@ -249,7 +289,7 @@ pub(crate) fn render_with_main<'a, I>(
     items: impl Fn() -> I,
     sink: &mut impl HeaderSink,
 ) where
-    I: Iterator<Item = (PolicyMeta<'a>, Decision)>,
+    I: Iterator<Item = (PolicyMeta<'a>, Decision, Option<IetfTexts>)>,
 {
     // Writing into a sink that has started a header cannot fail. Integers go through itoa:
     // core::fmt costs more than the rest of the rendering.
@@ -268,24 +308,34 @@ pub(crate) fn render_with_main<'a, I>(
         sink.push_number("X-RateLimit-Reset", main.reset_at_unix_secs());
     }
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
-        sink.start("RateLimit-Policy");
-        for (i, (meta, _)) in items().enumerate() {
-            if i > 0 {
-                let _ = sink.write_str(", ");
+        // The policy field depends on the policies alone: one kept item is the whole value.
+        let mut all = items();
+        match (all.next(), all.next()) {
+            (Some((_, _, Some(kept))), None) => {
+                sink.push_static("RateLimit-Policy", kept.policy_item)
             }
-            let _ = write_sf_string(sink, meta.name);
-            let _ = sink.write_str(";q=");
-            let _ = sink.write_str(num.format(meta.quota));
-            let _ = sink.write_str(";w=");
-            let _ = sink.write_str(num.format(ceil_secs(meta.window)));
+            _ => {
+                sink.start("RateLimit-Policy");
+                for (i, (meta, _, kept)) in items().enumerate() {
+                    if i > 0 {
+                        let _ = sink.write_str(", ");
+                    }
+                    let _ = match kept {
+                        Some(kept) => sink.write_str(kept.policy_item),
+                        None => write_policy_item(sink, &meta),
+                    };
+                }
+            }
         }
         sink.start("RateLimit");
-        for (i, (meta, d)) in items().enumerate() {
+        for (i, (meta, d, kept)) in items().enumerate() {
             if i > 0 {
                 let _ = sink.write_str(", ");
             }
-            let _ = write_sf_string(sink, meta.name);
-            let _ = sink.write_str(";r=");
+            let _ = match kept {
+                Some(kept) => sink.write_str(kept.rate_start),
+                None => write_rate_start(sink, &meta),
+            };
             let _ = sink.write_str(num.format(d.remaining));
             let _ = sink.write_str(";t=");
             let _ = sink.write_str(num.format(d.reset_secs()));
@@ -384,6 +434,45 @@ mod tests {
         );
         let all = [d(true, 5, 0), d(true, 2, 0)];
         assert_eq!(Decision::most_restrictive(&all).unwrap().remaining, 2);
+    }
+
+    /// Rendered with each policy's kept IETF texts or from its metadata, the headers read the
+    /// same, for one policy (the kept item is the whole field) and for several.
+    #[test]
+    fn kept_ietf_texts_render_as_the_metadata_does() {
+        let metas = [
+            PolicyMeta {
+                name: "api",
+                quota: 100,
+                window: Duration::from_secs(3600),
+            },
+            PolicyMeta {
+                name: "burst \\ \"x\"",
+                quota: 7,
+                window: Duration::from_millis(1500),
+            },
+        ];
+        let decisions = [d(true, 4, 0), d(false, 0, 2_500_000_000)];
+        for style in [HeaderStyle::Ietf, HeaderStyle::Both] {
+            for n in 1..=2 {
+                let render = |kept: bool| {
+                    let items = || {
+                        metas
+                            .iter()
+                            .zip(&decisions)
+                            .take(n)
+                            .map(|(m, d)| (*m, *d, kept.then(|| IetfTexts::kept(m))))
+                    };
+                    let main = Decision::most_restrictive(&decisions[..n]).copied();
+                    let mut out = Owned(Vec::new());
+                    render_with_main(style, &main.unwrap(), None, items, &mut out);
+                    out.0
+                };
+                let plain = render(false);
+                assert_eq!(render(true), plain, "{style:?}, {n} policies");
+                assert!(plain.iter().any(|(h, _)| *h == "RateLimit-Policy"));
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::GateError;
 use crate::clock::TimeSource;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
 use crate::cors::CorsPolicy;
+use crate::decision::IetfTexts;
 use crate::intern::intern;
 use crate::store::{Store, StoreConfig};
 use crate::{Algorithm, Error, HeaderStyle, IpKeyer, Limiter, PolicyId, PolicyMeta};
@@ -18,6 +19,8 @@ pub(super) struct PolicySlot {
     pub(super) meta: PolicyMeta<'static>,
     /// The policy's limit and its decimal text, rendered once for `X-RateLimit-Limit`.
     pub(super) limit_text: Option<(u32, &'static str)>,
+    /// The policy's IETF header texts, rendered once when the config sends them.
+    pub(super) ietf: Option<IetfTexts>,
     pub(super) settings: PolicySettings,
     pub(super) limiter: Arc<Limiter>,
     pub(super) id: PolicyId,
@@ -130,13 +133,16 @@ pub(super) fn compile(
         };
         let name = intern(p.policy.name());
         let quota = p.policy.quota();
+        let meta = PolicyMeta {
+            name,
+            quota: quota.count(),
+            window: quota.window(),
+        };
         policies.push(PolicySlot {
             name,
-            meta: PolicyMeta {
-                name,
-                quota: quota.count(),
-                window: quota.window(),
-            },
+            meta,
+            ietf: matches!(config.header_style, HeaderStyle::Ietf | HeaderStyle::Both)
+                .then(|| IetfTexts::kept(&meta)),
             limit_text: limiter
                 .limit(id)
                 .map(|limit| (limit, intern(&limit.to_string()))),

@@ -420,7 +420,10 @@ impl Gate {
             return;
         };
         let items = || {
-            enforced().filter_map(|a| Some((inner.policies.get(a.slot as usize)?.meta, a.decision)))
+            enforced().filter_map(|a| {
+                let slot = inner.policies.get(a.slot as usize)?;
+                Some((slot.meta, a.decision, slot.ietf))
+            })
         };
         let limit_text = inner
             .policies
