@@ -82,6 +82,8 @@ pub(super) struct Abuse {
     pub(super) unrouted: StripedCounterCell,
     pub(super) preflights: StripedCounterCell,
     pub(super) cors_refused: StripedCounterCell,
+    /// Denials the sketch or the log left out because another thread held it.
+    pub(super) unlogged: StripedCounterCell,
     /// A denial since the log was last written to the store.
     dirty: AtomicBool,
     /// When the log was last written (gate clock, ns).
@@ -171,18 +173,60 @@ impl Abuse {
         }
     }
 
+    /// Records a denial. It never waits: when another thread is recording one at the same
+    /// moment, this one is left out of the sketch or the log (and counted), so a flood of
+    /// denials spread over a server's workers does not queue on a lock. The limits' counters
+    /// count every denial regardless.
     pub(super) fn deny(&self, key: String, policy: &str, route: &str, now: u64) {
-        self.top.lock().add(&key);
-        let mut recent = self.recent.lock();
-        if recent.len() == RECENT_DENIALS {
-            recent.pop_front();
+        let mut left_out = false;
+        match self.top.try_lock() {
+            Some(mut top) => top.add(&key),
+            None => left_out = true,
         }
-        recent.push_back(Denial {
-            key,
-            policy: policy.to_owned(),
-            route: route.to_owned(),
-            at_unix_ms: now / 1_000_000,
-        });
+        match self.recent.try_lock() {
+            Some(mut recent) => {
+                if recent.len() == RECENT_DENIALS {
+                    recent.pop_front();
+                }
+                recent.push_back(Denial {
+                    key,
+                    policy: policy.to_owned(),
+                    route: route.to_owned(),
+                    at_unix_ms: now / 1_000_000,
+                });
+            }
+            None => left_out = true,
+        }
+        if left_out {
+            self.unlogged.0.add(1);
+        }
         self.dirty.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A denial recorded while another thread holds the sketch or the log is left out and
+    /// counted, instead of waiting (held here by the same thread, which would otherwise
+    /// deadlock).
+    #[test]
+    fn a_denial_never_waits_for_the_log() {
+        let abuse = Abuse::default();
+        abuse.deny("ip:a".into(), "p", "/", 1_000_000);
+        {
+            let _held = abuse.recent.lock();
+            abuse.deny("ip:b".into(), "p", "/", 2_000_000);
+        }
+        {
+            let _held = abuse.top.lock();
+            abuse.deny("ip:c".into(), "p", "/", 3_000_000);
+        }
+        assert_eq!(abuse.unlogged.0.get(), 2);
+        let keys: Vec<_> = abuse.recent().into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, ["ip:a", "ip:c"]);
+        let top: Vec<_> = abuse.top().into_iter().map(|o| o.key).collect();
+        assert_eq!(top, ["ip:a", "ip:b"]);
     }
 }

@@ -556,6 +556,7 @@ impl Gate {
             cors_refused: self.abuse.cors_refused.0.get(),
             top_limited: self.abuse.top(),
             recent_denials: self.abuse.recent(),
+            denials_unlogged: self.abuse.unlogged.0.get(),
         }
     }
 

@@ -66,6 +66,10 @@ pub struct GateStats {
     pub top_limited: Vec<Offender>,
     /// The latest denials, oldest first.
     pub recent_denials: Vec<Denial>,
+    /// Denials left out of `top_limited` or `recent_denials` because another thread was
+    /// recording one at that moment (a denial never waits for the log; `limits` counts them all).
+    #[serde(default)]
+    pub denials_unlogged: u64,
 }
 
 /// [`crate::PolicyStats`] with its quota, for reports.
