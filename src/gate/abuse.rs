@@ -177,10 +177,10 @@ impl Abuse {
     /// moment, this one is left out of the sketch or the log (and counted), so a flood of
     /// denials spread over a server's workers does not queue on a lock. The limits' counters
     /// count every denial regardless.
-    pub(super) fn deny(&self, key: String, policy: &str, route: &str, now: u64) {
+    pub(super) fn deny(&self, key: &str, policy: &str, route: &str, now: u64) {
         let mut left_out = false;
         match self.top.try_lock() {
-            Some(mut top) => top.add(&key),
+            Some(mut top) => top.add(key),
             None => left_out = true,
         }
         match self.recent.try_lock() {
@@ -189,7 +189,7 @@ impl Abuse {
                     recent.pop_front();
                 }
                 recent.push_back(Denial {
-                    key,
+                    key: key.to_owned(),
                     policy: policy.to_owned(),
                     route: route.to_owned(),
                     at_unix_ms: now / 1_000_000,
@@ -214,14 +214,14 @@ mod tests {
     #[test]
     fn a_denial_never_waits_for_the_log() {
         let abuse = Abuse::default();
-        abuse.deny("ip:a".into(), "p", "/", 1_000_000);
+        abuse.deny("ip:a", "p", "/", 1_000_000);
         {
             let _held = abuse.recent.lock();
-            abuse.deny("ip:b".into(), "p", "/", 2_000_000);
+            abuse.deny("ip:b", "p", "/", 2_000_000);
         }
         {
             let _held = abuse.top.lock();
-            abuse.deny("ip:c".into(), "p", "/", 3_000_000);
+            abuse.deny("ip:c", "p", "/", 3_000_000);
         }
         assert_eq!(abuse.unlogged.0.get(), 2);
         let keys: Vec<_> = abuse.recent().into_iter().map(|d| d.key).collect();

@@ -384,7 +384,7 @@ impl Gate {
                 inner.keyer,
             );
             let policy = applied[i].policy.to_string();
-            self.abuse.deny(key.clone(), &policy, route.text, now);
+            self.abuse.deny(&key, &policy, route.text, now);
             if let Some(store) = &self.store {
                 self.abuse.save_now_and_then(store.as_ref(), now);
             }
