@@ -838,16 +838,18 @@ impl Limiter {
         self.inner
             .entries
             .iter()
-            .map(|e| (e, e.counts.get()))
-            .map(|(e, totals)| PolicyStats {
-                name: e.policy.name().into(),
-                allowed: totals.allowed,
-                denied: totals.denied,
-                delayed: totals.delayed,
-                live_keys: e.table.live(now, &e.rule),
-                evictions: e.table.evictions(),
-                capacity: e.table.capacity(),
-                memory_bytes: e.table.memory_bytes(),
+            .map(|e| {
+                let totals = e.counts.get();
+                PolicyStats {
+                    name: e.policy.name().into(),
+                    allowed: totals.allowed,
+                    denied: totals.denied,
+                    delayed: totals.delayed,
+                    live_keys: e.table.live(now, &e.rule),
+                    evictions: e.table.evictions(),
+                    capacity: e.table.capacity(),
+                    memory_bytes: e.table.memory_bytes(),
+                }
             })
             .collect()
     }

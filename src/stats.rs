@@ -8,44 +8,64 @@ use crate::sync::{thread_index, StatAtomic};
 
 const SHARDS: usize = 64;
 
-/// A counter spread over one cache line per thread: each of the first 64 threads alive at once
-/// owns a shard (by [`thread_index`], which exited threads give back), which only it writes, so
-/// it adds with a plain load and store instead of a locked read-modify-write; threads beyond
-/// 64 share one more shard and add atomically. Reads sum every shard.
-pub(crate) struct StripedCounter(Box<[CachePadded<StatAtomic>]>);
+/// `N` counters spread over one cache line per thread: each of the first 64 threads alive at
+/// once owns a shard (by [`thread_index`], which exited threads give back), which only it
+/// writes, so it adds with a plain load and store instead of a locked read-modify-write;
+/// threads beyond 64 share one more shard and add atomically. Reads sum every shard.
+struct Striped<const N: usize>(Box<[CachePadded<[StatAtomic; N]>; SHARDS + 1]>);
 
-impl StripedCounter {
-    pub(crate) fn new() -> Self {
-        Self(
-            (0..=SHARDS)
-                .map(|_| CachePadded::new(StatAtomic::new(0)))
-                .collect(),
-        )
+impl<const N: usize> Striped<N> {
+    fn new() -> Self {
+        Self(Box::new(std::array::from_fn(|_| {
+            CachePadded::new(std::array::from_fn(|_| StatAtomic::new(0)))
+        })))
     }
 
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
+    /// Adds `n` to each of `fields`, finding the thread's shard once.
+    #[inline(always)]
+    fn add(&self, fields: &[usize], n: u64) {
         let i = thread_index();
-        match self.0.get(i) {
+        if i < SHARDS {
             // Single writer: shard `i < SHARDS` has one owner at a time, and an index changes
             // owner only through the lock in `thread_index`.
-            Some(own) if i < SHARDS => {
-                own.store(own.load(Ordering::Relaxed) + n, Ordering::Relaxed)
+            let own = &self.0[i];
+            for &f in fields {
+                own[f].store(own[f].load(Ordering::Relaxed) + n, Ordering::Relaxed);
             }
-            _ => {
-                self.0[SHARDS].fetch_add(n, Ordering::Relaxed);
+        } else {
+            for &f in fields {
+                self.0[SHARDS][f].fetch_add(n, Ordering::Relaxed);
             }
         }
     }
 
-    pub(crate) fn get(&self) -> u64 {
-        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    /// Field `f` summed over every shard.
+    fn sum(&self, f: usize) -> u64 {
+        self.0.iter().map(|s| s[f].load(Ordering::Relaxed)).sum()
     }
 }
 
-/// Allowed, denied and delayed counts together, striped like [`StripedCounter`]: a decision
-/// finds its thread's shard once and bumps a word in the same cache line.
-pub(crate) struct DecisionCounts(Box<[CachePadded<[StatAtomic; 3]>; SHARDS + 1]>);
+/// One striped counter.
+pub(crate) struct StripedCounter(Striped<1>);
+
+impl StripedCounter {
+    pub(crate) fn new() -> Self {
+        Self(Striped::new())
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.add(&[0], n);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.sum(0)
+    }
+}
+
+/// Allowed, denied and delayed counts in one striped shard: a decision finds its thread's
+/// shard once and bumps a word in the same cache line.
+pub(crate) struct DecisionCounts(Striped<3>);
 
 /// The totals of a [`DecisionCounts`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,40 +81,25 @@ const DELAYED: usize = 2;
 
 impl DecisionCounts {
     pub(crate) fn new() -> Self {
-        Self(Box::new(std::array::from_fn(|_| {
-            CachePadded::new(std::array::from_fn(|_| StatAtomic::new(0)))
-        })))
+        Self(Striped::new())
     }
 
     /// Counts one decision.
     #[inline]
     pub(crate) fn record(&self, allowed: bool, delayed: bool) {
         let field = if allowed { ALLOWED } else { DENIED };
-        let i = thread_index();
-        if i < SHARDS {
-            // Single writer, as in `StripedCounter::add`.
-            let own = &self.0[i];
-            let bump = |c: &StatAtomic| c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            bump(&own[field]);
-            if delayed {
-                bump(&own[DELAYED]);
-            }
-        } else {
-            let shared = &self.0[SHARDS];
-            shared[field].fetch_add(1, Ordering::Relaxed);
-            if delayed {
-                shared[DELAYED].fetch_add(1, Ordering::Relaxed);
-            }
+        match delayed {
+            true => self.0.add(&[field, DELAYED], 1),
+            false => self.0.add(&[field], 1),
         }
     }
 
     /// The totals over every shard.
     pub(crate) fn get(&self) -> Totals {
-        let sum = |f: usize| self.0.iter().map(|s| s[f].load(Ordering::Relaxed)).sum();
         Totals {
-            allowed: sum(ALLOWED),
-            denied: sum(DENIED),
-            delayed: sum(DELAYED),
+            allowed: self.0.sum(ALLOWED),
+            denied: self.0.sum(DENIED),
+            delayed: self.0.sum(DELAYED),
         }
     }
 }
