@@ -60,8 +60,7 @@ impl CorsPolicy {
             self.push_wildcard_actual(d);
             return;
         }
-        let echo = self.echo(origin);
-        if let Some(echo) = echo {
+        if let Some(echo) = self.echo(origin) {
             match echo {
                 Echo::Kept(kept) => d.push_static(ALLOW_ORIGIN, kept),
                 Echo::Request(origin) => d.push(ALLOW_ORIGIN, origin),
