@@ -35,7 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let verdict = if d.allowed { "allowed" } else { "DENIED " };
             print!(
                 "#{i} {verdict} remaining={} retry_after={:?} delay={:?}",
-                d.remaining, d.retry_after, d.delay
+                d.remaining(),
+                d.retry_after(),
+                d.delay()
             );
             let headers = limiter.headers(HeaderStyle::Both, &[d]);
             let shown: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();

@@ -22,6 +22,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::algo::{Rule, Verdict};
 use crate::clock::Nanos;
 
 /// Identifies a policy of one [`crate::Limiter`].
@@ -36,25 +37,31 @@ impl PolicyId {
 }
 
 /// The outcome of one request under one policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The verdict, limit, policy and time are fields. The numbers that follow from the key's state
+/// (units remaining, time to reset, retry-after, shaping delay) are methods, worked out when
+/// asked for: a caller that only needs the verdict does not pay for them on every check.
+#[derive(Clone, Copy)]
 pub struct Decision {
-    /// The request may proceed (after `delay`).
+    /// The request may proceed (after [`Decision::delay`]).
     pub allowed: bool,
     /// The most a key can have available at once (burst, window limit or maximum in flight).
     pub limit: u32,
-    /// Units available right after this decision.
-    pub remaining: u32,
-    /// Time until the key has fully recovered.
-    pub reset_after: Duration,
-    /// Denied: time until this request would be allowed. Allowed: time until another request
-    /// of the same cost would be (zero if now).
-    pub retry_after: Duration,
-    /// Shaping: how long to wait before proceeding. Zero otherwise.
-    pub delay: Duration,
     /// The policy that decided.
     pub policy: PolicyId,
     /// When it was decided, Unix-epoch nanoseconds.
     pub at: Nanos,
+    quote: Quote,
+}
+
+/// Where a decision's numbers come from.
+#[derive(Clone, Copy)]
+enum Quote {
+    /// The policy's step run again on the state it decided on, at the same time and cost: a
+    /// pure function, so it answers exactly as it did.
+    Step { rule: Rule, state: u64, cost: u32 },
+    /// Numbers fixed when the decision was made.
+    Known(Verdict),
 }
 
 /// What a check's verdict is handed out as: the public [`Decision`], or a caller's own plain
@@ -62,7 +69,7 @@ pub struct Decision {
 /// `Duration`s made only to be taken apart again.
 pub(crate) trait FromVerdict {
     /// The answer for a verdict of a policy whose `limit` is given, decided `at`.
-    fn from_verdict(limit: u32, policy: PolicyId, v: &crate::algo::Verdict, at: Nanos) -> Self;
+    fn from_verdict(limit: u32, policy: PolicyId, v: &Verdict, at: Nanos) -> Self;
 }
 
 /// Nanoseconds as a `Duration`; zero (no delay, nothing to wait for) is the common case and
@@ -78,16 +85,13 @@ fn duration(ns: u64) -> Duration {
 
 impl FromVerdict for Decision {
     #[inline(always)]
-    fn from_verdict(limit: u32, policy: PolicyId, v: &crate::algo::Verdict, at: Nanos) -> Self {
+    fn from_verdict(limit: u32, policy: PolicyId, v: &Verdict, at: Nanos) -> Self {
         Decision {
             allowed: v.allowed,
             limit,
-            remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
-            reset_after: duration(v.reset_after),
-            retry_after: duration(v.retry_after),
-            delay: duration(v.delay),
             policy,
             at,
+            quote: Quote::Known(*v),
         }
     }
 }
@@ -97,38 +101,90 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl Decision {
-    /// What a caller that fails closed uses in place of an error: denied, retry in a second.
-    pub(crate) fn fail_closed(policy: PolicyId, at: Nanos) -> Self {
+    /// A decision whose numbers are worked out from `rule`'s step on `state` when asked for.
+    #[inline(always)]
+    pub(crate) fn stepped(
+        rule: &Rule,
+        state: u64,
+        cost: u32,
+        allowed: bool,
+        limit: u32,
+        policy: PolicyId,
+        at: Nanos,
+    ) -> Self {
         Decision {
-            allowed: false,
-            limit: 0,
-            remaining: 0,
-            reset_after: Duration::ZERO,
-            retry_after: Duration::from_secs(1),
-            delay: Duration::ZERO,
+            allowed,
+            limit,
             policy,
             at,
+            quote: Quote::Step {
+                rule: *rule,
+                state,
+                cost,
+            },
         }
+    }
+
+    /// What a caller that fails closed uses in place of an error: denied, retry in a second.
+    pub(crate) fn fail_closed(policy: PolicyId, at: Nanos) -> Self {
+        let v = Verdict {
+            allowed: false,
+            retry_after: 1_000_000_000,
+            ..Verdict::default()
+        };
+        Self::from_verdict(0, policy, &v, at)
+    }
+
+    /// The numbers behind this decision, in nanoseconds.
+    #[inline]
+    pub(crate) fn verdict(&self) -> Verdict {
+        match &self.quote {
+            Quote::Step { rule, state, cost } => rule.check(*state, self.at, *cost).1,
+            Quote::Known(v) => *v,
+        }
+    }
+
+    /// Units available right after this decision.
+    pub fn remaining(&self) -> u32 {
+        u32::try_from(self.verdict().remaining).unwrap_or(u32::MAX)
+    }
+
+    /// Time until the key has fully recovered.
+    pub fn reset_after(&self) -> Duration {
+        duration(self.verdict().reset_after)
+    }
+
+    /// Denied: time until this request would be allowed. Allowed: time until another request
+    /// of the same cost would be (zero if now).
+    pub fn retry_after(&self) -> Duration {
+        duration(self.verdict().retry_after)
+    }
+
+    /// Shaping: how long to wait before proceeding. Zero otherwise.
+    pub fn delay(&self) -> Duration {
+        duration(self.verdict().delay)
     }
 
     /// `Retry-After` in whole seconds, rounded up (never too early).
     pub fn retry_after_secs(&self) -> u64 {
-        ceil_secs(self.retry_after)
+        ceil_secs(self.retry_after())
     }
 
     /// Unix time, in whole seconds rounded up, at which the key is fully recovered.
     pub fn reset_at_unix_secs(&self) -> u64 {
         // In u64 (a multiply, where u128 needs a division call); saturates past the year 2554.
-        let after = u64::try_from(self.reset_after.as_nanos()).unwrap_or(u64::MAX);
-        self.at.saturating_add(after).div_ceil(1_000_000_000)
+        self.at
+            .saturating_add(self.verdict().reset_after)
+            .div_ceil(1_000_000_000)
     }
 
     /// The IETF `t` parameter: seconds until the next unit when none remain, else until reset.
     pub fn reset_secs(&self) -> u64 {
-        if self.remaining == 0 {
-            ceil_secs(self.retry_after)
+        let v = self.verdict();
+        if v.remaining == 0 {
+            ceil_secs(duration(v.retry_after))
         } else {
-            ceil_secs(self.reset_after)
+            ceil_secs(duration(v.reset_after))
         }
     }
 
@@ -140,11 +196,41 @@ impl Decision {
 
     /// `Less` when `self` is more restrictive than `other` (see [`Decision::most_restrictive`]).
     pub(crate) fn restrictiveness(&self, other: &Decision) -> std::cmp::Ordering {
-        (self.allowed, other.retry_after, self.remaining).cmp(&(
+        let (mine, theirs) = (self.verdict(), other.verdict());
+        (self.allowed, theirs.retry_after, mine.remaining).cmp(&(
             other.allowed,
-            self.retry_after,
-            other.remaining,
+            mine.retry_after,
+            theirs.remaining,
         ))
+    }
+}
+
+/// Decisions are equal when everything they tell is: the verdict, limit, policy, time and
+/// every number, however those are kept.
+impl PartialEq for Decision {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.verdict(), other.verdict());
+        (self.allowed, self.limit, self.policy, self.at)
+            == (other.allowed, other.limit, other.policy, other.at)
+            && (a.remaining, a.reset_after, a.retry_after, a.delay)
+                == (b.remaining, b.reset_after, b.retry_after, b.delay)
+    }
+}
+
+impl Eq for Decision {}
+
+impl fmt::Debug for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decision")
+            .field("allowed", &self.allowed)
+            .field("limit", &self.limit)
+            .field("remaining", &self.remaining())
+            .field("reset_after", &self.reset_after())
+            .field("retry_after", &self.retry_after())
+            .field("delay", &self.delay())
+            .field("policy", &self.policy)
+            .field("at", &self.at)
+            .finish()
     }
 }
 
@@ -304,7 +390,7 @@ pub(crate) fn render_with_main<'a, I>(
                 let _ = sink.write_str(num.format(main.limit));
             }
         }
-        sink.push_number("X-RateLimit-Remaining", u64::from(main.remaining));
+        sink.push_number("X-RateLimit-Remaining", u64::from(main.remaining()));
         sink.push_number("X-RateLimit-Reset", main.reset_at_unix_secs());
     }
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
@@ -336,7 +422,7 @@ pub(crate) fn render_with_main<'a, I>(
                 Some(kept) => sink.write_str(kept.rate_start),
                 None => write_rate_start(sink, &meta),
             };
-            let _ = sink.write_str(num.format(d.remaining));
+            let _ = sink.write_str(num.format(d.remaining()));
             let _ = sink.write_str(";t=");
             let _ = sink.write_str(num.format(d.reset_secs()));
         }
@@ -375,17 +461,19 @@ fn write_sf_string(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
 mod tests {
     use super::*;
 
-    fn d(allowed: bool, remaining: u32, retry: u64) -> Decision {
-        Decision {
+    fn known(allowed: bool, remaining: u32, reset: u64, retry: u64, at: Nanos) -> Decision {
+        let v = Verdict {
             allowed,
-            limit: 10,
-            remaining,
-            reset_after: Duration::from_millis(1500),
-            retry_after: Duration::from_nanos(retry),
-            delay: Duration::ZERO,
-            policy: PolicyId(0),
-            at: 1_000_000_000_000,
-        }
+            remaining: remaining.into(),
+            reset_after: reset,
+            retry_after: retry,
+            ..Verdict::default()
+        };
+        Decision::from_verdict(10, PolicyId(0), &v, at)
+    }
+
+    fn d(allowed: bool, remaining: u32, retry: u64) -> Decision {
+        known(allowed, remaining, 1_500_000_000, retry, 1_000_000_000_000)
     }
 
     #[test]
@@ -412,7 +500,7 @@ mod tests {
             let headers = render_headers(HeaderStyle::Legacy, &items);
             assert_eq!(
                 headers[1],
-                ("X-RateLimit-Remaining", expected.remaining.to_string())
+                ("X-RateLimit-Remaining", expected.remaining().to_string())
             );
             let retry = headers.iter().find(|(n, _)| *n == "Retry-After");
             assert_eq!(
@@ -428,12 +516,12 @@ mod tests {
         assert_eq!(
             Decision::most_restrictive(&all)
                 .unwrap()
-                .retry_after
+                .retry_after()
                 .as_nanos(),
             9
         );
         let all = [d(true, 5, 0), d(true, 2, 0)];
-        assert_eq!(Decision::most_restrictive(&all).unwrap().remaining, 2);
+        assert_eq!(Decision::most_restrictive(&all).unwrap().remaining(), 2);
     }
 
     /// Rendered with each policy's kept IETF texts or from its metadata, the headers read the
@@ -482,12 +570,10 @@ mod tests {
         };
         for at in [0, 1, 999_999_999, 1_000_000_000, 1_795_453_140_999_999_999] {
             for after in [0, 1, 999_999_999, 1_000_000_000, 86_400_000_000_001] {
-                let mut d = d(true, 1, 0);
-                d.at = at;
-                d.reset_after = Duration::from_nanos(after);
+                let d = known(true, 1, after, 0, at);
                 assert_eq!(
                     d.reset_at_unix_secs(),
-                    exact(at, d.reset_after),
+                    exact(at, d.reset_after()),
                     "{at} + {after}"
                 );
             }

@@ -23,7 +23,7 @@
 //! }
 //! let denied = limiter.check(login, client, 1)?;
 //! assert!(!denied.allowed);
-//! assert!(denied.retry_after >= Duration::from_secs(900));
+//! assert!(denied.retry_after() >= Duration::from_secs(900));
 //!
 //! let headers = limiter.headers(HeaderStyle::Legacy, &[denied]);
 //! assert!(headers.iter().any(|(name, value)| *name == "Retry-After" && value == "900"));

@@ -111,7 +111,7 @@ impl Lease {
 /// assert!(limiter.check(api, "alice", 1)?.allowed);
 /// let third = limiter.check(api, "alice", 1)?;
 /// assert!(!third.allowed);
-/// assert!(third.retry_after.as_millis() > 0);
+/// assert!(third.retry_after().as_millis() > 0);
 /// assert!(limiter.check(api, "bob", 1)?.allowed); // keys are independent
 /// # Ok::<(), portcullis::Error>(())
 /// ```
@@ -503,17 +503,18 @@ impl Limiter {
         f: &Fingerprint,
         cost: u32,
         now: Nanos,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<(Verdict, u64), Error> {
         self.affordable(e, cost)?;
-        let (v, up) = Self::step(e, algo, f, now, cost);
+        let (v, seen, up) = Self::step(e, algo, f, now, cost);
         Self::count(e, &v);
         if self.writer.is_some() {
             self.persist(e, id, key, f, (up.wrote, up.placed))?;
         }
-        Ok(v)
+        Ok((v, seen))
     }
 
-    /// Applies a check of `cost` to a key's state with the policy's algorithm `algo`.
+    /// Applies a check of `cost` to a key's state with the policy's algorithm `algo`; returns
+    /// the verdict and the state it was decided on.
     #[inline(always)]
     fn step(
         e: &Entry,
@@ -521,12 +522,13 @@ impl Limiter {
         f: &Fingerprint,
         now: Nanos,
         cost: u32,
-    ) -> (Verdict, Updated<()>) {
+    ) -> (Verdict, u64, Updated<()>) {
         let rule = &e.rule;
         // The verdict is written through a local rather than returned from the loop: returning
         // the struct made the compiler bounce it through the stack with mismatched store and
         // load widths, a store-forwarding stall on every check.
         let mut v = Verdict::default();
+        let mut seen = 0;
         let up = e.table.update(
             f,
             now,
@@ -535,10 +537,11 @@ impl Limiter {
             |s| {
                 let (n, verdict) = rule.check_with(algo, s, now, cost);
                 v = verdict;
+                seen = s;
                 (n, ())
             },
         );
-        (v, up)
+        (v, seen, up)
     }
 
     /// Decides a request of `cost` for `key` now, consuming quota when allowed.
@@ -581,8 +584,11 @@ impl Limiter {
         now: Nanos,
     ) -> Result<Decision, Error> {
         let f = e.table.fingerprint(key);
-        let v = self.decide(e, algo, id, key, &f, cost, now)?;
-        Ok(Self::decision(e, id, &v, now))
+        let (v, seen) = self.decide(e, algo, id, key, &f, cost, now)?;
+        // The numbers are worked out from the state only if the caller asks for them.
+        Ok(Decision::stepped(
+            &e.rule, seen, cost, v.allowed, e.capacity, id, now,
+        ))
     }
 
     /// [`Limiter::check_at`] answered in the caller's form and written where the caller keeps
@@ -620,7 +626,7 @@ impl Limiter {
         out: &mut D,
     ) -> Result<(), Error> {
         let f = e.table.fingerprint(key);
-        let v = self.decide(e, algo, id, key, &f, cost, now)?;
+        let (v, _) = self.decide(e, algo, id, key, &f, cost, now)?;
         *out = Self::decision(e, id, &v, now);
         Ok(())
     }
@@ -668,7 +674,7 @@ impl Limiter {
         // copy from.
         let f = e.table.fingerprint(key);
         *out = match self.decide(e, algo, id, key, &f, cost, now) {
-            Ok(v) => Self::decision(e, id, &v, now),
+            Ok((v, _)) => Self::decision(e, id, &v, now),
             Err(_) => Decision::fail_closed(id, now),
         }
     }
@@ -806,7 +812,7 @@ impl Limiter {
         };
         let key = key.as_ref();
         let f = e.table.fingerprint(key);
-        let v = self.decide(e, algo, id, key, &f, cost, now)?;
+        let (v, _) = self.decide(e, algo, id, key, &f, cost, now)?;
         let lease = v.allowed.then_some(Lease {
             policy: id,
             key: f,

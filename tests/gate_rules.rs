@@ -265,14 +265,14 @@ fn several_limits_are_all_or_nothing() {
     };
     let o = gate.decide(&from("192.0.2.1"));
     assert_eq!(o.status(), Status::Pass);
-    assert_eq!(o.applied()[0].decision.remaining, 9);
+    assert_eq!(o.applied()[0].decision.remaining(), 9);
     // "one" (per ip) denies: "ten" (per principal) must get its unit back.
     let o = gate.decide(&from("192.0.2.1"));
     assert_eq!(o.status(), Status::Limited);
     let o = gate.decide(&from("192.0.2.2"));
     assert_eq!(o.status(), Status::Pass);
     assert_eq!(
-        o.applied()[0].decision.remaining,
+        o.applied()[0].decision.remaining(),
         8,
         "the denied request was refunded"
     );

@@ -84,12 +84,42 @@ proptest! {
             }
         }
         let d = denied.expect("a key is eventually denied at a frozen time");
-        let retry = d.retry_after.as_nanos() as u64;
+        let retry = d.retry_after().as_nanos() as u64;
         prop_assert!(retry > 0);
         let at = T0 + offset + retry;
         prop_assert!(l.peek_at(id, "k", cost, at).unwrap().allowed);
         prop_assert!(!l.peek_at(id, "k", cost, at - 1).unwrap().allowed);
         prop_assert!(d.retry_after_secs() * SEC >= retry);
+    }
+
+    /// A check's numbers are worked out when read, from the state it decided on: they equal
+    /// what a peek just before it answered (which computes them at once), and they stay what
+    /// they were after the key has moved on.
+    #[test]
+    fn a_decision_keeps_the_numbers_it_was_decided_with(
+        policy in any_policy(),
+        block in prop_oneof![Just(0u64), Just(90)],
+        steps in proptest::collection::vec((0u64..3 * SEC, 1u32..4), 1..40),
+    ) {
+        let blocks = block > 0;
+        let (l, id, clock) = one(policy.block(Duration::from_secs(block)), 64);
+        let numbers = |d: &portcullis::Decision| {
+            (d.allowed, d.remaining(), d.reset_after(), d.retry_after(), d.delay(), d.reset_secs())
+        };
+        let mut seen = Vec::new();
+        for (advance, cost) in steps {
+            clock.advance(Duration::from_nanos(advance));
+            let Ok(peeked) = l.peek(id, "k", cost) else { continue };
+            let d = l.check(id, "k", cost).unwrap();
+            // A denial that starts a block answers with the block, which a peek does not start.
+            if !blocks || d.allowed {
+                prop_assert_eq!(d, peeked);
+            }
+            seen.push((d, numbers(&d)));
+        }
+        for (d, then) in &seen {
+            prop_assert_eq!(numbers(d), *then);
+        }
     }
 
     /// An exhausted key stays exhausted when the clock steps back, by any amount.
@@ -175,13 +205,13 @@ fn block_holds_for_its_duration_and_reset_lifts_it() {
     }
     let d = l.check(id, "ip", 1).unwrap();
     assert!(!d.allowed);
-    assert_eq!(d.retry_after, Duration::from_secs(3600));
+    assert_eq!(d.retry_after(), Duration::from_secs(3600));
     // Without the block, one attempt would be back after 3 minutes; with it, none for an hour.
     clock.advance(Duration::from_secs(3599));
     assert!(!l.check(id, "ip", 1).unwrap().allowed);
     // Denials during a block do not extend it.
     clock.advance(Duration::from_secs(1));
-    assert_eq!(l.check(id, "ip", 1).unwrap().remaining, 4);
+    assert_eq!(l.check(id, "ip", 1).unwrap().remaining(), 4);
     // reset unblocks at once.
     while l.check(id, "ip", 1).unwrap().allowed {}
     assert!(l.reset(id, "ip").unwrap());
@@ -194,13 +224,13 @@ fn penalize_counts_failures_and_refund_gives_back() {
     let (l, id, _clock) = one(p, 64);
     // Successful logins are only peeked; failures are penalized.
     assert!(l.peek(id, "u", 1).unwrap().allowed);
-    assert_eq!(l.penalize(id, "u", 1).unwrap().remaining, 1);
+    assert_eq!(l.penalize(id, "u", 1).unwrap().remaining(), 1);
     let d = l.penalize(id, "u", 1).unwrap();
     assert!(d.allowed);
     // The third failure exhausts the key: it is blocked.
     let d = l.penalize(id, "u", 1).unwrap();
     assert!(!d.allowed);
-    assert_eq!(d.retry_after, Duration::from_secs(900));
+    assert_eq!(d.retry_after(), Duration::from_secs(900));
 
     let api = Policy::gcra("api", Quota::per_minute(2).unwrap());
     let (l, id, _clock) = one(api, 64);
@@ -208,11 +238,11 @@ fn penalize_counts_failures_and_refund_gives_back() {
     assert!(l.check(id, "k", 1).unwrap().allowed);
     assert!(!l.check(id, "k", 1).unwrap().allowed);
     // The backend failed: give one back.
-    assert_eq!(l.refund(id, "k", 1).unwrap().remaining, 0);
+    assert_eq!(l.refund(id, "k", 1).unwrap().remaining(), 0);
     assert!(l.check(id, "k", 1).unwrap().allowed);
     // Refunds never make a key fresher than fresh.
     l.refund(id, "other", 5).unwrap();
-    assert_eq!(l.peek(id, "other", 1).unwrap().remaining, 1);
+    assert_eq!(l.peek(id, "other", 1).unwrap().remaining(), 1);
 }
 
 #[test]

@@ -123,7 +123,7 @@ fn concurrency_leases_are_exact() {
         h.join().unwrap();
     }
     // A peek reports what a request would leave: 5 free, minus the one it asks about.
-    assert_eq!(limiter.peek(id, b"k", 1).unwrap().remaining, 4);
+    assert_eq!(limiter.peek(id, b"k", 1).unwrap().remaining(), 4);
     let mut again = Vec::new();
     for _ in 0..10 {
         if let (_, Some(l)) = limiter.acquire(id, b"k", 1).unwrap() {

@@ -177,10 +177,10 @@ impl From<Decision> for Out {
     fn from(d: Decision) -> Self {
         Out {
             allowed: d.allowed,
-            remaining: u64::from(d.remaining),
-            reset_after: d.reset_after.as_nanos() as u64,
-            retry_after: d.retry_after.as_nanos() as u64,
-            delay: d.delay.as_nanos() as u64,
+            remaining: u64::from(d.remaining()),
+            reset_after: d.reset_after().as_nanos() as u64,
+            retry_after: d.retry_after().as_nanos() as u64,
+            delay: d.delay().as_nanos() as u64,
         }
     }
 }

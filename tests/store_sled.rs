@@ -72,13 +72,13 @@ fn restart_keeps_used_quota_and_resets() {
     let sixth = l.check(id, "198.51.100.7", 1).unwrap();
     assert!(!sixth.allowed, "a restart must not hand out a fresh quota");
     // Window of 15 min started at T0 (aligned), 70 s in; the block makes it 900 s from now.
-    assert_eq!(sixth.retry_after, Duration::from_secs(900));
+    assert_eq!(sixth.retry_after(), Duration::from_secs(900));
     assert!(
         l.check(id, "203.0.113.1", 1).unwrap().allowed,
         "a reset stays reset"
     );
     let api = l.policy_id("api").unwrap();
-    assert_eq!(l.peek(api, "key-1", 1).unwrap().remaining, 69);
+    assert_eq!(l.peek(api, "key-1", 1).unwrap().remaining(), 69);
     // Names are kept beside the state.
     let keys = l.keys(id).unwrap();
     let names: Vec<String> = keys
@@ -190,7 +190,7 @@ fn writer_flushing_while_two_threads_check_loses_nothing() {
             .keys(l.policy_id("api").unwrap())
             .unwrap()
             .into_iter()
-            .map(|k| (k.fingerprint, k.decision.remaining, k.name))
+            .map(|k| (k.fingerprint, k.decision.remaining(), k.name))
             .collect();
         keys.sort();
         keys
@@ -201,7 +201,7 @@ fn writer_flushing_while_two_threads_check_loses_nothing() {
         .keys(l.policy_id("api").unwrap())
         .unwrap()
         .into_iter()
-        .map(|k| (k.fingerprint, k.decision.remaining, k.name))
+        .map(|k| (k.fingerprint, k.decision.remaining(), k.name))
         .collect();
     after.sort();
     let diff: Vec<_> = before.iter().filter(|k| !after.contains(k)).collect();
@@ -460,7 +460,7 @@ fn sigkill_never_over_grants_immediate_and_loses_at_most_an_interval() {
             // A peek reports what one more request would leave; an exhausted key is denied.
             let peek = l.peek(imm, format!("i{k}"), 1).unwrap();
             let used = if peek.allowed {
-                40 - 1 - u64::from(peek.remaining)
+                40 - 1 - u64::from(peek.remaining())
             } else {
                 40
             };
@@ -477,7 +477,7 @@ fn sigkill_never_over_grants_immediate_and_loses_at_most_an_interval() {
                 used
             );
             let persisted =
-                1_000_000 - 1 - u64::from(l.peek(wb, format!("w{k}"), 1).unwrap().remaining);
+                1_000_000 - 1 - u64::from(l.peek(wb, format!("w{k}"), 1).unwrap().remaining());
             let lost = wb_seen[k].saturating_sub(persisted);
             worst_loss = worst_loss.max(lost);
             assert!(

@@ -476,7 +476,7 @@ pub unsafe extern "C" fn portcullis_outcome_get_info(
         // SAFETY: forwarded from the caller.
         let o = &unsafe { borrow(outcome, "outcome") }?.outcome;
         let enforced = o.applied().iter().filter(|a| !a.shadow);
-        let tightest = enforced.min_by_key(|a| (a.decision.allowed, a.decision.remaining));
+        let tightest = enforced.min_by_key(|a| (a.decision.allowed, a.decision.remaining()));
         let limited = o.status() == Status::Limited;
         let info = portcullis_outcome_info {
             verdict: match o.status() {
@@ -491,7 +491,7 @@ pub unsafe extern "C" fn portcullis_outcome_get_info(
                 (true, Some(a)) => a.decision.retry_after_secs(),
                 _ => 0,
             },
-            remaining: tightest.map_or(u32::MAX, |a| a.decision.remaining),
+            remaining: tightest.map_or(u32::MAX, |a| a.decision.remaining()),
             limit: tightest.map_or(0, |a| a.decision.limit),
             leases: u32::try_from(o.leases().len()).unwrap_or(u32::MAX),
         };

@@ -1,7 +1,6 @@
 //! The limiter level: check a policy for a key and a cost.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use crate::algo::Verdict;
 use crate::config::Config;
@@ -54,11 +53,6 @@ pub struct portcullis_decision {
     pub at_ns: u64,
 }
 
-#[inline]
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// Straight from the verdict's nanoseconds, equal to converting its [`Decision`] (tested).
 impl FromVerdict for portcullis_decision {
     #[inline(always)]
@@ -79,32 +73,21 @@ impl FromVerdict for portcullis_decision {
 
 impl From<Decision> for portcullis_decision {
     fn from(d: Decision) -> Self {
-        Self {
-            allowed: d.allowed,
-            limit: d.limit,
-            remaining: d.remaining,
-            policy: d.policy.0,
-            reset_after_ns: nanos(d.reset_after),
-            retry_after_ns: nanos(d.retry_after),
-            retry_after_secs: d.retry_after_secs(),
-            delay_ns: nanos(d.delay),
-            at_ns: d.at,
-        }
+        Self::from_verdict(d.limit, d.policy, &d.verdict(), d.at)
     }
 }
 
 impl From<&portcullis_decision> for Decision {
     fn from(d: &portcullis_decision) -> Self {
-        Decision {
+        let v = Verdict {
             allowed: d.allowed,
-            limit: d.limit,
-            remaining: d.remaining,
-            reset_after: Duration::from_nanos(d.reset_after_ns),
-            retry_after: Duration::from_nanos(d.retry_after_ns),
-            delay: Duration::from_nanos(d.delay_ns),
-            policy: PolicyId(d.policy),
-            at: d.at_ns,
-        }
+            remaining: d.remaining.into(),
+            reset_after: d.reset_after_ns,
+            retry_after: d.retry_after_ns,
+            delay: d.delay_ns,
+            lease_epoch: 0,
+        };
+        Decision::from_verdict(d.limit, PolicyId(d.policy), &v, d.at_ns)
     }
 }
 

@@ -351,7 +351,7 @@ impl Gate {
             }
             limit.counters.0.record(
                 decision.allowed,
-                decision.allowed && !decision.delay.is_zero(),
+                decision.allowed && !decision.delay().is_zero(),
             );
             if !decision.allowed && !limit.shadow {
                 denied_by = Some(i);
@@ -403,7 +403,7 @@ impl Gate {
         let delay = applied
             .iter()
             .filter(|a| !a.shadow)
-            .map(|a| a.decision.delay)
+            .map(|a| a.decision.delay())
             .max()
             .unwrap_or_default();
         self.rate_headers(inner, applied, headers);
@@ -582,12 +582,16 @@ impl Gate {
                 blocked: k.blocked,
                 // The listed decision is that of one more request: add it back.
                 remaining: match k.decision.allowed {
-                    true => k.decision.remaining.saturating_add(1).min(k.decision.limit),
+                    true => k
+                        .decision
+                        .remaining()
+                        .saturating_add(1)
+                        .min(k.decision.limit),
                     false => 0,
                 },
                 limit: k.decision.limit,
-                retry_after_ms: millis(k.decision.retry_after),
-                reset_after_ms: millis(k.decision.reset_after),
+                retry_after_ms: millis(k.decision.retry_after()),
+                reset_after_ms: millis(k.decision.reset_after()),
             })
             .collect();
         keys.sort_by(|a, b| (a.remaining, &a.key).cmp(&(b.remaining, &b.key)));
