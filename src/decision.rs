@@ -59,7 +59,11 @@ pub struct Decision {
 enum Quote {
     /// The policy's step run again on the state it decided on, at the same time and cost: a
     /// pure function, so it answers exactly as it did.
-    Step { rule: Rule, state: u64, cost: u32 },
+    Step {
+        rule: &'static Rule,
+        state: u64,
+        cost: u32,
+    },
     /// Numbers fixed when the decision was made.
     Known(Verdict),
 }
@@ -104,7 +108,7 @@ impl Decision {
     /// A decision whose numbers are worked out from `rule`'s step on `state` when asked for.
     #[inline(always)]
     pub(crate) fn stepped(
-        rule: &Rule,
+        rule: &'static Rule,
         state: u64,
         cost: u32,
         allowed: bool,
@@ -117,11 +121,7 @@ impl Decision {
             limit,
             policy,
             at,
-            quote: Quote::Step {
-                rule: *rule,
-                state,
-                cost,
-            },
+            quote: Quote::Step { rule, state, cost },
         }
     }
 

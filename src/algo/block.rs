@@ -10,7 +10,7 @@ use crate::clock::Nanos;
 const BLOCKED: u64 = 1 << 63;
 
 /// An algorithm with its optional block duration: the unit the limiter applies to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rule {
     /// The algorithm.
     pub algo: Algo,

@@ -10,7 +10,7 @@ use super::{until, Divisor, Verdict};
 use crate::clock::Nanos;
 
 /// Concurrency-limit parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Concurrency {
     max: u32,
     timeout: u64,

@@ -5,7 +5,7 @@ use super::{until, Divisor, Verdict};
 use crate::clock::Nanos;
 
 /// Fixed-window parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FixedWindow {
     period: u64,
     per: Divisor,

@@ -9,7 +9,7 @@ use crate::clock::Nanos;
 use crate::quota::Quota;
 
 /// GCRA parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Gcra {
     /// Emission interval T, ns.
     t: u64,

@@ -9,7 +9,7 @@ use super::{until, Divisor, Verdict};
 use crate::clock::Nanos;
 
 /// Leaky-bucket shaping parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Leaky {
     t: u64,
     per_t: Divisor,

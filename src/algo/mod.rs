@@ -59,7 +59,7 @@ macro_rules! step {
 step!(Gcra, FixedWindow, SlidingWindow, Leaky, Concurrency, Algo);
 
 /// The algorithms, dispatched without a virtual call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algo {
     /// Generic cell rate algorithm with token-bucket semantics.
     Gcra(Gcra),
@@ -126,7 +126,7 @@ pub(crate) fn until(at: Nanos, now: Nanos) -> u64 {
 /// Division by a divisor fixed at construction, without a hardware divide on the hot path:
 /// a multiply by the divisor's reciprocal gives the quotient or one or two less, and a
 /// correction makes it exact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Divisor {
     d: u64,
     m: u64,

@@ -9,7 +9,7 @@ use super::{until, Divisor, Verdict};
 use crate::clock::Nanos;
 
 /// Sliding-window parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SlidingWindow {
     period: u64,
     per: Divisor,

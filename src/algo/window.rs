@@ -9,7 +9,7 @@
 use crate::clock::Nanos;
 
 /// Where a stored window stands relative to the clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Position {
     /// The stored window is the current one.
     Current,
