@@ -42,6 +42,7 @@ mod decision;
 mod error;
 pub mod ffi;
 mod intern;
+mod keyhash;
 mod keys;
 mod limiter;
 mod policy;

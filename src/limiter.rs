@@ -232,7 +232,7 @@ impl LimiterBuilder {
                 table,
                 capacity: rule.algo.capacity(),
                 durability: policy.durability_level(),
-                signature: format!("v1 {:?}", rule),
+                signature: format!("v2 {:?}", rule),
                 rule: crate::intern::intern_rule(&rule),
                 policy,
                 counts: DecisionCounts::new(),

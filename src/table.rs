@@ -23,9 +23,9 @@
 //! The table knows nothing of algorithms beyond the [`Reclaim`] questions.
 
 use crossbeam_utils::CachePadded;
-use std::hash::{BuildHasher, Hasher};
 
 use crate::clock::Nanos;
+use crate::keyhash;
 use crate::sync::{spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
 
 const SLOTS_PER_BUCKET: usize = 4;
@@ -109,8 +109,9 @@ pub struct Table {
     buckets: Box<[Bucket]>,
     mask: usize,
     claims: Box<[CachePadded<AtomicU32>]>,
-    hasher: foldhash::quality::FixedState,
-    hash_salt: u64,
+    /// The key hash's 128-bit secret.
+    k0: u64,
+    k1: u64,
     /// The empty key's fingerprint, hashed once: an unkeyed limit checks it on every request.
     empty: Fingerprint,
     evictions: AtomicU64,
@@ -154,15 +155,14 @@ impl Table {
         let claims = (0..CLAIM_STRIPES)
             .map(|_| CachePadded::new(AtomicU32::new(0)))
             .collect();
-        let hasher = foldhash::quality::FixedState::with_seed(u64::from_le_bytes(k0));
-        let hash_salt = u64::from_le_bytes(k1);
+        let (k0, k1) = (u64::from_le_bytes(k0), u64::from_le_bytes(k1));
         Self {
             mask: buckets.len() - 1,
             buckets,
             claims,
-            empty: Fingerprint::from_hash(Self::hash(&hasher, hash_salt, b"")),
-            hasher,
-            hash_salt,
+            empty: Fingerprint::from_hash(keyhash::hash(k0, k1, b"")),
+            k0,
+            k1,
             evictions: AtomicU64::new(0),
             dirty: None,
         }
@@ -259,15 +259,7 @@ impl Table {
         if key.is_empty() {
             return self.empty;
         }
-        Fingerprint::from_hash(Self::hash(&self.hasher, self.hash_salt, key))
-    }
-
-    #[inline(always)]
-    fn hash(hasher: &foldhash::quality::FixedState, salt: u64, key: &[u8]) -> u64 {
-        let mut h = hasher.build_hasher();
-        h.write_u64(salt);
-        h.write(key);
-        h.finish()
+        Fingerprint::from_hash(keyhash::hash(self.k0, self.k1, key))
     }
 
     /// The fingerprint (and buckets) of a raw 64-bit fingerprint, as a store saved it.
@@ -584,7 +576,7 @@ mod tests {
     fn the_kept_empty_fingerprint_is_the_hashed_one() {
         for seed in [[0u8; 16], [7; 16], *b"0123456789abcdef"] {
             let t = Table::new(64, seed);
-            let hashed = t.fingerprint_of(Table::hash(&t.hasher, t.hash_salt, b""));
+            let hashed = t.fingerprint_of(keyhash::hash(t.k0, t.k1, b""));
             assert_eq!(t.fingerprint(b""), hashed);
             assert_ne!(t.fingerprint(b""), t.fingerprint(b"\0"));
         }
