@@ -136,7 +136,7 @@ impl Decision {
     }
 
     /// The numbers behind this decision, in nanoseconds.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn verdict(&self) -> Verdict {
         match &self.quote {
             Quote::Step { rule, state, cost } => rule.check(*state, self.at, *cost).1,
@@ -145,22 +145,26 @@ impl Decision {
     }
 
     /// Units available right after this decision.
+    #[inline]
     pub fn remaining(&self) -> u32 {
         u32::try_from(self.verdict().remaining).unwrap_or(u32::MAX)
     }
 
     /// Time until the key has fully recovered.
+    #[inline]
     pub fn reset_after(&self) -> Duration {
         duration(self.verdict().reset_after)
     }
 
     /// Denied: time until this request would be allowed. Allowed: time until another request
     /// of the same cost would be (zero if now).
+    #[inline]
     pub fn retry_after(&self) -> Duration {
         duration(self.verdict().retry_after)
     }
 
     /// Shaping: how long to wait before proceeding. Zero otherwise.
+    #[inline]
     pub fn delay(&self) -> Duration {
         duration(self.verdict().delay)
     }

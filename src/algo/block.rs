@@ -62,7 +62,7 @@ impl Rule {
     }
 
     /// Decides and consumes.
-    #[inline]
+    #[inline(always)]
     pub fn check(&self, state: u64, now: Nanos, cost: u32) -> (u64, Verdict) {
         self.check_with(&self.algo, state, now, cost)
     }

@@ -93,7 +93,7 @@ impl Algo {
     }
 
     /// Decides a request of `cost` and returns the state to store if it changed.
-    #[inline]
+    #[inline(always)]
     pub fn check(&self, state: u64, now: Nanos, cost: u32) -> (u64, Verdict) {
         dispatch!(self, a => a.check(state, now, cost))
     }
