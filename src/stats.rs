@@ -4,7 +4,7 @@ use crossbeam_utils::CachePadded;
 
 use std::sync::atomic::Ordering;
 
-use crate::sync::{thread_index, StatAtomic};
+use crate::sync::{thread_index, thread_index_if_set, StatAtomic};
 
 const SHARDS: usize = 64;
 
@@ -24,14 +24,32 @@ impl<const N: usize> Striped<N> {
     /// Adds `n` to each of `fields`, finding the thread's shard once.
     #[inline(always)]
     fn add(&self, fields: &[usize], n: u64) {
+        // One range test covers a thread without an index yet (taken on the slow path).
+        let i = thread_index_if_set();
+        if i < SHARDS {
+            self.add_own(i, fields, n);
+        } else {
+            self.add_slow(fields, n);
+        }
+    }
+
+    #[inline(always)]
+    fn add_own(&self, i: usize, fields: &[usize], n: u64) {
+        // Single writer: shard `i < SHARDS` has one owner at a time, and an index changes owner
+        // only through the lock in `thread_index`.
+        let own = &self.0[i];
+        for &f in fields {
+            own[f].store(own[f].load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        }
+    }
+
+    /// A thread's first count (it takes an index), or one of more than `SHARDS` threads alive.
+    #[cold]
+    #[inline(never)]
+    fn add_slow(&self, fields: &[usize], n: u64) {
         let i = thread_index();
         if i < SHARDS {
-            // Single writer: shard `i < SHARDS` has one owner at a time, and an index changes
-            // owner only through the lock in `thread_index`.
-            let own = &self.0[i];
-            for &f in fields {
-                own[f].store(own[f].load(Ordering::Relaxed) + n, Ordering::Relaxed);
-            }
+            self.add_own(i, fields, n);
         } else {
             for &f in fields {
                 self.0[SHARDS][f].fetch_add(n, Ordering::Relaxed);

@@ -30,16 +30,28 @@ pub(crate) fn yield_now() {
 /// Statistics counters are not part of any protocol the models check: always std.
 pub(crate) type StatAtomic = std::sync::atomic::AtomicU64;
 
+const UNSET: usize = usize::MAX - 1;
+const EXITED: usize = usize::MAX;
+
+std::thread_local! {
+    /// The thread's index (see [`thread_index`]).
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(UNSET) };
+}
+
+/// The thread's index if it has been given one, else a number above every index: one
+/// thread-local load, for a caller that tests the range anyway and calls [`thread_index`] only
+/// when it is out of range.
+#[inline(always)]
+pub(crate) fn thread_index_if_set() -> usize {
+    INDEX.with(std::cell::Cell::get)
+}
+
 /// A number unique among the threads alive now: the lowest free index when the thread first
 /// asks, given back when it exits. Servers that start a thread per connection or per job keep
 /// reusing small numbers, so per-thread shards indexed by it stay owned by one thread at a time.
 /// A thread that has begun exiting gets `usize::MAX` (no owned shard).
 #[inline]
 pub(crate) fn thread_index() -> usize {
-    use std::cell::Cell;
-
-    const UNSET: usize = usize::MAX - 1;
-    const EXITED: usize = usize::MAX;
     /// Indices given back by exited threads; touched only at a thread's first use and exit.
     static FREE: parking_lot::Mutex<Vec<usize>> = parking_lot::const_mutex(Vec::new());
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -57,8 +69,7 @@ pub(crate) fn thread_index() -> usize {
             }
         }
     }
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(UNSET) };
+    std::thread_local! {
         static RELEASE: Release = const { Release };
     }
     #[cold]
@@ -76,7 +87,7 @@ pub(crate) fn thread_index() -> usize {
         INDEX.with(|c| c.set(i));
         i
     }
-    match INDEX.with(Cell::get) {
+    match thread_index_if_set() {
         UNSET => assign(),
         i => i,
     }

@@ -34,8 +34,12 @@ const CLAIM_STRIPES: usize = 256;
 #[cfg(loom)]
 const CLAIM_STRIPES: usize = 2;
 
-/// The tag of a slot whose owner is changing. Never a fingerprint; zero marks an empty slot.
-pub const LOCKED: u64 = u64::MAX;
+/// The tag of a slot whose owner is changing. Never a fingerprint (fingerprints have their top
+/// bit set); zero marks an empty slot.
+pub const LOCKED: u64 = 1;
+
+/// The bit every fingerprint has set, so none is 0 (empty) or [`LOCKED`].
+const FINGERPRINT_BIT: u64 = 1 << 63;
 
 /// What the table asks of the states it holds when it needs room.
 pub trait Reclaim {
@@ -49,20 +53,19 @@ pub trait Reclaim {
 /// candidate buckets follow from the fingerprint and the table's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
-    /// Never zero (an empty slot) nor [`LOCKED`].
+    /// Has its top bit set: never zero (an empty slot) nor [`LOCKED`].
     pub fp: u64,
     mask: u64,
 }
 
 impl Fingerprint {
-    /// A raw 64-bit hash made a fingerprint: 0 (empty) and [`LOCKED`] are moved aside.
+    /// A raw 64-bit hash made a fingerprint by setting its top bit: one OR keeps it off the two
+    /// reserved tags, where moving those two values aside took two compares and branches on
+    /// every check. The bit is above every bucket index (the second bucket reads bits 32 and
+    /// up), and 63 bits of distinction remain.
     #[inline]
     fn from_hash(hash: u64) -> Self {
-        let fp = match hash {
-            0 => 1,
-            LOCKED => LOCKED - 1,
-            h => h,
-        };
+        let fp = hash | FINGERPRINT_BIT;
         Fingerprint { fp, mask: mix(fp) }
     }
 }
