@@ -135,6 +135,11 @@ impl Decision {
         Self::from_verdict(0, policy, &v, at)
     }
 
+    /// The same decision with its numbers worked out, for a caller that reads them repeatedly.
+    fn settled(&self) -> Self {
+        Self::from_verdict(self.limit, self.policy, &self.verdict(), self.at)
+    }
+
     /// The numbers behind this decision, in nanoseconds.
     #[inline(always)]
     pub(crate) fn verdict(&self) -> Verdict {
@@ -347,8 +352,10 @@ impl HeaderSink for Owned {
 
 /// Renders the headers for the decisions that applied to one request.
 pub fn render_headers(style: HeaderStyle, decisions: &[(PolicyMeta<'_>, Decision)]) -> Vec<Header> {
+    // Each decision's numbers worked out once: the rendering reads them several times.
+    let settled: Vec<_> = decisions.iter().map(|&(m, d)| (m, d.settled())).collect();
     let mut out = Owned(Vec::with_capacity(5));
-    render_into(style, decisions.iter().copied(), &mut out);
+    render_into(style, settled.into_iter(), &mut out);
     out.0
 }
 
