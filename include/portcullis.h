@@ -169,7 +169,7 @@ typedef uint32_t portcullis_cors_kind;
 /*
  What to do with a request.
  */
-enum portcullis_verdict
+enum portcullis_action
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -177,25 +177,25 @@ enum portcullis_verdict
   /*
    Call the handler (after `delay_ns`) and add the headers to its response.
    */
-  PORTCULLIS_VERDICT_PASS = 0,
+  PORTCULLIS_ACTION_PASS = 0,
   /*
    An allowed preflight: answer 204 with the headers; do not call the handler.
    */
-  PORTCULLIS_VERDICT_PREFLIGHT = 1,
+  PORTCULLIS_ACTION_PREFLIGHT = 1,
   /*
    Refused by CORS: answer 403 with the headers.
    */
-  PORTCULLIS_VERDICT_FORBIDDEN = 2,
+  PORTCULLIS_ACTION_FORBIDDEN = 2,
   /*
    Rate limited: answer 429 with the headers.
    */
-  PORTCULLIS_VERDICT_LIMITED = 3,
+  PORTCULLIS_ACTION_LIMITED = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum portcullis_verdict portcullis_verdict;
+typedef enum portcullis_action portcullis_action;
 #else
-typedef uint32_t portcullis_verdict;
+typedef uint32_t portcullis_action;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -416,7 +416,7 @@ typedef struct {
   /*
    What to do.
    */
-  portcullis_verdict verdict;
+  portcullis_action action;
   /*
    The status to answer with: 204, 403 or 429; 0 when the handler answers.
    */

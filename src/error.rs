@@ -19,14 +19,14 @@ pub enum Error {
     #[error("policy id {0} does not belong to this limiter")]
     BadPolicyId(u32),
     /// A cost no key could ever afford: it would be denied forever.
-    #[error("cost {cost} exceeds what policy {policy:?} allows at once ({capacity})")]
-    CostExceedsCapacity {
+    #[error("cost {cost} exceeds what policy {policy:?} allows at once ({max_cost})")]
+    CostTooHigh {
         /// The policy.
         policy: String,
         /// The cost asked.
         cost: u32,
-        /// The policy's capacity.
-        capacity: u32,
+        /// The largest cost a fresh key can afford (the policy's burst or limit).
+        max_cost: u32,
     },
     /// `check` on a concurrency policy, whose admissions must be released.
     #[error("policy {0:?} limits concurrency: use acquire() and release the lease")]
@@ -34,6 +34,9 @@ pub enum Error {
     /// `acquire` on a policy that is not a concurrency limit.
     #[error("policy {0:?} is not a concurrency limit: use check()")]
     NotConcurrency(String),
+    /// A client key that cannot be read (an IP address that does not parse).
+    #[error("{0}")]
+    InvalidKey(String),
     /// A table size out of range.
     #[error("capacity must be between 4 and 2^30 slots, got {0}")]
     Capacity(usize),

@@ -69,4 +69,4 @@ pub struct ReadmeDoctests;
 // Gate and config
 pub mod config;
 pub mod gate;
-pub use gate::{Gate, GateRequest, Outcome, Status};
+pub use gate::{Gate, GateRequest, Outcome, Action};

@@ -49,7 +49,7 @@ struct Entry {
     /// Kept for the life of the process, so a decision refers to it with a plain reference.
     rule: &'static Rule,
     /// What a fresh key may use at once: the largest affordable cost.
-    capacity: u32,
+    max_cost: u32,
     durability: Durability,
     signature: String,
     table: Table,
@@ -61,10 +61,10 @@ impl Entry {
     #[cold]
     #[inline(never)]
     fn too_costly(&self, cost: u32) -> Error {
-        Error::CostExceedsCapacity {
+        Error::CostTooHigh {
             policy: self.policy.name().into(),
             cost,
-            capacity: self.capacity,
+            max_cost: self.max_cost,
         }
     }
 
@@ -230,7 +230,7 @@ impl LimiterBuilder {
             };
             entries.push(Entry {
                 table,
-                capacity: rule.algo.capacity(),
+                max_cost: rule.algo.max_cost(),
                 durability: policy.durability_level(),
                 signature: format!("v2 {:?}", rule),
                 rule: crate::intern::intern_rule(&rule),
@@ -385,7 +385,7 @@ impl Limiter {
 
     /// The most a key of a policy can have available at once: the `limit` of its decisions.
     pub fn limit(&self, id: PolicyId) -> Option<u32> {
-        self.inner.entries.get(id.index()).map(|e| e.capacity)
+        self.inner.entries.get(id.index()).map(|e| e.max_cost)
     }
 
     /// The limiter's clock reading.
@@ -475,7 +475,7 @@ impl Limiter {
 
     #[inline]
     fn affordable(&self, e: &Entry, cost: u32) -> Result<(), Error> {
-        if cost > e.capacity {
+        if cost > e.max_cost {
             return Err(e.too_costly(cost));
         }
         Ok(())
@@ -483,7 +483,7 @@ impl Limiter {
 
     #[inline(always)]
     fn decision<D: FromVerdict>(e: &Entry, id: PolicyId, v: &Verdict, now: Nanos) -> D {
-        D::from_verdict(e.capacity, id, v, now)
+        D::from_verdict(e.max_cost, id, v, now)
     }
 
     #[inline]
@@ -589,7 +589,7 @@ impl Limiter {
         let (v, seen) = self.decide(e, algo, id, key, &f, cost, now)?;
         // The numbers are worked out from the state only if the caller asks for them.
         Ok(Decision::stepped(
-            e.rule, seen, cost, v.allowed, e.capacity, id, now,
+            e.rule, seen, cost, v.allowed, e.max_cost, id, now,
         ))
     }
 

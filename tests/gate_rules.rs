@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis::config::{Config, KeyKind};
-use portcullis::gate::{Gate, GateRequest, Outcome, Reason, Status};
+use portcullis::gate::{Gate, GateRequest, Outcome, Reason, Action};
 use portcullis::ManualClock;
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -135,8 +135,8 @@ fn preflights_are_answered_and_never_charged() {
         .ip(ip("203.0.113.9"));
     for _ in 0..20 {
         let o = gate.decide(&preflight);
-        assert_eq!(o.status(), Status::Preflight);
-        assert_eq!(o.status().code(), Some(204));
+        assert_eq!(o.action(), Action::Preflight);
+        assert_eq!(o.status_code(), Some(204));
         assert_eq!(o.header("access-control-allow-origin"), Some(APP));
         assert_eq!(o.header("access-control-allow-methods"), Some("POST"));
         assert_eq!(o.header("access-control-max-age"), Some("600"));
@@ -148,13 +148,13 @@ fn preflights_are_answered_and_never_charged() {
         .ip(ip("203.0.113.9"));
     for i in 0..5 {
         let o = gate.decide(&login);
-        assert_eq!(o.status(), Status::Pass, "attempt {i}");
+        assert_eq!(o.action(), Action::Pass, "attempt {i}");
         assert_eq!(
             o.header("X-RateLimit-Remaining"),
             Some(&*(4 - i).to_string())
         );
     }
-    assert_eq!(gate.decide(&login).status(), Status::Limited);
+    assert_eq!(gate.decide(&login).action(), Action::Limited);
     assert_eq!(gate.stats().preflights, 20);
 }
 
@@ -166,8 +166,8 @@ fn a_refused_preflight_is_403_and_charges_nothing() {
             .origin(APP)
             .request_method("PATCH"),
     );
-    assert_eq!(o.status(), Status::Forbidden);
-    assert_eq!(o.status().code(), Some(403));
+    assert_eq!(o.action(), Action::Forbidden);
+    assert_eq!(o.status_code(), Some(403));
     assert!(o.header("access-control-allow-origin").is_none());
     match o.reason() {
         Reason::Cors { refusal } => assert!(refusal.contains("method PATCH"), "{refusal}"),
@@ -183,7 +183,7 @@ fn a_disallowed_origin_is_refused_before_any_limit() {
         .ip(ip("203.0.113.9"));
     for _ in 0..10 {
         let o = gate.decide(&evil);
-        assert_eq!(o.status(), Status::Forbidden);
+        assert_eq!(o.action(), Action::Forbidden);
         assert!(o.applied().is_empty());
         assert_eq!(o.header("vary"), Some("Origin"));
     }
@@ -219,7 +219,7 @@ fn a_429_to_an_allowed_origin_carries_cors_and_exposes_the_rate_limit_headers() 
         let _ = gate.decide(&login);
     }
     let o = gate.decide(&login);
-    assert_eq!(o.status().code(), Some(429));
+    assert_eq!(o.status_code(), Some(429));
     assert_eq!(o.header("Retry-After"), Some("900"));
     assert_eq!(o.header("X-RateLimit-Remaining"), Some("0"));
     assert_eq!(o.header("access-control-allow-origin"), Some(APP));
@@ -243,16 +243,16 @@ fn the_login_lockout_lasts_the_block_then_lifts() {
     let (gate, clock) = gate();
     let login = GateRequest::new("POST", "/api/v1/auth/login").ip(ip("192.0.2.1"));
     for _ in 0..5 {
-        assert_eq!(gate.decide(&login).status(), Status::Pass);
+        assert_eq!(gate.decide(&login).action(), Action::Pass);
     }
-    assert_eq!(gate.decide(&login).status(), Status::Limited);
+    assert_eq!(gate.decide(&login).action(), Action::Limited);
     clock.advance(Duration::from_secs(14 * 60));
-    assert_eq!(gate.decide(&login).status(), Status::Limited);
+    assert_eq!(gate.decide(&login).action(), Action::Limited);
     clock.advance(Duration::from_secs(16 * 60));
-    assert_eq!(gate.decide(&login).status(), Status::Pass);
+    assert_eq!(gate.decide(&login).action(), Action::Pass);
     // Another client was never affected.
     let other = GateRequest::new("POST", "/api/v1/auth/login").ip(ip("192.0.2.2"));
-    assert_eq!(gate.decide(&other).status(), Status::Pass);
+    assert_eq!(gate.decide(&other).action(), Action::Pass);
 }
 
 #[test]
@@ -264,13 +264,13 @@ fn several_limits_are_all_or_nothing() {
             .ip(ip(addr))
     };
     let o = gate.decide(&from("192.0.2.1"));
-    assert_eq!(o.status(), Status::Pass);
+    assert_eq!(o.action(), Action::Pass);
     assert_eq!(o.applied()[0].decision.remaining(), 9);
     // "one" (per ip) denies: "ten" (per principal) must get its unit back.
     let o = gate.decide(&from("192.0.2.1"));
-    assert_eq!(o.status(), Status::Limited);
+    assert_eq!(o.action(), Action::Limited);
     let o = gate.decide(&from("192.0.2.2"));
-    assert_eq!(o.status(), Status::Pass);
+    assert_eq!(o.action(), Action::Pass);
     assert_eq!(
         o.applied()[0].decision.remaining(),
         8,
@@ -283,13 +283,13 @@ fn leases_are_held_until_dropped_and_given_back_on_a_denial() {
     let (gate, _) = gate();
     let export = GateRequest::new("GET", "/export").principal("bob");
     let mut first = gate.decide(&export);
-    assert_eq!(first.status(), Status::Pass);
+    assert_eq!(first.action(), Action::Pass);
     assert_eq!(first.leases().len(), 1);
     let leases = first.take_leases();
     let second = gate.decide(&export);
-    assert_eq!(second.status(), Status::Limited, "one export at a time");
+    assert_eq!(second.action(), Action::Limited, "one export at a time");
     leases.release();
-    assert_eq!(gate.decide(&export).status(), Status::Pass);
+    assert_eq!(gate.decide(&export).action(), Action::Pass);
 
     // A lease taken by the first limit is released when the second denies.
     let req = |addr: &str| {
@@ -298,13 +298,13 @@ fn leases_are_held_until_dropped_and_given_back_on_a_denial() {
             .ip(ip(addr))
     };
     let ok = gate.decide(&req("192.0.2.7"));
-    assert_eq!(ok.status(), Status::Pass);
+    assert_eq!(ok.action(), Action::Pass);
     drop(ok);
     let denied = gate.decide(&req("192.0.2.7"));
-    assert_eq!(denied.status(), Status::Limited);
+    assert_eq!(denied.action(), Action::Limited);
     assert!(denied.leases().is_empty());
     // carol's only slot is free again.
-    assert_eq!(gate.decide(&req("192.0.2.8")).status(), Status::Pass);
+    assert_eq!(gate.decide(&req("192.0.2.8")).action(), Action::Pass);
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn shadow_limits_are_counted_but_never_enforced_nor_shown() {
     let req = GateRequest::new("GET", "/shadow").ip(ip("192.0.2.3"));
     for i in 0..5 {
         let o = gate.decide(&req);
-        assert_eq!(o.status(), Status::Pass, "request {i}");
+        assert_eq!(o.action(), Action::Pass, "request {i}");
         assert_eq!(o.applied().len(), 2);
         assert!(o.applied()[1].shadow);
         assert_eq!(o.applied()[1].decision.allowed, i == 0);
@@ -339,14 +339,14 @@ fn anonymous_and_authenticated_traffic_get_their_own_limits() {
     let anon = GateRequest::new("GET", "/api/v1/things").ip(ip("192.0.2.4"));
     for _ in 0..10 {
         let o = gate.decide(&anon);
-        assert_eq!(o.status(), Status::Pass);
+        assert_eq!(o.action(), Action::Pass);
         assert_eq!(o.applied()[0].policy, "api-anon");
     }
-    assert_eq!(gate.decide(&anon).status(), Status::Limited);
+    assert_eq!(gate.decide(&anon).action(), Action::Limited);
     // The same address with an API key is another matter.
     let authed = anon.principal("key-1");
     let o = gate.decide(&authed);
-    assert_eq!(o.status(), Status::Pass);
+    assert_eq!(o.action(), Action::Pass);
     let policies: Vec<&str> = o.applied().iter().map(|a| a.policy).collect();
     assert_eq!(policies, ["api-free", "api-ip"]);
 }
@@ -359,17 +359,17 @@ fn tiers_pick_the_quota() {
         .tier("free")
         .ip(ip("192.0.2.10"));
     for _ in 0..100 {
-        assert_eq!(gate.decide(&free).status(), Status::Pass);
+        assert_eq!(gate.decide(&free).action(), Action::Pass);
     }
     let o = gate.decide(&free);
-    assert_eq!(o.status(), Status::Limited);
+    assert_eq!(o.action(), Action::Limited);
     assert_eq!(o.header("Retry-After"), Some("36"));
     let premium = GateRequest::new("GET", "/api/v1/things")
         .principal("premium-user")
         .tier("premium")
         .ip(ip("192.0.2.11"));
     for _ in 0..101 {
-        assert_eq!(gate.decide(&premium).status(), Status::Pass);
+        assert_eq!(gate.decide(&premium).action(), Action::Pass);
     }
     assert_eq!(
         gate.decide(&premium).header("X-RateLimit-Limit"),
@@ -389,10 +389,10 @@ fn keys_of_different_kinds_never_collide() {
     // The IPv4 key of 97.98.99.100 is the bytes [4, 'a', 'b', 'c', 'd']; a principal made of
     // the same bytes must not share its counter.
     let by_ip = GateRequest::new("GET", "/ns/ip").ip(ip("97.98.99.100"));
-    assert_eq!(gate.decide(&by_ip).status(), Status::Pass);
-    assert_eq!(gate.decide(&by_ip).status(), Status::Limited);
+    assert_eq!(gate.decide(&by_ip).action(), Action::Pass);
+    assert_eq!(gate.decide(&by_ip).action(), Action::Limited);
     let by_principal = GateRequest::new("GET", "/ns/principal").principal("\u{4}abcd");
-    assert_eq!(gate.decide(&by_principal).status(), Status::Pass);
+    assert_eq!(gate.decide(&by_principal).action(), Action::Pass);
 }
 
 #[test]
@@ -401,9 +401,9 @@ fn ipv6_clients_are_keyed_by_their_64() {
     let a = GateRequest::new("GET", "/ns/ip").ip(ip("2001:db8::1"));
     let b = GateRequest::new("GET", "/ns/ip").ip(ip("2001:db8::ffff:2"));
     let c = GateRequest::new("GET", "/ns/ip").ip(ip("2001:db8:0:1::1"));
-    assert_eq!(gate.decide(&a).status(), Status::Pass);
-    assert_eq!(gate.decide(&b).status(), Status::Limited);
-    assert_eq!(gate.decide(&c).status(), Status::Pass);
+    assert_eq!(gate.decide(&a).action(), Action::Pass);
+    assert_eq!(gate.decide(&b).action(), Action::Limited);
+    assert_eq!(gate.decide(&c).action(), Action::Pass);
 }
 
 #[test]
@@ -418,11 +418,11 @@ fn routes_match_method_exact_prefix_and_parameters() {
     assert_eq!(o.route(), Some("GET /api/v1/users/{id}"));
     // Keyed by route: every client shares it.
     let o = gate.decide(&GateRequest::new("GET", "/api/v1/users/43").ip(ip("192.0.2.99")));
-    assert_eq!(o.status(), Status::Limited);
+    assert_eq!(o.action(), Action::Limited);
     let o = gate.decide(&GateRequest::new("GET", "/api/v1/users/42/posts"));
     assert_eq!(o.route(), Some("/api/"));
     let o = gate.decide(&GateRequest::new("GET", "/elsewhere"));
-    assert_eq!((o.status(), o.reason()), (Status::Pass, &Reason::NoRoute));
+    assert_eq!((o.action(), o.reason()), (Action::Pass, &Reason::NoRoute));
     assert!(o.header("X-RateLimit-Limit").is_none());
     assert_eq!(gate.stats().unrouted, 1);
 }
@@ -439,7 +439,7 @@ fn shaping_hands_out_a_delay() {
     assert_eq!(delays[1], Duration::from_millis(100));
     assert_eq!(delays[4], Duration::from_millis(400));
     let o = gate.decide(&req);
-    assert_eq!(o.status(), Status::Limited);
+    assert_eq!(o.action(), Action::Limited);
     let stats = gate.stats();
     let shaped = stats.limits.iter().find(|l| l.route == "/shaped").unwrap();
     assert_eq!((shaped.allowed, shaped.delayed), (5, 4));
@@ -477,9 +477,9 @@ fn reset_unblocks_a_key() {
     for _ in 0..6 {
         let _ = gate.decide(&login);
     }
-    assert_eq!(gate.decide(&login).status(), Status::Limited);
+    assert_eq!(gate.decide(&login).action(), Action::Limited);
     assert!(gate.reset("login", KeyKind::Ip, "192.0.2.50").unwrap());
-    assert_eq!(gate.decide(&login).status(), Status::Pass);
+    assert_eq!(gate.decide(&login).action(), Action::Pass);
     assert!(gate.reset("nope", KeyKind::Ip, "192.0.2.50").is_err());
 }
 
@@ -494,7 +494,7 @@ fn reload_keeps_the_counters_of_unchanged_policies() {
     for _ in 0..10 {
         let _ = gate.decide(&anon);
     }
-    assert_eq!(gate.decide(&anon).status(), Status::Limited);
+    assert_eq!(gate.decide(&anon).action(), Action::Limited);
     // api-anon changes; login does not; a route is added.
     let changed = CONFIG.replace(
         "name = \"api-anon\"\nlimit = \"10/h\"",
@@ -505,13 +505,13 @@ fn reload_keeps_the_counters_of_unchanged_policies() {
     assert!(summary.kept.contains(&"login".to_string()));
     assert_eq!(summary.fresh, ["api-anon"]);
     assert_eq!(
-        gate.decide(&login).status(),
-        Status::Limited,
+        gate.decide(&login).action(),
+        Action::Limited,
         "login kept its count"
     );
     assert_eq!(
-        gate.decide(&anon).status(),
-        Status::Pass,
+        gate.decide(&anon).action(),
+        Action::Pass,
         "api-anon starts fresh"
     );
     assert_eq!(
@@ -529,7 +529,7 @@ fn reload_keeps_the_counters_of_unchanged_policies() {
     // A store change cannot be applied live: refused, and the old config keeps running.
     let sled = format!("{CONFIG}\n[store]\nkind = \"sled\"\npath = \"x\"\n");
     assert!(gate.reload(sled.parse().unwrap()).is_err());
-    assert_eq!(gate.decide(&login).status(), Status::Limited);
+    assert_eq!(gate.decide(&login).action(), Action::Limited);
 }
 
 /// A gate is shared by every worker, and an outcome may be handed to the thread that writes the

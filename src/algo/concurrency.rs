@@ -33,7 +33,7 @@ impl Concurrency {
 
     /// The maximum in flight.
     #[inline]
-    pub fn capacity(&self) -> u32 {
+    pub fn max_cost(&self) -> u32 {
         self.max
     }
 

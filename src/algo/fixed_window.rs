@@ -28,7 +28,7 @@ impl FixedWindow {
 
     /// The limit.
     #[inline]
-    pub fn capacity(&self) -> u32 {
+    pub fn max_cost(&self) -> u32 {
         self.limit
     }
 

@@ -34,7 +34,7 @@ impl Gcra {
 
     /// The burst.
     #[inline]
-    pub fn capacity(&self) -> u32 {
+    pub fn max_cost(&self) -> u32 {
         self.burst
     }
 

@@ -29,7 +29,7 @@ impl Leaky {
 
     /// Requests of cost 1 a fresh key may have accepted at once.
     #[inline]
-    pub fn capacity(&self) -> u32 {
+    pub fn max_cost(&self) -> u32 {
         u32::try_from(self.max_delay / self.t + 1).unwrap_or(u32::MAX)
     }
 

@@ -88,8 +88,8 @@ macro_rules! dispatch {
 impl Algo {
     /// The largest `remaining` a key can show: what a fresh key may use at once.
     #[inline]
-    pub fn capacity(&self) -> u32 {
-        dispatch!(self, a => a.capacity())
+    pub fn max_cost(&self) -> u32 {
+        dispatch!(self, a => a.max_cost())
     }
 
     /// Decides a request of `cost` and returns the state to store if it changed.

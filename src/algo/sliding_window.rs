@@ -32,7 +32,7 @@ impl SlidingWindow {
 
     /// The limit.
     #[inline]
-    pub fn capacity(&self) -> u32 {
+    pub fn max_cost(&self) -> u32 {
         self.limit
     }
 

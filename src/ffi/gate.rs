@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{Config, KeyKind};
-use crate::gate::{Gate, GateRequest, Outcome, Reason, Status};
+use crate::gate::{Gate, GateRequest, Outcome, Reason, Action};
 
 use super::boundary::{
     borrow, copy_out, guard, guard_drop, need_out, text, write_out, Failure, FfiResult,
@@ -56,7 +56,7 @@ pub struct portcullis_request {
 /// What to do with a request.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum portcullis_verdict {
+pub enum portcullis_action {
     /// Call the handler (after `delay_ns`) and add the headers to its response.
     Pass = 0,
     /// An allowed preflight: answer 204 with the headers; do not call the handler.
@@ -72,7 +72,7 @@ pub enum portcullis_verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct portcullis_outcome_info {
     /// What to do.
-    pub verdict: portcullis_verdict,
+    pub action: portcullis_action,
     /// The status to answer with: 204, 403 or 429; 0 when the handler answers.
     pub status: u16,
     /// Shaping: nanoseconds to wait before calling the handler.
@@ -477,15 +477,15 @@ pub unsafe extern "C" fn portcullis_outcome_get_info(
         let o = &unsafe { borrow(outcome, "outcome") }?.outcome;
         let enforced = o.applied().iter().filter(|a| !a.shadow);
         let tightest = enforced.min_by_key(|a| (a.decision.allowed, a.decision.remaining()));
-        let limited = o.status() == Status::Limited;
+        let limited = o.action() == Action::Limited;
         let info = portcullis_outcome_info {
-            verdict: match o.status() {
-                Status::Pass => portcullis_verdict::Pass,
-                Status::Preflight => portcullis_verdict::Preflight,
-                Status::Forbidden => portcullis_verdict::Forbidden,
-                Status::Limited => portcullis_verdict::Limited,
+            action: match o.action() {
+                Action::Pass => portcullis_action::Pass,
+                Action::Preflight => portcullis_action::Preflight,
+                Action::Forbidden => portcullis_action::Forbidden,
+                Action::Limited => portcullis_action::Limited,
             },
-            status: o.status().code().unwrap_or(0),
+            status: o.status_code().unwrap_or(0),
             delay_ns: u64::try_from(o.delay().as_nanos()).unwrap_or(u64::MAX),
             retry_after_secs: match (limited, tightest) {
                 (true, Some(a)) => a.decision.retry_after_secs(),

@@ -125,7 +125,8 @@ impl From<Error> for Failure {
                 portcullis_result::InvalidConfig
             }
             Error::UnknownPolicy(_) | Error::BadPolicyId(_) => portcullis_result::UnknownPolicy,
-            Error::CostExceedsCapacity { .. } => portcullis_result::CostTooHigh,
+            Error::CostTooHigh { .. } => portcullis_result::CostTooHigh,
+            Error::InvalidKey(_) => portcullis_result::InvalidParameter,
             Error::NeedsLease(_) => portcullis_result::NeedsLease,
             Error::NotConcurrency(_) => portcullis_result::NotConcurrency,
             Error::Store(s) => store_code(s),

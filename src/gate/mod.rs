@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use portcullis::config::Config;
-//! use portcullis::gate::{Gate, GateRequest, Status};
+//! use portcullis::gate::{Gate, GateRequest, Action};
 //! use portcullis::ManualClock;
 //!
 //! let config: Config = r#"
@@ -43,11 +43,11 @@
 //!     .origin("https://app.example.com")
 //!     .ip("203.0.113.9".parse()?);
 //! for _ in 0..5 {
-//!     assert_eq!(gate.decide(&login).status(), Status::Pass);
+//!     assert_eq!(gate.decide(&login).action(), Action::Pass);
 //! }
 //! let refused = gate.decide(&login);
-//! assert_eq!(refused.status(), Status::Limited);
-//! assert_eq!(refused.status().code(), Some(429));
+//! assert_eq!(refused.action(), Action::Limited);
+//! assert_eq!(refused.status_code(), Some(429));
 //! assert_eq!(refused.header("Retry-After"), Some("900"));
 //! // The browser can read the 429 and its headers.
 //! assert_eq!(refused.header("access-control-allow-origin"), Some("https://app.example.com"));
@@ -57,7 +57,7 @@
 //! let preflight = GateRequest::new("OPTIONS", "/api/v1/auth/login")
 //!     .origin("https://app.example.com")
 //!     .request_method("POST");
-//! assert_eq!(gate.decide(&preflight).status().code(), Some(204));
+//! assert_eq!(gate.decide(&preflight).status_code(), Some(204));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -101,7 +101,7 @@ use stats::millis;
 
 pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
 pub use keys::{describe_key, limiter_key};
-pub use outcome::{Applied, GateRequest, Leases, Outcome, Reason, Status};
+pub use outcome::{Applied, GateRequest, Leases, Outcome, Reason, Action};
 pub use route::RoutePattern;
 pub use stats::{GateStats, KeyState, LimitStats, PolicyStatsView};
 
@@ -284,7 +284,7 @@ impl Gate {
             if let Some(refusal) = sink.refusal {
                 self.abuse.cors_refused.0.add(1);
                 out.answer(
-                    Status::Forbidden,
+                    Action::Forbidden,
                     Reason::Cors {
                         refusal: refusal.to_string(),
                     },
@@ -294,7 +294,7 @@ impl Gate {
             if kind == RequestKind::Preflight {
                 // Answered here, before any route or limit: preflights are never charged.
                 self.abuse.preflights.0.add(1);
-                out.answer(Status::Preflight, Reason::Preflight);
+                out.answer(Action::Preflight, Reason::Preflight);
                 return;
             }
         }
@@ -304,7 +304,7 @@ impl Gate {
             .find(|r| r.pattern.matches(req.method, req.path))
         else {
             self.abuse.unrouted.0.add(1);
-            out.answer(Status::Pass, Reason::NoRoute);
+            out.answer(Action::Pass, Reason::NoRoute);
             return;
         };
         let limits = match (&route.anonymous, req.principal) {
@@ -391,7 +391,7 @@ impl Gate {
             self.rate_headers(inner, applied, headers);
             out.route = Some(route.text);
             out.answer(
-                Status::Limited,
+                Action::Limited,
                 Reason::Limited {
                     policy,
                     key,
@@ -409,7 +409,7 @@ impl Gate {
         self.rate_headers(inner, applied, headers);
         out.delay = delay;
         out.route = Some(route.text);
-        out.answer(Status::Pass, Reason::Allowed);
+        out.answer(Action::Pass, Reason::Allowed);
     }
 
     /// Renders the rate-limit headers of the enforced limits (shadow ones stay invisible).
@@ -484,7 +484,7 @@ impl Gate {
         let bytes = match kind {
             KeyKind::Ip => {
                 let ip: IpAddr = key.parse().map_err(|_| {
-                    Error::UnknownPolicy(format!("{policy}: {key:?} is not an IP address"))
+                    Error::InvalidKey(format!("{policy}: {key:?} is not an IP address"))
                 })?;
                 limiter_key(kind, "", Some(ip), None, inner.keyer)
             }

@@ -92,7 +92,7 @@ impl<'a> GateRequest<'a> {
 /// What to do with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum Action {
     /// Let the handler answer (after [`Outcome::delay`]), and add the headers.
     Pass,
     /// An allowed preflight: answer 204 with the headers; do not call the handler.
@@ -103,14 +103,14 @@ pub enum Status {
     Limited,
 }
 
-impl Status {
+impl Action {
     /// The status code to answer with; `None` when the handler answers.
-    pub fn code(self) -> Option<u16> {
+    pub fn status_code(self) -> Option<u16> {
         match self {
-            Status::Pass => None,
-            Status::Preflight => Some(204),
-            Status::Forbidden => Some(403),
-            Status::Limited => Some(429),
+            Action::Pass => None,
+            Action::Preflight => Some(204),
+            Action::Forbidden => Some(403),
+            Action::Limited => Some(429),
         }
     }
 }
@@ -212,7 +212,7 @@ impl fmt::Debug for Leases {
 #[derive(Debug)]
 #[must_use]
 pub struct Outcome {
-    pub(super) status: Status,
+    pub(super) action: Action,
     pub(super) headers: HeaderBuf,
     pub(super) delay: Duration,
     pub(super) leases: Leases,
@@ -243,8 +243,13 @@ impl fmt::Debug for KeptConfig {
 
 impl Outcome {
     /// What to do.
-    pub fn status(&self) -> Status {
-        self.status
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The HTTP status to answer with (204, 403 or 429); `None` when the handler answers.
+    pub fn status_code(&self) -> Option<u16> {
+        self.action.status_code()
     }
 
     /// The headers to add to the response (or to send with the gate's own status). A `Vary`
@@ -307,7 +312,7 @@ impl Outcome {
     /// An empty outcome, with room for a typical decision.
     pub fn new() -> Self {
         Self {
-            status: Status::Pass,
+            action: Action::Pass,
             headers: HeaderBuf::new(),
             delay: Duration::ZERO,
             leases: Leases::default(),
@@ -331,8 +336,8 @@ impl Outcome {
         self.route = None;
     }
 
-    pub(super) fn answer(&mut self, status: Status, reason: Reason) {
-        self.status = status;
+    pub(super) fn answer(&mut self, action: Action, reason: Reason) {
+        self.action = action;
         self.reason = reason;
     }
 }

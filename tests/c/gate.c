@@ -71,7 +71,7 @@ int main(void) {
     OK(portcullis_gate_decide_at(gate, &pre, T0, &o));
     portcullis_outcome_info info;
     OK(portcullis_outcome_get_info(o, &info));
-    CHECK(info.verdict == PORTCULLIS_VERDICT_PREFLIGHT);
+    CHECK(info.action == PORTCULLIS_ACTION_PREFLIGHT);
     CHECK(info.status == 204);
     const char *acao = header(o, "Access-Control-Allow-Origin");
     CHECK(acao != NULL && strcmp(acao, "https://app.example.com") == 0);
@@ -85,7 +85,7 @@ int main(void) {
     OK(portcullis_gate_decide_at(gate, &req, T0 + (uint64_t)i * 1000000ull, &o));
     portcullis_outcome_info info;
     OK(portcullis_outcome_get_info(o, &info));
-    CHECK(info.verdict == PORTCULLIS_VERDICT_PASS);
+    CHECK(info.action == PORTCULLIS_ACTION_PASS);
     CHECK(info.status == 0);
     CHECK(info.remaining == (uint32_t)(4 - i));
     CHECK(info.limit == 5);
@@ -101,7 +101,7 @@ int main(void) {
   OK(portcullis_gate_decide_at(gate, &req, T0 + 10000000ull, &o));
   portcullis_outcome_info info;
   OK(portcullis_outcome_get_info(o, &info));
-  CHECK(info.verdict == PORTCULLIS_VERDICT_LIMITED);
+  CHECK(info.action == PORTCULLIS_ACTION_LIMITED);
   CHECK(info.status == 429);
   CHECK(info.retry_after_secs == 900); /* blocked for 15 minutes */
   const char *retry = header(o, "Retry-After");
@@ -126,13 +126,13 @@ int main(void) {
   other.client_ip = STR("198.51.100.7");
   OK(portcullis_gate_decide_at(gate, &other, T0 + 10000000ull, &o));
   OK(portcullis_outcome_get_info(o, &info));
-  CHECK(info.verdict == PORTCULLIS_VERDICT_PASS);
+  CHECK(info.action == PORTCULLIS_ACTION_PASS);
   portcullis_outcome_free(o);
   portcullis_request evil = pre;
   evil.origin = STR("https://evil.example.net");
   OK(portcullis_gate_decide_at(gate, &evil, T0, &o));
   OK(portcullis_outcome_get_info(o, &info));
-  CHECK(info.verdict == PORTCULLIS_VERDICT_FORBIDDEN);
+  CHECK(info.action == PORTCULLIS_ACTION_FORBIDDEN);
   CHECK(info.status == 403);
   CHECK(header(o, "Access-Control-Allow-Origin") == NULL);
   portcullis_outcome_free(o);
@@ -143,7 +143,7 @@ int main(void) {
   CHECK(had);
   OK(portcullis_gate_decide_at(gate, &req, T0 + 20000000ull, &o));
   OK(portcullis_outcome_get_info(o, &info));
-  CHECK(info.verdict == PORTCULLIS_VERDICT_PASS);
+  CHECK(info.action == PORTCULLIS_ACTION_PASS);
   portcullis_outcome_free(o);
 
   /* One outcome reused across requests: each decision replaces the last. */
@@ -153,14 +153,14 @@ int main(void) {
     OK(portcullis_gate_decide_into_at(gate, &other, T0 + 30000000ull, reused));
     OK(portcullis_outcome_get_info(reused, &info));
     /* 198.51.100.7 made one login above: four more pass, then 429s. */
-    CHECK(info.verdict == (i < 4 ? PORTCULLIS_VERDICT_PASS : PORTCULLIS_VERDICT_LIMITED));
+    CHECK(info.action == (i < 4 ? PORTCULLIS_ACTION_PASS : PORTCULLIS_ACTION_LIMITED));
     OK(portcullis_outcome_reason(reused, &reason));
     CHECK(str_is(reason, i < 4 ? "allowed"
                                : "limited by policy login for ip:198.51.100.7 on route POST /login"));
   }
   OK(portcullis_gate_decide_into_at(gate, &pre, T0, reused));
   OK(portcullis_outcome_get_info(reused, &info));
-  CHECK(info.verdict == PORTCULLIS_VERDICT_PREFLIGHT && info.remaining == UINT32_MAX);
+  CHECK(info.action == PORTCULLIS_ACTION_PREFLIGHT && info.remaining == UINT32_MAX);
   EXPECT(portcullis_gate_decide_into(gate, &pre, NULL), PORTCULLIS_RESULT_NULL_PARAMETER);
   portcullis_outcome_free(reused);
 
@@ -184,7 +184,7 @@ int main(void) {
   /* The login policy did not change: 198.51.100.7 stays limited across the reload. */
   OK(portcullis_gate_decide_at(gate, &other, T0 + 40000000ull, &o));
   OK(portcullis_outcome_get_info(o, &info));
-  CHECK(info.verdict == PORTCULLIS_VERDICT_LIMITED);
+  CHECK(info.action == PORTCULLIS_ACTION_LIMITED);
   portcullis_outcome_free(o);
   EXPECT(portcullis_gate_reload(gate, S("[[policy]]\nname = \"x\"\nlimit = \"0/s\"\n")),
          PORTCULLIS_RESULT_INVALID_CONFIG);

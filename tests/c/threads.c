@@ -59,9 +59,9 @@ static void *gate_worker(void *arg) {
     if (portcullis_gate_decide_at(gate, &r, T0 + (uint64_t)i, &o) != PORTCULLIS_RESULT_OK ||
         portcullis_outcome_get_info(o, &info) != PORTCULLIS_RESULT_OK) {
       c->errors++;
-    } else if (info.verdict == PORTCULLIS_VERDICT_PASS) {
+    } else if (info.action == PORTCULLIS_ACTION_PASS) {
       c->allowed++;
-    } else if (info.verdict == PORTCULLIS_VERDICT_LIMITED && info.status == 429) {
+    } else if (info.action == PORTCULLIS_ACTION_LIMITED && info.status == 429) {
       c->denied++;
     } else {
       c->errors++;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use portcullis::config::{Config, KeyKind, StoreKind};
-use portcullis::gate::{Gate, GateRequest, GateStats, Status};
+use portcullis::gate::{Gate, GateRequest, GateStats, Action};
 use serde_json::json;
 
 use crate::args::{CheckArgs, ConfigArgs, InspectArgs, ResetArgs, ValidateArgs};
@@ -43,8 +43,8 @@ pub fn check(a: CheckArgs, as_json: bool) -> Result<ExitCode, String> {
     for _ in 1..a.repeat.max(1) {
         outcome = gate.decide(&req);
     }
-    let ok = matches!(outcome.status(), Status::Pass | Status::Preflight);
-    let code = outcome.status().code();
+    let ok = matches!(outcome.action(), Action::Pass | Action::Preflight);
+    let code = outcome.status_code();
     if as_json {
         let headers: Vec<_> = outcome.headers().map(|(n, v)| json!([n, v])).collect();
         let applied: Vec<_> = outcome
@@ -61,7 +61,7 @@ pub fn check(a: CheckArgs, as_json: bool) -> Result<ExitCode, String> {
         println!(
             "{}",
             json!({
-                "status": outcome.status(), "code": code, "route": outcome.route(),
+                "status": outcome.action(), "code": code, "route": outcome.route(),
                 "reason": outcome.reason(), "delay_ms": outcome.delay().as_millis() as u64,
                 "headers": headers, "limits": applied,
             })

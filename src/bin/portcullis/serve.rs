@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcullis::gate::{Gate, GateRequest, Status};
+use portcullis::gate::{Gate, GateRequest, Action};
 use serde_json::json;
 
 use crate::args::ServeArgs;
@@ -194,9 +194,9 @@ fn handle(app: &App, peer: SocketAddr, req: &Request, w: &mut TcpStream) -> std:
     greq.tier = req.header("x-tier");
     let outcome = app.gate.decide(&greq);
     let headers: Vec<(&str, String)> = outcome.headers().map(|(n, v)| (n, v.to_owned())).collect();
-    if let Some(code) = outcome.status().code() {
-        let body = match outcome.status() {
-            Status::Preflight => String::new(),
+    if let Some(code) = outcome.status_code() {
+        let body = match outcome.action() {
+            Action::Preflight => String::new(),
             _ => json!({ "error": outcome.reason().to_string(), "reason": outcome.reason() })
                 .to_string(),
         };
