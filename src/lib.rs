@@ -35,38 +35,35 @@
 
 #![warn(missing_docs)]
 
-pub mod algo;
-mod clock;
+// Layers, each importing only those listed before it (checked by `ci/layers.sh`).
+pub mod config;
+mod core;
 pub mod cors;
-mod decision;
-mod error;
 pub mod ffi;
-mod intern;
-mod keyhash;
-mod keys;
-mod limiter;
-mod policy;
-mod quota;
-mod stats;
+pub mod gate;
+mod limit;
 pub mod store;
-mod sync;
-pub mod table;
 
-pub use clock::{Clock, CoarseClock, FastClock, ManualClock, Nanos, SystemClock};
-pub use decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
-pub use error::Error;
-pub use keys::{ClientKey, IpKeyer, PrefixError};
-pub use limiter::{Lease, Limiter, LimiterBuilder, StoreStats, DEFAULT_CAPACITY};
-pub use policy::{Algorithm, Policy, PolicyError};
-pub use quota::{format_duration, parse_duration, Quota, QuotaError, MAX_DURATION};
-pub use stats::PolicyStats;
+pub use crate::core::clock::{Clock, CoarseClock, FastClock, ManualClock, Nanos, SystemClock};
+pub use crate::core::stats::PolicyStats;
+pub use gate::{Action, Gate, GateRequest, Outcome};
+pub use limit::decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
+pub use limit::error::Error;
+pub use limit::keys::{ClientKey, IpKeyer, PrefixError};
+pub use limit::limiter::{KeyInfo, Lease, Limiter, LimiterBuilder, StoreStats, DEFAULT_CAPACITY};
+pub use limit::policy::{Algorithm, Policy, PolicyError};
+pub use limit::quota::{format_duration, parse_duration, Quota, QuotaError, MAX_DURATION};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-// Gate and config
-pub mod config;
-pub mod gate;
-pub use gate::{Gate, GateRequest, Outcome, Action};
+/// The table and the algorithms, for the loom models in `tests/loom_table.rs` only: both are
+/// crate-private, and this module exists only in a `--cfg loom` build.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_internals {
+    pub use crate::core::table::{Fingerprint, Table};
+    pub use crate::limit::algo::{Algo, Gcra, Rule};
+}

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis::config::{Config, KeyKind};
-use portcullis::gate::{Gate, GateRequest, Outcome, Reason, Action};
+use portcullis::gate::{Action, Gate, GateRequest, Outcome, Reason};
 use portcullis::ManualClock;
 
 const T0: u64 = 1_700_000_000_000_000_000;

@@ -9,8 +9,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-use portcullis::algo::{Algo, Gcra, Rule};
-use portcullis::table::{Fingerprint, Table};
+use portcullis::loom_internals::{Algo, Fingerprint, Gcra, Rule, Table};
 use portcullis::{Limiter, ManualClock, Policy, Quota};
 
 const T0: u64 = 1_700_000_000_000_000_000;

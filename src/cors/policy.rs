@@ -70,7 +70,7 @@ impl NameRule {
 pub(crate) enum Rendered {
     /// Freed with the policy.
     Owned(Box<str>),
-    /// One copy for the process (see `crate::intern`).
+    /// One copy for the process (see `crate::core::intern`).
     Kept(&'static str),
 }
 
@@ -148,13 +148,13 @@ impl CorsPolicy {
     /// policy built per tenant or per request should not call this.
     pub(crate) fn keep_texts(&mut self) {
         if let Some(expose) = &self.expose_value {
-            self.expose_value = Some(Rendered::Kept(crate::intern::intern(expose.as_str())));
+            self.expose_value = Some(Rendered::Kept(crate::core::intern::intern(expose.as_str())));
         }
         self.exact_texts = self
             .origins
             .iter()
             .map(|p| match p {
-                OriginPattern::Exact(text) => Some(crate::intern::intern(text)),
+                OriginPattern::Exact(text) => Some(crate::core::intern::intern(text)),
                 _ => None,
             })
             .collect();

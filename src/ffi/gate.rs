@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{Config, KeyKind};
-use crate::gate::{Gate, GateRequest, Outcome, Reason, Action};
+use crate::gate::{Action, Gate, GateRequest, Outcome, Reason};
 
 use super::boundary::{
     borrow, copy_out, guard, guard_drop, need_out, text, write_out, Failure, FfiResult,

@@ -2,9 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::algo::Verdict;
 use crate::config::Config;
-use crate::decision::FromVerdict;
+use crate::limit::algo::Verdict;
+use crate::limit::decision::FromVerdict;
 use crate::{Decision, HeaderStyle, Lease, Limiter, Nanos, PolicyId};
 
 use super::boundary::{

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::StripedCounter;
+use crate::core::stats::StripedCounter;
 use crate::store::{Store, StoreError};
 
 /// A denial, as kept in the log of recent denials.

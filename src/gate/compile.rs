@@ -2,16 +2,20 @@
 
 use std::sync::Arc;
 
-use super::route::RoutePattern;
 use super::stats::Counters;
 use super::GateError;
-use crate::clock::TimeSource;
+use crate::config::RoutePattern;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
+use crate::core::clock::TimeSource;
+use crate::core::intern::intern;
 use crate::cors::CorsPolicy;
-use crate::decision::IetfTexts;
-use crate::intern::intern;
+use crate::limit::decision::IetfTexts;
+use crate::limit::decision::{HeaderStyle, PolicyId, PolicyMeta};
+use crate::limit::error::Error;
+use crate::limit::keys::IpKeyer;
+use crate::limit::limiter::Limiter;
+use crate::limit::policy::Algorithm;
 use crate::store::{Store, StoreConfig};
-use crate::{Algorithm, Error, HeaderStyle, IpKeyer, Limiter, PolicyId, PolicyMeta};
 
 pub(super) struct PolicySlot {
     pub(super) name: &'static str,

@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::cors::headers::DEBUG_REASON;
 use crate::cors::{CorsRefusal, DecisionSink};
-use crate::decision::HeaderSink;
+use crate::limit::decision::HeaderSink;
 
 /// Response headers, built without an allocation per header.
 #[derive(Clone, Default)]

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use crate::config::KeyKind;
-use crate::IpKeyer;
+use crate::limit::keys::IpKeyer;
 
 /// A limiter key: a namespace byte, then the key, so keys of different kinds never collide.
 #[derive(Debug)]

@@ -77,19 +77,22 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::clock::TimeSource;
 use crate::config::{Config, KeyKind, StoreKind};
+use crate::core::clock::Clock;
+use crate::core::clock::TimeSource;
+use crate::core::stats::PolicyStats;
 use crate::cors::{CorsRequest, RequestKind};
-use crate::decision::render_with_main;
+use crate::limit::decision::render_with_main;
+use crate::limit::decision::Decision;
+use crate::limit::error::Error;
+use crate::limit::limiter::Limiter;
 use crate::store::{SledStore, Store};
-use crate::{Clock, Decision, Error, Limiter, PolicyStats};
 
 mod abuse;
 mod compile;
 mod headers;
 mod keys;
 mod outcome;
-mod route;
 mod stats;
 
 use abuse::Abuse;
@@ -99,10 +102,10 @@ use keys::{key_bytes, key_display};
 use outcome::KeptConfig;
 use stats::millis;
 
+pub use crate::config::RoutePattern;
 pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
 pub use keys::{describe_key, limiter_key};
-pub use outcome::{Applied, GateRequest, Leases, Outcome, Reason, Action};
-pub use route::RoutePattern;
+pub use outcome::{Action, Applied, GateRequest, Leases, Outcome, Reason};
 pub use stats::{GateStats, KeyState, LimitStats, PolicyStatsView};
 
 /// Why a gate could not be built or reloaded.
@@ -132,8 +135,8 @@ pub struct GateBuilder {
 }
 
 impl GateBuilder {
-    /// The clock every limiter reads (default: [`crate::CoarseClock`]); tests pass a
-    /// [`crate::ManualClock`].
+    /// The clock every limiter reads (default: [`crate::core::clock::CoarseClock`]); tests pass a
+    /// [`crate::core::clock::ManualClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(TimeSource::of(clock));
         self

@@ -11,7 +11,8 @@ use super::compile::Inner;
 use super::headers::HeaderBuf;
 use super::keys::KeyBuf;
 use crate::config::KeyKind;
-use crate::{Decision, Lease, Limiter};
+use crate::limit::decision::Decision;
+use crate::limit::limiter::{Lease, Limiter};
 
 /// What the gate needs to know about one request. Borrowed; build it with the setters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::abuse::{Denial, Offender};
-use crate::stats::DecisionCounts;
+use crate::core::stats::DecisionCounts;
 
 /// Counters of one limit of one route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ pub struct GateStats {
     pub denials_unlogged: u64,
 }
 
-/// [`crate::PolicyStats`] with its quota, for reports.
+/// [`crate::core::stats::PolicyStats`] with its quota, for reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyStatsView {
     /// The policy.

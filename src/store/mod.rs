@@ -206,16 +206,3 @@ impl StoreConfig {
 
 /// An opened store and how to write to it.
 pub(crate) type Opened = (Arc<dyn Store>, WriterConfig);
-
-/// A key as listed by [`crate::Limiter::keys`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyInfo {
-    /// The key's bytes, when known (names are kept for keys placed while a store was attached).
-    pub name: Option<Vec<u8>>,
-    /// The keyed hash the table holds.
-    pub fingerprint: u64,
-    /// Whether the key is blocked.
-    pub blocked: bool,
-    /// What a request of cost 1 would get now.
-    pub decision: crate::Decision,
-}

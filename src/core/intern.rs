@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use parking_lot::Mutex;
 
-use crate::algo::Rule;
+use crate::limit::algo::Rule;
 
 static TEXTS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
 static RULES: LazyLock<Mutex<HashSet<&'static Rule>>> = LazyLock::new(Default::default);
@@ -52,8 +52,8 @@ mod tests {
     #[test]
     fn one_copy_per_distinct_rule() {
         let rule = |count| {
-            let q = crate::Quota::per_second(count).unwrap();
-            crate::Policy::gcra("r", q).rule().unwrap()
+            let q = crate::limit::quota::Quota::per_second(count).unwrap();
+            crate::limit::policy::Policy::gcra("r", q).rule().unwrap()
         };
         let a = intern_rule(&rule(7_654_321));
         assert!(std::ptr::eq(a, intern_rule(&rule(7_654_321))));

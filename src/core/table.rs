@@ -24,9 +24,9 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::clock::Nanos;
-use crate::keyhash;
-use crate::sync::{spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
+use crate::core::clock::Nanos;
+use crate::core::keyhash;
+use crate::core::sync::{spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
 
 const SLOTS_PER_BUCKET: usize = 4;
 #[cfg(not(loom))]

@@ -2,7 +2,7 @@
 
 use super::window::{effective, locate, single, Position};
 use super::{until, Divisor, Verdict};
-use crate::clock::Nanos;
+use crate::core::clock::Nanos;
 
 /// Fixed-window parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@
 
 use super::window::pair;
 use super::{until, Divisor, Verdict};
-use crate::clock::Nanos;
+use crate::core::clock::Nanos;
 
 /// Concurrency-limit parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@
 //! than the one it replaced; when it ends, the key is fresh.
 
 use super::{until, Algo, Step, Verdict};
-use crate::clock::Nanos;
+use crate::core::clock::Nanos;
 
 const BLOCKED: u64 = 1 << 63;
 

@@ -6,7 +6,7 @@
 //! for one-second windows (25-bit index) that is a backward step of up to 97 days handled, and a
 //! key left idle over 291 days without being reclaimed is read as stepped back (stricter).
 
-use crate::clock::Nanos;
+use crate::core::clock::Nanos;
 
 /// Where a stored window stands relative to the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

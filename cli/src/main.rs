@@ -3,13 +3,9 @@
 //!
 //! Exit codes: 0 success (or allowed), 1 denied or invalid, 2 usage error.
 
-#[path = "portcullis/args.rs"]
 mod args;
-#[path = "portcullis/commands.rs"]
 mod commands;
-#[path = "portcullis/http.rs"]
 mod http;
-#[path = "portcullis/serve.rs"]
 mod serve;
 
 use std::process::ExitCode;

@@ -22,10 +22,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::algo::{Rule, Verdict};
-use crate::clock::Nanos;
+use crate::core::clock::Nanos;
+use crate::limit::algo::{Rule, Verdict};
 
-/// Identifies a policy of one [`crate::Limiter`].
+/// Identifies a policy of one [`crate::limit::limiter::Limiter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyId(pub(crate) u32);
 
@@ -281,15 +281,15 @@ pub(crate) struct IetfTexts {
 
 impl IetfTexts {
     /// Renders and interns a policy's texts, for a config that lives until the next reload
-    /// (each distinct text is kept for the life of the process: see `crate::intern`).
+    /// (each distinct text is kept for the life of the process: see `crate::core::intern`).
     pub(crate) fn kept(meta: &PolicyMeta<'_>) -> Self {
         let mut item = String::new();
         let _ = write_policy_item(&mut item, meta);
         let mut start = String::new();
         let _ = write_rate_start(&mut start, meta);
         Self {
-            policy_item: crate::intern::intern(&item),
-            rate_start: crate::intern::intern(&start),
+            policy_item: crate::core::intern::intern(&item),
+            rate_start: crate::core::intern::intern(&start),
         }
     }
 }

@@ -37,10 +37,15 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::cors::{CorsConfigError, CorsConfigErrors, CorsPolicy, CorsPolicyBuilder};
-use crate::gate::RoutePattern;
-use crate::quota::{parse_duration, Quota};
+mod route;
+
+use crate::limit::decision::HeaderStyle;
+use crate::limit::error::Error;
+use crate::limit::limiter::Limiter;
+use crate::limit::policy::{Algorithm, Policy};
+use crate::limit::quota::{parse_duration, Quota};
 use crate::store::StoreConfig;
-use crate::{Algorithm, Error, HeaderStyle, Limiter, Policy};
+pub use route::RoutePattern;
 
 /// Keys per policy table when neither the store nor the policy says.
 pub const DEFAULT_TABLE_CAPACITY: usize = 100_000;
@@ -181,7 +186,7 @@ pub struct PolicySettings {
 /// What a limit is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
-    /// The client address (IPv6 by prefix), via [`crate::IpKeyer`].
+    /// The client address (IPv6 by prefix), via [`crate::limit::keys::IpKeyer`].
     Ip,
     /// The principal (user id or API key); the client address when there is none.
     Principal,
@@ -814,7 +819,7 @@ impl Ctx<'_> {
             }
         }
         if let Err(e) = policy.validate() {
-            use crate::PolicyError as P;
+            use crate::limit::policy::PolicyError as P;
             let span = match &e {
                 P::Name { .. } => p.name.span(),
                 P::BurstNotApplicable { .. } => {

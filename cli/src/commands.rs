@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use portcullis::config::{Config, KeyKind, StoreKind};
-use portcullis::gate::{Gate, GateRequest, GateStats, Action};
+use portcullis::gate::{Action, Gate, GateRequest, GateStats};
 use serde_json::json;
 
 use crate::args::{CheckArgs, ConfigArgs, InspectArgs, ResetArgs, ValidateArgs};

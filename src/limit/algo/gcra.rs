@@ -5,8 +5,8 @@
 //! then one every `T`.
 
 use super::{until, Divisor, Verdict};
-use crate::clock::Nanos;
-use crate::quota::Quota;
+use crate::core::clock::Nanos;
+use crate::limit::quota::Quota;
 
 /// GCRA parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,12 +36,6 @@ impl Gcra {
     #[inline]
     pub fn max_cost(&self) -> u32 {
         self.burst
-    }
-
-    /// The emission interval in ns.
-    #[inline]
-    pub fn interval(&self) -> u64 {
-        self.t
     }
 
     /// See [`super::Algo::check`].

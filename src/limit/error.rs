@@ -1,7 +1,7 @@
 //! The crate's error type.
 
-use crate::policy::PolicyError;
-use crate::quota::QuotaError;
+use crate::limit::policy::PolicyError;
+use crate::limit::quota::QuotaError;
 
 /// What can go wrong building or using a limiter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

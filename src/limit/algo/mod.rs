@@ -19,7 +19,7 @@ pub use gcra::Gcra;
 pub use leaky::Leaky;
 pub use sliding_window::SlidingWindow;
 
-use crate::clock::Nanos;
+use crate::core::clock::Nanos;
 
 /// What an algorithm says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

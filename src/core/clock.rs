@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::core::sync::{AtomicU64, Ordering};
 
 /// Nanoseconds since the Unix epoch.
 pub type Nanos = u64;
@@ -97,7 +97,7 @@ pub struct CoarseClock(());
 impl CoarseClock {
     /// The process's coarse clock (starts the ticker if needed).
     pub fn new() -> Self {
-        crate::sync::coarse::ensure_ticking(ticker_source);
+        crate::core::sync::coarse::ensure_ticking(ticker_source);
         Self(())
     }
 }
@@ -116,7 +116,7 @@ fn ticker_source() -> Box<dyn FnMut() -> Nanos + Send> {
 impl Clock for CoarseClock {
     #[inline]
     fn now(&self) -> Nanos {
-        crate::sync::coarse::now(ticker_source)
+        crate::core::sync::coarse::now(ticker_source)
     }
 }
 

@@ -2,17 +2,17 @@
 
 use std::sync::Arc;
 
-use crate::algo::{Algo, Rule, Step, Verdict};
-use crate::clock::{Clock, Nanos, TimeSource};
-use crate::decision::{
+use crate::core::clock::{Clock, Nanos, TimeSource};
+use crate::core::stats::{DecisionCounts, PolicyStats};
+use crate::core::table::{Fingerprint, Reclaim, Table, Updated};
+use crate::limit::algo::{Algo, Rule, Step, Verdict};
+use crate::limit::decision::{
     render_headers, Decision, FromVerdict, Header, HeaderStyle, PolicyId, PolicyMeta,
 };
-use crate::error::Error;
-use crate::policy::{Algorithm, Policy, PolicyError};
-use crate::stats::{DecisionCounts, PolicyStats};
+use crate::limit::error::Error;
+use crate::limit::policy::{Algorithm, Policy, PolicyError};
 use crate::store::writer::Writer;
-use crate::store::{Durability, KeyInfo, StoreConfig};
-use crate::table::{Fingerprint, Reclaim, Table, Updated};
+use crate::store::{Durability, StoreConfig};
 
 /// The persistence side of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +156,8 @@ impl LimiterBuilder {
         self
     }
 
-    /// The clock (default: [`crate::CoarseClock`], millisecond ticks read in a nanosecond; use
-    /// [`crate::FastClock`] for nanosecond resolution at about ten nanoseconds a read).
+    /// The clock (default: [`crate::core::clock::CoarseClock`], millisecond ticks read in a nanosecond; use
+    /// [`crate::core::clock::FastClock`] for nanosecond resolution at about ten nanoseconds a read).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(TimeSource::of(clock));
         self
@@ -233,7 +233,7 @@ impl LimiterBuilder {
                 max_cost: rule.algo.max_cost(),
                 durability: policy.durability_level(),
                 signature: format!("v2 {:?}", rule),
-                rule: crate::intern::intern_rule(&rule),
+                rule: crate::core::intern::intern_rule(&rule),
                 policy,
                 counts: DecisionCounts::new(),
             });
@@ -885,4 +885,17 @@ impl Limiter {
     pub fn algorithm(&self, id: PolicyId) -> Option<Algorithm> {
         self.policy(id).map(|p| p.algorithm())
     }
+}
+
+/// A key as listed by [`Limiter::keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key's bytes, when known (names are kept for keys placed while a store was attached).
+    pub name: Option<Vec<u8>>,
+    /// The keyed hash the table holds.
+    pub fingerprint: u64,
+    /// Whether the key is blocked.
+    pub blocked: bool,
+    /// What a request of cost 1 would get now.
+    pub decision: Decision,
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/portcullis.toml");
 
 struct Server(Child);
 

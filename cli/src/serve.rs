@@ -15,33 +15,34 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcullis::gate::{Gate, GateRequest, Action};
+use portcullis::gate::{Action, Gate, GateRequest};
 use serde_json::json;
 
 use crate::args::ServeArgs;
 use crate::commands::open_gate;
 use crate::http::{read_request, write_response, Request};
 
-static RELOAD: AtomicBool = AtomicBool::new(false);
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    // Only atomic stores here: async-signal-safe.
-    if signal == libc::SIGHUP {
-        RELOAD.store(true, Ordering::SeqCst);
-    } else {
-        STOP.store(true, Ordering::SeqCst);
-    }
+/// The flags the signal handlers raise: SIGHUP asks for a reload, SIGINT and SIGTERM for a stop.
+struct Signals {
+    reload: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
 }
 
-fn install_signals() {
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to atomics, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGHUP, handler);
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-    }
+fn install_signals() -> Result<Signals, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let signals = Signals {
+        reload: Arc::new(AtomicBool::new(false)),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let register = |signal, flag: &Arc<AtomicBool>| {
+        signal_hook::flag::register(signal, Arc::clone(flag))
+            .map(drop)
+            .map_err(|e| format!("cannot install the handler of signal {signal}: {e}"))
+    };
+    register(SIGHUP, &signals.reload)?;
+    register(SIGINT, &signals.stop)?;
+    register(SIGTERM, &signals.stop)?;
+    Ok(signals)
 }
 
 struct App {
@@ -58,7 +59,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    install_signals();
+    let signals = install_signals()?;
     let app = Arc::new(App {
         gate,
         trust_forwarded: args.trust_forwarded,
@@ -80,8 +81,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     println!("portcullis: listening on http://{addr}");
     println!("portcullis: config {}", args.config.config.display());
     let _ = std::io::stdout().flush();
-    while !STOP.load(Ordering::SeqCst) {
-        if RELOAD.swap(false, Ordering::SeqCst) {
+    while !signals.stop.load(Ordering::SeqCst) {
+        if signals.reload.swap(false, Ordering::SeqCst) {
             reload(&app.gate, &args.config);
         }
         match listener.accept() {

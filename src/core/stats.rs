@@ -4,7 +4,7 @@ use crossbeam_utils::CachePadded;
 
 use std::sync::atomic::Ordering;
 
-use crate::sync::{thread_index, thread_index_if_set, StatAtomic};
+use crate::core::sync::{thread_index, thread_index_if_set, StatAtomic};
 
 const SHARDS: usize = 64;
 

@@ -6,7 +6,7 @@
 //! k-th of them delayed by `(k − 1)·T`.
 
 use super::{until, Divisor, Verdict};
-use crate::clock::Nanos;
+use crate::core::clock::Nanos;
 
 /// Leaky-bucket shaping parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,12 +31,6 @@ impl Leaky {
     #[inline]
     pub fn max_cost(&self) -> u32 {
         u32::try_from(self.max_delay / self.t + 1).unwrap_or(u32::MAX)
-    }
-
-    /// The longest delay handed out, ns.
-    #[inline]
-    pub fn max_delay(&self) -> u64 {
-        self.max_delay
     }
 
     #[inline]

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::algo::{Algo, Concurrency, FixedWindow, Gcra, Leaky, Rule, SlidingWindow};
-use crate::clock::nanos;
-use crate::quota::{format_duration, Quota, MAX_DURATION};
+use crate::core::clock::nanos;
+use crate::limit::algo::{Algo, Concurrency, FixedWindow, Gcra, Leaky, Rule, SlidingWindow};
+use crate::limit::quota::{format_duration, Quota, MAX_DURATION};
 use crate::store::Durability;
 
 /// Which algorithm a policy applies.
@@ -156,7 +156,7 @@ impl Policy {
         name: impl Into<String>,
         max: u32,
         lease_timeout: Duration,
-    ) -> Result<Self, crate::QuotaError> {
+    ) -> Result<Self, crate::limit::quota::QuotaError> {
         Ok(Self::new(
             name,
             Algorithm::Concurrency,

@@ -1,0 +1,18 @@
+//! The lowest layer: what every other layer stands on, knowing nothing of them.
+//!
+//! * `sync`: the one switch between std and loom atomics;
+//! * `clock`: time as Unix-epoch nanoseconds, the same in every process and after a restart;
+//! * `keyhash`: the keyed hash that reduces a client key to a persisted fingerprint;
+//! * `table`: the fixed-capacity lock-free slots, which ask their states only the `Reclaim`
+//!   questions and know no algorithm;
+//! * `stats`: striped counters that cost the check path no locked instruction;
+//! * `intern`: configured texts kept once.
+//!
+//! May import: nothing else of the crate.
+
+pub(crate) mod clock;
+pub(crate) mod intern;
+pub(crate) mod keyhash;
+pub(crate) mod stats;
+pub(crate) mod sync;
+pub(crate) mod table;
