@@ -340,14 +340,14 @@ fn anonymous_and_authenticated_traffic_get_their_own_limits() {
     for _ in 0..10 {
         let o = gate.decide(&anon);
         assert_eq!(o.action(), Action::Pass);
-        assert_eq!(o.applied()[0].policy, "api-anon");
+        assert_eq!(o.applied()[0].policy(), "api-anon");
     }
     assert_eq!(gate.decide(&anon).action(), Action::Limited);
     // The same address with an API key is another matter.
     let authed = anon.principal("key-1");
     let o = gate.decide(&authed);
     assert_eq!(o.action(), Action::Pass);
-    let policies: Vec<&str> = o.applied().iter().map(|a| a.policy).collect();
+    let policies: Vec<&str> = o.applied().iter().map(|a| a.policy()).collect();
     assert_eq!(policies, ["api-free", "api-ip"]);
 }
 
@@ -380,7 +380,7 @@ fn tiers_pick_the_quota() {
     let unknown = GateRequest::new("GET", "/api/x")
         .principal("u")
         .tier("gold");
-    assert_eq!(gate.decide(&unknown).applied()[0].policy, "api-free");
+    assert_eq!(gate.decide(&unknown).applied()[0].policy(), "api-free");
 }
 
 #[test]

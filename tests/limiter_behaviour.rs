@@ -1,35 +1,15 @@
 //! Behaviour a user relies on: retry-after is never early, clocks stepping back grant nothing,
 //! floods do not grow memory, leases expire, blocks hold, headers say the right thing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::time::Duration;
 
+use common::alloc::{allocations, Counting};
 use portcullis::{HeaderStyle, Limiter, ManualClock, Policy, PolicyId, Quota};
 use proptest::prelude::*;
 
-/// Counts allocations so the flood test can prove the check path allocates nothing.
-/// Per thread, since the test harness runs other tests on other threads.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(|c| c.get())
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
+/// Counts allocations, so the flood test can prove the check path allocates nothing.
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 

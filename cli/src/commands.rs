@@ -52,7 +52,7 @@ pub fn check(a: CheckArgs, as_json: bool) -> Result<ExitCode, String> {
             .iter()
             .map(|x| {
                 json!({
-                    "policy": x.policy, "key": x.key.name(), "shadow": x.shadow,
+                    "policy": x.policy(), "key": x.key.name(), "shadow": x.shadow,
                     "allowed": x.decision.allowed, "remaining": x.decision.remaining(),
                     "retry_after_ms": u64::try_from(x.decision.retry_after().as_millis()).unwrap_or(u64::MAX),
                 })

@@ -211,7 +211,7 @@ fn handle(app: &App, peer: SocketAddr, req: &Request, w: &mut TcpStream) -> std:
             .filter(|a| !a.shadow && a.decision.allowed)
         {
             let key = app.gate.key_display(a.key, route, Some(ip), principal);
-            *counts.entry((a.policy.to_string(), key)).or_default() += 1;
+            *counts.entry((a.policy().to_string(), key)).or_default() += 1;
         }
     }
     if !outcome.delay().is_zero() {

@@ -6,13 +6,13 @@
 //! * `table`: the fixed-capacity lock-free slots, which ask their states only the `Reclaim`
 //!   questions and know no algorithm;
 //! * `stats`: striped counters that cost the check path no locked instruction;
-//! * `intern`: configured texts kept once.
+//! * `texts`: the texts a compiled config owns, read by reference while it lives.
 //!
 //! May import: nothing else of the crate.
 
 pub(crate) mod clock;
-pub(crate) mod intern;
 pub(crate) mod keyhash;
 pub(crate) mod stats;
 pub(crate) mod sync;
 pub(crate) mod table;
+pub(crate) mod texts;

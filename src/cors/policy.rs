@@ -4,6 +4,7 @@
 
 use super::builder::CorsPolicyBuilder;
 use super::origin::OriginPattern;
+use crate::core::texts::Texts;
 
 /// A CORS policy that passed every check of [`CorsPolicyBuilder::build`].
 ///
@@ -13,7 +14,7 @@ use super::origin::OriginPattern;
 pub struct CorsPolicy {
     pub(crate) origins: Vec<OriginPattern>,
     /// Beside each pattern, once [`CorsPolicy::keep_texts`] ran: its text when it names one
-    /// origin exactly, interned, so that the answer echoes it without copying the request's
+    /// origin exactly, kept by the gate's config, so that the answer echoes it without copying the request's
     /// (the two are equal byte for byte). Empty otherwise.
     pub(crate) exact_texts: Vec<Option<&'static str>>,
     /// `*`: answer `Access-Control-Allow-Origin: *` to everyone, never vary.
@@ -33,7 +34,7 @@ pub struct CorsPolicy {
     pub(crate) allow_methods_value: Option<String>,
     /// `Access-Control-Allow-Headers` of a `*` policy, which lists rather than echoes.
     pub(crate) allow_headers_value: Option<String>,
-    /// Sent to every allowed actual request: interned by [`CorsPolicy::keep_texts`], so a sink
+    /// Sent to every allowed actual request: kept by [`CorsPolicy::keep_texts`], so a sink
     /// can keep it without copying.
     pub(crate) expose_value: Option<Rendered>,
     pub(crate) max_age_value: Option<String>,
@@ -64,13 +65,13 @@ impl NameRule {
     }
 }
 
-/// A header value rendered at build time: owned by the policy, or interned for the life of
-/// the process (kept texts cost nothing to add to an answer, and are never freed).
+/// A header value rendered at build time: owned by the policy, or kept by the gate's compiled
+/// config beside it (kept texts cost nothing to add to an answer).
 #[derive(Clone, Debug)]
 pub(crate) enum Rendered {
     /// Freed with the policy.
     Owned(Box<str>),
-    /// One copy for the process (see `crate::core::intern`).
+    /// Kept by the gate's compiled config (see `crate::core::texts`).
     Kept(&'static str),
 }
 
@@ -142,19 +143,25 @@ impl CorsPolicy {
         self.expose_value.as_ref().map(Rendered::as_str)
     }
 
-    /// Interns the texts an allowed actual request is answered with (the exposed headers, the
-    /// exact origins), for a policy that lives as long as a gate's config: answers then hold
-    /// them by reference. Each distinct text is kept once for the life of the process, so a
-    /// policy built per tenant or per request should not call this.
-    pub(crate) fn keep_texts(&mut self) {
+    /// Keeps the texts an allowed actual request is answered with (the exposed headers, the
+    /// exact origins) in `texts`, for a policy that lives in a gate's compiled config beside
+    /// them: answers then hold them by reference instead of copying them.
+    ///
+    /// # Safety
+    ///
+    /// As [`Texts::keep`]: the policy's answers are read only while `texts` is alive (the
+    /// gate's outcomes hold the config that owns both).
+    pub(crate) unsafe fn keep_texts(&mut self, texts: &mut Texts) {
         if let Some(expose) = &self.expose_value {
-            self.expose_value = Some(Rendered::Kept(crate::core::intern::intern(expose.as_str())));
+            // SAFETY: forwarded from the caller.
+            self.expose_value = Some(Rendered::Kept(unsafe { texts.keep(expose.as_str()) }));
         }
         self.exact_texts = self
             .origins
             .iter()
             .map(|p| match p {
-                OriginPattern::Exact(text) => Some(crate::core::intern::intern(text)),
+                // SAFETY: forwarded from the caller.
+                OriginPattern::Exact(text) => Some(unsafe { texts.keep(text) }),
                 _ => None,
             })
             .collect();
@@ -199,7 +206,9 @@ mod tests {
         ];
         let before: Vec<_> = origins.iter().map(|o| answer(&policy, o)).collect();
 
-        policy.keep_texts();
+        let mut texts = crate::core::texts::Texts::default();
+        // SAFETY: the answers are read while `texts` lives.
+        unsafe { policy.keep_texts(&mut texts) };
         assert_eq!(
             policy.exact_texts,
             [Some("https://app.example.com"), None],

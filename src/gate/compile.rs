@@ -7,7 +7,7 @@ use super::GateError;
 use crate::config::RoutePattern;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
 use crate::core::clock::TimeSource;
-use crate::core::intern::intern;
+use crate::core::texts::Texts;
 use crate::cors::CorsPolicy;
 use crate::limit::decision::IetfTexts;
 use crate::limit::decision::{HeaderStyle, PolicyId, PolicyMeta};
@@ -54,6 +54,9 @@ pub(super) struct Route {
     pub(super) anonymous: Option<Vec<Limit>>,
 }
 
+/// A compiled config. Its `&'static str` fields are views into `texts`, valid while this
+/// `Inner` lives: every outcome that holds one of them also holds an `Arc` of this `Inner`
+/// (see `KeptConfig`).
 pub(super) struct Inner {
     pub(super) config: Config,
     pub(super) policies: Vec<PolicySlot>,
@@ -61,6 +64,12 @@ pub(super) struct Inner {
     pub(super) cors: Option<CorsPolicy>,
     pub(super) style: HeaderStyle,
     pub(super) keyer: IpKeyer,
+    /// Owns every text the fields above view.
+    #[expect(
+        dead_code,
+        reason = "read only through the views the other fields hold"
+    )]
+    pub(super) texts: Texts,
 }
 
 /// The header names a style can send, to expose them to pages.
@@ -107,6 +116,10 @@ pub(super) fn compile(
         builder = builder
             .store(StoreConfig::custom(store.clone()).flush_interval(config.store.flush_interval));
     }
+    let mut texts = Texts::default();
+    // SAFETY (every `keep` below): the views go into the `Inner` built here, which owns
+    // `texts`, and into outcomes, which hold an `Arc` of that `Inner` while they show them.
+    let mut keep = |text: &str| unsafe { texts.keep(text) };
     let mut fresh = 0;
     for p in &config.policies {
         let reuse = old.and_then(|o| {
@@ -135,7 +148,7 @@ pub(super) fn compile(
             },
             (None, None) => return Err(Error::UnknownPolicy(p.policy.name().into()).into()),
         };
-        let name = intern(p.policy.name());
+        let name = keep(p.policy.name());
         let quota = p.policy.quota();
         let meta = PolicyMeta {
             name,
@@ -145,11 +158,10 @@ pub(super) fn compile(
         policies.push(PolicySlot {
             name,
             meta,
-            ietf: matches!(config.header_style, HeaderStyle::Ietf | HeaderStyle::Both)
-                .then(|| IetfTexts::kept(&meta)),
             limit_text: limiter
                 .limit(id)
-                .map(|limit| (limit, intern(&limit.to_string()))),
+                .map(|limit| (limit, keep(&limit.to_string()))),
+            ietf: None,
             concurrency: p.policy.algorithm() == Algorithm::Concurrency,
             settings: p.clone(),
             limiter,
@@ -208,7 +220,7 @@ pub(super) fn compile(
         .iter()
         .map(|r| Route {
             pattern: r.pattern.clone(),
-            text: intern(&r.text),
+            text: keep(&r.text),
             limits: compile_limits(&r.text, false, &r.limits),
             anonymous: r
                 .anonymous
@@ -216,6 +228,12 @@ pub(super) fn compile(
                 .map(|a| compile_limits(&r.text, true, a)),
         })
         .collect();
+    if matches!(config.header_style, HeaderStyle::Ietf | HeaderStyle::Both) {
+        for p in &mut policies {
+            // SAFETY: as for `keep` above.
+            p.ietf = Some(unsafe { IetfTexts::kept(&p.meta, &mut texts) });
+        }
+    }
     let cors = match &config.cors {
         None => None,
         Some(b) => {
@@ -224,7 +242,8 @@ pub(super) fn compile(
                 .expose_headers(rate_limit_header_names(config.header_style).iter().copied())
                 .build()?;
             // It answers every request until the next reload: its texts are worth keeping.
-            policy.keep_texts();
+            // SAFETY: as for `keep` above.
+            unsafe { policy.keep_texts(&mut texts) };
             Some(policy)
         }
     };
@@ -236,6 +255,7 @@ pub(super) fn compile(
         routes,
         cors,
         keyer,
+        texts,
     })
 }
 

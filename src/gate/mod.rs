@@ -240,8 +240,7 @@ impl Gate {
     /// [`Gate::decide`] at an explicit time (Unix-epoch nanoseconds), for deterministic tests.
     pub fn decide_at(&self, req: &GateRequest<'_>, now: u64) -> Outcome {
         let mut out = Outcome::new();
-        let inner = self.inner.read();
-        self.decide_in(&inner, req, now, &mut out);
+        self.decide_into(req, now, &mut out);
         out
     }
 

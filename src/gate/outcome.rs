@@ -156,11 +156,12 @@ impl fmt::Display for Reason {
     }
 }
 
-/// One limit's verdict on a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One limit's decision on a request.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Applied {
-    /// The policy.
-    pub policy: &'static str,
+    /// The policy's name: a view into the compiled config the outcome holds, so read it
+    /// through [`Applied::policy`] (valid while the outcome is).
+    pub(super) policy: &'static str,
     /// What it was keyed by.
     pub key: KeyKind,
     /// Shadow mode: counted, not enforced.
@@ -169,6 +170,13 @@ pub struct Applied {
     pub decision: Decision,
     /// The policy's place in the gate's compiled config, for rendering its headers.
     pub(super) slot: u32,
+}
+
+impl Applied {
+    /// The policy's name.
+    pub fn policy(&self) -> &str {
+        self.policy
+    }
 }
 
 /// Concurrency leases held by a request: released when dropped (or by [`Leases::release`]),
@@ -221,6 +229,8 @@ pub struct Outcome {
     pub(super) applied: Vec<Applied>,
     pub(super) route: Option<&'static str>,
     /// The config the last decision into this outcome ran under (see `Gate::decide_into`).
+    /// The `&'static str`s of `headers`, `applied` and `route` are views into its texts: they
+    /// are cleared (`Outcome::clear`) before it is replaced, and dropped with it.
     pub(super) config: Option<KeptConfig>,
     /// Scratch room for the limiter keys of a decision.
     pub(super) keys: KeyBuf,

@@ -23,6 +23,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::core::clock::Nanos;
+use crate::core::texts::Texts;
 use crate::limit::algo::{Rule, Verdict};
 
 /// Identifies a policy of one [`crate::limit::limiter::Limiter`].
@@ -59,11 +60,7 @@ pub struct Decision {
 enum Quote {
     /// The policy's step run again on the state it decided on, at the same time and cost: a
     /// pure function, so it answers exactly as it did.
-    Step {
-        rule: &'static Rule,
-        state: u64,
-        cost: u32,
-    },
+    Step { rule: Rule, state: u64, cost: u32 },
     /// Numbers fixed when the decision was made.
     Known(Verdict),
 }
@@ -108,7 +105,7 @@ impl Decision {
     /// A decision whose numbers are worked out from `rule`'s step on `state` when asked for.
     #[inline(always)]
     pub(crate) fn stepped(
-        rule: &'static Rule,
+        rule: &Rule,
         state: u64,
         cost: u32,
         allowed: bool,
@@ -121,7 +118,11 @@ impl Decision {
             limit,
             policy,
             at,
-            quote: Quote::Step { rule, state, cost },
+            quote: Quote::Step {
+                rule: *rule,
+                state,
+                cost,
+            },
         }
     }
 
@@ -280,16 +281,22 @@ pub(crate) struct IetfTexts {
 }
 
 impl IetfTexts {
-    /// Renders and interns a policy's texts, for a config that lives until the next reload
-    /// (each distinct text is kept for the life of the process: see `crate::core::intern`).
-    pub(crate) fn kept(meta: &PolicyMeta<'_>) -> Self {
+    /// Renders a policy's texts once, kept in `texts` (a compiled config's).
+    ///
+    /// # Safety
+    ///
+    /// As [`Texts::keep`]: the result is read only while `texts` is alive.
+    pub(crate) unsafe fn kept(meta: &PolicyMeta<'_>, texts: &mut Texts) -> Self {
         let mut item = String::new();
         let _ = write_policy_item(&mut item, meta);
         let mut start = String::new();
         let _ = write_rate_start(&mut start, meta);
-        Self {
-            policy_item: crate::core::intern::intern(&item),
-            rate_start: crate::core::intern::intern(&start),
+        // SAFETY: forwarded: the caller reads the views only while `texts` lives.
+        unsafe {
+            Self {
+                policy_item: texts.keep(&item),
+                rate_start: texts.keep(&start),
+            }
         }
     }
 }
@@ -554,13 +561,20 @@ mod tests {
         let decisions = [d(true, 4, 0), d(false, 0, 2_500_000_000)];
         for style in [HeaderStyle::Ietf, HeaderStyle::Both] {
             for n in 1..=2 {
+                let mut texts = Texts::default();
+                // SAFETY: the views are read while `texts` lives (to the end of this loop).
+                let kept_texts: Vec<IetfTexts> = metas
+                    .iter()
+                    .map(|m| unsafe { IetfTexts::kept(m, &mut texts) })
+                    .collect();
                 let render = |kept: bool| {
                     let items = || {
                         metas
                             .iter()
                             .zip(&decisions)
+                            .zip(&kept_texts)
                             .take(n)
-                            .map(|(m, d)| (*m, *d, kept.then(|| IetfTexts::kept(m))))
+                            .map(|((m, d), t)| (*m, *d, kept.then_some(*t)))
                     };
                     let main = Decision::most_restrictive(&decisions[..n]).copied();
                     let mut out = Owned(Vec::new());

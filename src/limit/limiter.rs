@@ -46,8 +46,8 @@ impl Reclaim for Rule {
 
 struct Entry {
     policy: Policy,
-    /// Kept for the life of the process, so a decision refers to it with a plain reference.
-    rule: &'static Rule,
+    /// The policy's algorithm and block, copied into each decision that may need its numbers.
+    rule: Rule,
     /// What a fresh key may use at once: the largest affordable cost.
     max_cost: u32,
     durability: Durability,
@@ -233,7 +233,7 @@ impl LimiterBuilder {
                 max_cost: rule.algo.max_cost(),
                 durability: policy.durability_level(),
                 signature: format!("v2 {:?}", rule),
-                rule: crate::core::intern::intern_rule(&rule),
+                rule,
                 policy,
                 counts: DecisionCounts::new(),
             });
@@ -278,7 +278,7 @@ mod persist {
         for e in inner.entries.iter() {
             let saved = store.load(e.policy.name(), &e.signature)?;
             for (fp, state) in saved.entries {
-                e.table.restore(fp, state, now, e.rule);
+                e.table.restore(fp, state, now, &e.rule);
             }
             let mut live = std::collections::HashSet::new();
             e.table.for_each(|fp, _| {
@@ -524,7 +524,7 @@ impl Limiter {
         now: Nanos,
         cost: u32,
     ) -> (Verdict, u64, Updated<()>) {
-        let rule = e.rule;
+        let rule = &e.rule;
         // The verdict is written through a local rather than returned from the loop: returning
         // the struct made the compiler bounce it through the stack with mismatched store and
         // load widths, a store-forwarding stall on every check.
@@ -589,7 +589,7 @@ impl Limiter {
         let (v, seen) = self.decide(e, algo, id, key, &f, cost, now)?;
         // The numbers are worked out from the state only if the caller asks for them.
         Ok(Decision::stepped(
-            e.rule, seen, cost, v.allowed, e.max_cost, id, now,
+            &e.rule, seen, cost, v.allowed, e.max_cost, id, now,
         ))
     }
 
@@ -723,7 +723,7 @@ impl Limiter {
     ) -> Result<Decision, Error> {
         let e = self.entry(id)?;
         let f = e.table.fingerprint(key);
-        let rule = e.rule;
+        let rule = &e.rule;
         let up = e.table.update(&f, now, rule, |s| {
             let n = op(rule, s);
             (n, n)
@@ -832,7 +832,7 @@ impl Limiter {
     /// [`Limiter::release`] at an explicit time.
     pub fn release_at(&self, lease: Lease, now: Nanos) -> Result<(), Error> {
         let e = self.entry(lease.policy)?;
-        let rule = e.rule;
+        let rule = &e.rule;
         let up = e.table.update(&lease.key, now, rule, |s| {
             (rule.release(s, now, lease.epoch, lease.cost), ())
         });
@@ -853,7 +853,7 @@ impl Limiter {
                     allowed: totals.allowed,
                     denied: totals.denied,
                     delayed: totals.delayed,
-                    live_keys: e.table.live(now, e.rule),
+                    live_keys: e.table.live(now, &e.rule),
                     evictions: e.table.evictions(),
                     capacity: e.table.capacity(),
                     memory_bytes: e.table.memory_bytes(),
