@@ -3,8 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
-use crate::limit::algo::Verdict;
-use crate::limit::decision::FromVerdict;
+use crate::limit::algo::Verdict; // layer: what `FromVerdict` builds the C struct from
+use crate::limit::decision::FromVerdict; // layer: the C struct is built from the verdict's nanoseconds (see `Settled`)
+use crate::limit::limiter::Settled; // layer: the one check path, answered as the C struct
 use crate::{Decision, HeaderStyle, Lease, Limiter, Nanos, PolicyId};
 
 use super::boundary::{
@@ -258,10 +259,14 @@ unsafe fn decide(
     }
     // SAFETY (each arm): forwarded from the caller.
     match op {
-        // Written in place: a decision returned and then copied out costs a copy.
+        // Built straight from the verdict's nanoseconds, not through a `Decision` whose numbers
+        // would be worked out again from its state.
         Op::Check => unsafe {
             decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
-                l.check_at_into(id, key, cost, now, out)
+                *out = l
+                    .check_as::<Settled<portcullis_decision>>(id, key, cost, now)?
+                    .0;
+                Ok(())
             })
         },
         Op::Peek => unsafe {

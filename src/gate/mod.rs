@@ -328,7 +328,6 @@ impl Gate {
                 req.principal,
                 inner.keyer,
             );
-            // The decision is written where the outcome keeps it (see `Limiter::check_into`).
             // A limiter error cannot happen for a validated config (cost 1, right kind of
             // call); should one happen, the limit fails closed.
             applied.push(Applied {
@@ -349,7 +348,7 @@ impl Gate {
                     }
                 }
             } else {
-                slot.limiter.check_into(slot.id, key, 1, now, decision);
+                *decision = slot.limiter.check_settled(slot.id, key, 1, now);
             }
             limit.counters.0.record(
                 decision.allowed,

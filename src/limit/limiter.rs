@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::core::clock::{Clock, Nanos, TimeSource};
 use crate::core::stats::{DecisionCounts, PolicyStats};
-use crate::core::table::{Fingerprint, Reclaim, Table, Updated};
+use crate::core::table::{Fingerprint, Reclaim, Table};
 use crate::limit::algo::{Algo, Rule, Step, Verdict};
 use crate::limit::decision::{
     render_headers, Decision, FromVerdict, Header, HeaderStyle, PolicyId, PolicyMeta,
@@ -482,8 +482,8 @@ impl Limiter {
     }
 
     #[inline(always)]
-    fn decision<D: FromVerdict>(e: &Entry, id: PolicyId, v: &Verdict, now: Nanos) -> D {
-        D::from_verdict(e.max_cost, id, v, now)
+    fn decision(e: &Entry, id: PolicyId, v: &Verdict, now: Nanos) -> Decision {
+        Decision::from_verdict(e.max_cost, id, v, now)
     }
 
     #[inline]
@@ -491,58 +491,79 @@ impl Limiter {
         e.counts.record(v.allowed, v.allowed && v.delay > 0);
     }
 
-    /// Decides a request of `cost` for the key `f` (named `key`) at `now` under the policy's
-    /// algorithm `algo`: one CAS loop per algorithm, its step inlined.
+    /// The one check path, from key to answer, for every algorithm and every output: the
+    /// policy's algorithm is matched once here, and each arm runs [`Limiter::check_body`]
+    /// monomorphic in the algorithm's step and the output, so the compiler keeps each in
+    /// registers. A new algorithm is one `Step` and one arm; a new output, one [`Answer`].
+    /// Concurrency policies answer only outputs that carry leases, the others only those that
+    /// do not.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn decide(
+    pub(crate) fn check_as<A: Answer>(
+        &self,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+    ) -> Result<A, Error> {
+        let e = self.entry(id)?;
+        match &e.rule.algo {
+            Algo::Concurrency(a) if A::LEASES => self.check_body(e, a, id, key, cost, now),
+            Algo::Concurrency(_) => Err(e.needs_lease()),
+            _ if A::LEASES => Err(e.not_concurrency()),
+            Algo::Gcra(a) => self.check_body(e, a, id, key, cost, now),
+            Algo::FixedWindow(a) => self.check_body(e, a, id, key, cost, now),
+            Algo::SlidingWindow(a) => self.check_body(e, a, id, key, cost, now),
+            Algo::Leaky(a) => self.check_body(e, a, id, key, cost, now),
+        }
+    }
+
+    /// [`Limiter::check_as`] under one algorithm: the key's fingerprint, the CAS loop with the
+    /// step inlined, the counts, persistence, and the answer. Inlined into its caller: the call
+    /// and its arguments cost a check about a fifth of its instructions.
+    #[inline(always)]
+    fn check_body<A: Answer>(
         &self,
         e: &Entry,
         algo: &impl Step,
         id: PolicyId,
         key: &[u8],
-        f: &Fingerprint,
         cost: u32,
         now: Nanos,
-    ) -> Result<(Verdict, u64), Error> {
+    ) -> Result<A, Error> {
         self.affordable(e, cost)?;
-        let (v, seen, up) = Self::step(e, algo, f, now, cost);
-        Self::count(e, &v);
-        if self.writer.is_some() {
-            self.persist(e, id, key, f, (up.wrote, up.placed))?;
-        }
-        Ok((v, seen))
-    }
-
-    /// Applies a check of `cost` to a key's state with the policy's algorithm `algo`; returns
-    /// the verdict and the state it was decided on.
-    #[inline(always)]
-    fn step(
-        e: &Entry,
-        algo: &impl Step,
-        f: &Fingerprint,
-        now: Nanos,
-        cost: u32,
-    ) -> (Verdict, u64, Updated<()>) {
+        let f = e.table.fingerprint(key);
         let rule = &e.rule;
         // The verdict is written through a local rather than returned from the loop: returning
         // the struct made the compiler bounce it through the stack with mismatched store and
         // load widths, a store-forwarding stall on every check.
-        let mut v = Verdict::default();
+        let mut verdict = Verdict::default();
         let mut seen = 0;
         let up = e.table.update(
-            f,
+            &f,
             now,
             rule,
             #[inline(always)]
             |s| {
-                let (n, verdict) = rule.check_with(algo, s, now, cost);
-                v = verdict;
+                let (n, v) = rule.check_with(algo, s, now, cost);
+                verdict = v;
                 seen = s;
                 (n, ())
             },
         );
-        (v, seen, up)
+        Self::count(e, &verdict);
+        if self.writer.is_some() {
+            self.persist(e, id, key, &f, (up.wrote, up.placed))?;
+        }
+        Ok(A::answer(&Checked {
+            rule,
+            max_cost: e.max_cost,
+            id,
+            key: f,
+            verdict,
+            seen,
+            cost,
+            now,
+        }))
     }
 
     /// Decides a request of `cost` for `key` now, consuming quota when allowed.
@@ -560,123 +581,22 @@ impl Limiter {
         cost: u32,
         now: Nanos,
     ) -> Result<Decision, Error> {
-        let e = self.entry(id)?;
-        let key = key.as_ref();
-        match &e.rule.algo {
-            Algo::Gcra(a) => self.check_with(e, a, id, key, cost, now),
-            Algo::FixedWindow(a) => self.check_with(e, a, id, key, cost, now),
-            Algo::SlidingWindow(a) => self.check_with(e, a, id, key, cost, now),
-            Algo::Leaky(a) => self.check_with(e, a, id, key, cost, now),
-            Algo::Concurrency(_) => Err(e.needs_lease()),
-        }
+        self.check_as(id, key.as_ref(), cost, now)
     }
 
-    /// A check under one algorithm, from the key to the decision: one body per algorithm, each
-    /// small enough for the compiler to keep in registers (one body holding every algorithm
-    /// spilled to the stack). Inlined into the caller: the call and its eight arguments cost a
-    /// check about a fifth of its instructions.
-    #[inline(always)]
-    fn check_with(
-        &self,
-        e: &Entry,
-        algo: &impl Step,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-    ) -> Result<Decision, Error> {
-        let f = e.table.fingerprint(key);
-        let (v, seen) = self.decide(e, algo, id, key, &f, cost, now)?;
-        // The numbers are worked out from the state only if the caller asks for them.
-        Ok(Decision::stepped(
-            &e.rule, seen, cost, v.allowed, e.max_cost, id, now,
-        ))
-    }
-
-    /// [`Limiter::check_at`] answered in the caller's form and written where the caller keeps
-    /// it (the C ABI's output): no decision built in one place to be copied to another.
+    /// [`Limiter::check_at`] for a caller that fails closed and reads every number (the gate):
+    /// the decision's numbers are worked out at once, and an error (which a validated
+    /// configuration never causes) becomes a denial asking to retry in a second.
     #[inline]
-    pub(crate) fn check_at_into<D: FromVerdict>(
+    pub(crate) fn check_settled(
         &self,
         id: PolicyId,
         key: &[u8],
         cost: u32,
         now: Nanos,
-        out: &mut D,
-    ) -> Result<(), Error> {
-        let e = self.entry(id)?;
-        match &e.rule.algo {
-            Algo::Gcra(a) => self.check_with_into(e, a, id, key, cost, now, out),
-            Algo::FixedWindow(a) => self.check_with_into(e, a, id, key, cost, now, out),
-            Algo::SlidingWindow(a) => self.check_with_into(e, a, id, key, cost, now, out),
-            Algo::Leaky(a) => self.check_with_into(e, a, id, key, cost, now, out),
-            Algo::Concurrency(_) => Err(e.needs_lease()),
-        }
-    }
-
-    /// [`Limiter::check_with`] writing into `out`.
-    #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn check_with_into<D: FromVerdict>(
-        &self,
-        e: &Entry,
-        algo: &impl Step,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-        out: &mut D,
-    ) -> Result<(), Error> {
-        let f = e.table.fingerprint(key);
-        let (v, _) = self.decide(e, algo, id, key, &f, cost, now)?;
-        *out = Self::decision(e, id, &v, now);
-        Ok(())
-    }
-
-    /// [`Limiter::check_at`] for a caller that fails closed, writing the decision in place: an
-    /// error (which a validated configuration never causes) becomes a denial asking to retry
-    /// in a second. Each algorithm's path writes straight into `out`: a decision built in one
-    /// place and copied to another is read back with wider loads than it was written with (a
-    /// store-forwarding stall that `perf` put at a tenth of a gate decision).
-    #[inline]
-    pub(crate) fn check_into(
-        &self,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-        out: &mut Decision,
-    ) {
-        let Ok(e) = self.entry(id) else {
-            *out = Decision::fail_closed(id, now);
-            return;
-        };
-        match &e.rule.algo {
-            Algo::Gcra(a) => self.check_body_into(e, a, id, key, cost, now, out),
-            Algo::FixedWindow(a) => self.check_body_into(e, a, id, key, cost, now, out),
-            Algo::SlidingWindow(a) => self.check_body_into(e, a, id, key, cost, now, out),
-            Algo::Leaky(a) => self.check_body_into(e, a, id, key, cost, now, out),
-            Algo::Concurrency(_) => *out = Decision::fail_closed(id, now),
-        }
-    }
-
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn check_body_into(
-        &self,
-        e: &Entry,
-        algo: &impl Step,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-        out: &mut Decision,
-    ) {
-        // The verdict goes straight into `out`, without a `Result<Decision, _>` in between to
-        // copy from.
-        let f = e.table.fingerprint(key);
-        *out = match self.decide(e, algo, id, key, &f, cost, now) {
-            Ok((v, _)) => Self::decision(e, id, &v, now),
+    ) -> Decision {
+        match self.check_as::<Settled<Decision>>(id, key, cost, now) {
+            Ok(Settled(d)) => d,
             Err(_) => Decision::fail_closed(id, now),
         }
     }
@@ -808,20 +728,8 @@ impl Limiter {
         cost: u32,
         now: Nanos,
     ) -> Result<(Decision, Option<Lease>), Error> {
-        let e = self.entry(id)?;
-        let Algo::Concurrency(algo) = &e.rule.algo else {
-            return Err(e.not_concurrency());
-        };
-        let key = key.as_ref();
-        let f = e.table.fingerprint(key);
-        let (v, _) = self.decide(e, algo, id, key, &f, cost, now)?;
-        let lease = v.allowed.then_some(Lease {
-            policy: id,
-            key: f,
-            epoch: v.lease_epoch,
-            cost,
-        });
-        Ok((Self::decision(e, id, &v, now), lease))
+        let Acquired(decision, lease) = self.check_as(id, key.as_ref(), cost, now)?;
+        Ok((decision, lease))
     }
 
     /// Gives a lease back.
@@ -884,6 +792,81 @@ impl Limiter {
     /// The algorithm kind of a policy.
     pub fn algorithm(&self, id: PolicyId) -> Option<Algorithm> {
         self.policy(id).map(|p| p.algorithm())
+    }
+}
+
+/// A check as it happened, for an [`Answer`] to be built from.
+pub(crate) struct Checked<'a> {
+    rule: &'a Rule,
+    max_cost: u32,
+    id: PolicyId,
+    key: Fingerprint,
+    verdict: Verdict,
+    /// The state the step decided on.
+    seen: u64,
+    cost: u32,
+    now: Nanos,
+}
+
+/// What a check is handed out as (see [`Limiter::check_as`]).
+pub(crate) trait Answer: Sized {
+    /// Answers concurrency policies (with leases) rather than the others.
+    const LEASES: bool;
+
+    /// The output for one check.
+    fn answer(c: &Checked<'_>) -> Self;
+}
+
+/// The Rust API's decision: its numbers are worked out from the rule's step on the state it
+/// decided on, when read, so a caller that needs only the verdict does not pay for them.
+impl Answer for Decision {
+    const LEASES: bool = false;
+
+    #[inline(always)]
+    fn answer(c: &Checked<'_>) -> Self {
+        Decision::stepped(
+            c.rule,
+            c.seen,
+            c.cost,
+            c.verdict.allowed,
+            c.max_cost,
+            c.id,
+            c.now,
+        )
+    }
+}
+
+/// An output with every number worked out at once, straight from the verdict's nanoseconds
+/// (the gate's decision, the C ABI's struct).
+pub(crate) struct Settled<D>(pub(crate) D);
+
+impl<D: FromVerdict> Answer for Settled<D> {
+    const LEASES: bool = false;
+
+    #[inline(always)]
+    fn answer(c: &Checked<'_>) -> Self {
+        Settled(D::from_verdict(c.max_cost, c.id, &c.verdict, c.now))
+    }
+}
+
+/// An acquire's decision and, when admitted, its lease.
+struct Acquired(Decision, Option<Lease>);
+
+impl Answer for Acquired {
+    const LEASES: bool = true;
+
+    #[inline(always)]
+    fn answer(c: &Checked<'_>) -> Self {
+        let lease = c.verdict.allowed.then_some(Lease {
+            policy: c.id,
+            key: c.key,
+            epoch: c.verdict.lease_epoch,
+            cost: c.cost,
+        });
+        Acquired(
+            Decision::from_verdict(c.max_cost, c.id, &c.verdict, c.now),
+            lease,
+        )
     }
 }
 
