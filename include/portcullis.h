@@ -128,6 +128,11 @@ enum portcullis_result
    Reading or writing the store failed.
    */
   PORTCULLIS_RESULT_STORE_IO = 304,
+  /*
+   A one-process store (sled) was opened before `fork()` and used in the child: open it
+   after the fork, or use the shared store.
+   */
+  PORTCULLIS_RESULT_STORE_FORKED = 305,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

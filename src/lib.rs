@@ -64,6 +64,6 @@ pub struct ReadmeDoctests;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_internals {
-    pub use crate::core::table::{Fingerprint, Table};
+    pub use crate::core::table::{Fingerprint, LockClock, Table, LOCK_TIMEOUT_MS};
     pub use crate::limit::algo::{Algo, Gcra, Rule};
 }

@@ -9,7 +9,9 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-use portcullis::loom_internals::{Algo, Fingerprint, Gcra, Rule, Table};
+use portcullis::loom_internals::{
+    Algo, Fingerprint, Gcra, LockClock, Rule, Table, LOCK_TIMEOUT_MS,
+};
 use portcullis::{Limiter, ManualClock, Policy, Quota};
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -264,4 +266,58 @@ fn leases_exclude_and_return() {
         let id = l.policy_id("c").unwrap();
         assert!(l.peek(id, "k", 1).unwrap().allowed);
     });
+}
+
+/// A process may die at any instruction, holding whatever it held. Here a placer stops forever
+/// after taking its stripe's claim (stage 0), after locking a slot (1), or after writing the
+/// slot's new state but before publishing it (2), in a full one-bucket table. Another thread
+/// then places and charges a key of the same bucket and stripe while the lock clock moves past
+/// the deadline: in every interleaving it finishes, its key has exactly one slot holding
+/// exactly its own charge, and the dead placer's key can still be placed afterwards.
+#[test]
+fn a_placer_that_dies_mid_protocol_stops_no_one() {
+    for stage in 0..3u8 {
+        loom::model(move || {
+            let rule = gcra_rule(3);
+            let ms = std::sync::Arc::new(loom::sync::atomic::AtomicU32::new(1_000));
+            let table =
+                Arc::new(Table::new(4, [6; 16]).with_lock_clock(LockClock::Manual(ms.clone())));
+            // Four live keys fill the bucket.
+            for i in 0..4u8 {
+                let f = table.fingerprint(&[b'o', i]);
+                table.update(&f, T0, &rule, |s| rule.check(s, T0, 1));
+            }
+            let dead = table.fingerprint(b"dead");
+            let live = table.fingerprint(b"live");
+            let first = rule.check(0, T0, 1).0;
+            table.abandon_placement(&dead, first, T0, &rule, stage);
+
+            let t = {
+                let table = table.clone();
+                thread::spawn(move || {
+                    let rule = gcra_rule(3);
+                    table.update(&live, T0, &rule, |s| rule.check(s, T0, 1));
+                })
+            };
+            // Time passes while the other thread waits, if it does.
+            ms.store(1_000 + LOCK_TIMEOUT_MS + 1, Ordering::Release);
+            t.join().unwrap();
+
+            assert_eq!(occurrences(&table, live.fp), 1, "stage {stage}");
+            let s = table.read(&live).expect("placed");
+            assert_eq!(
+                rule.peek(s, T0, 1).remaining,
+                1,
+                "exactly its one charge of three"
+            );
+            assert!(occurrences(&table, dead.fp) <= 1);
+
+            table.update(&dead, T0, &rule, |s| rule.check(s, T0, 1));
+            assert_eq!(
+                occurrences(&table, dead.fp),
+                1,
+                "stage {stage}: placed again"
+            );
+        });
+    }
 }

@@ -139,8 +139,11 @@ impl std::error::Error for ConfigErrors {}
 pub enum StoreKind {
     /// In memory only: counters start fresh at every start.
     Memory,
-    /// A sled database in a folder: counters survive restarts.
+    /// A sled database in a folder: counters survive restarts; one process.
     Sled,
+    /// Tables in files of a folder, mapped by every process that opens it: worker processes
+    /// (nginx, gunicorn, uvicorn, Node cluster, pre-forking servers) share one quota.
+    Shared,
 }
 
 /// The `[store]` table.
@@ -308,12 +311,16 @@ impl Config {
     /// themselves (routes and CORS are not used). Opens the sled store if there is one.
     pub fn limiter(&self) -> Result<Limiter, Error> {
         let mut builder = Limiter::builder();
-        if let (StoreKind::Sled, Some(path)) = (self.store.kind, &self.store.path) {
-            let mut store = StoreConfig::sled(path).flush_interval(self.store.flush_interval);
-            if let Some(bytes) = self.store.cache_capacity {
-                store = store.cache_capacity(bytes);
+        match (self.store.kind, &self.store.path) {
+            (StoreKind::Sled, Some(path)) => {
+                let mut store = StoreConfig::sled(path).flush_interval(self.store.flush_interval);
+                if let Some(bytes) = self.store.cache_capacity {
+                    store = store.cache_capacity(bytes);
+                }
+                builder = builder.store(store);
             }
-            builder = builder.store(store);
+            (StoreKind::Shared, Some(path)) => builder = builder.store(StoreConfig::shared(path)?),
+            _ => {}
         }
         for p in &self.policies {
             builder = builder.policy_with_capacity(p.policy.clone(), p.capacity);
@@ -576,9 +583,10 @@ impl Ctx<'_> {
             match kind.get_ref().as_str() {
                 "memory" => s.kind = StoreKind::Memory,
                 "sled" => s.kind = StoreKind::Sled,
+                "shared" => s.kind = StoreKind::Shared,
                 other => self.push(
                     kind.span(),
-                    one_of("store kind", other, &["memory", "sled"]),
+                    one_of("store kind", other, &["memory", "sled", "shared"]),
                 ),
             }
         }
@@ -598,6 +606,39 @@ impl Ctx<'_> {
                 span,
                 "a sled store needs a folder: add path = \"portcullis-data\" to [store]",
             );
+        }
+        if s.kind == StoreKind::Shared {
+            if raw.path.is_none() {
+                let span = raw.kind.as_ref().map_or(0..0, |k| k.span());
+                self.push(
+                    span,
+                    "a shared store needs a folder: add path = \"/dev/shm/portcullis/myapp\" \
+                     (tmpfs: survives process restarts, not reboots) or a folder on a local disk \
+                     to [store]",
+                );
+            }
+            let sled_only = [
+                (
+                    "flush_interval",
+                    raw.flush_interval.as_ref().map(|v| v.span()),
+                ),
+                (
+                    "cache_capacity",
+                    raw.cache_capacity.as_ref().map(|v| v.span()),
+                ),
+            ];
+            for (key, span) in sled_only {
+                if let Some(span) = span {
+                    self.push(
+                        span,
+                        format!(
+                            "{key} applies to sled stores only: a shared store's state is in its \
+                             mapped files at once (use durability = \"immediate\" on a policy to \
+                             sync its decisions to disk)"
+                        ),
+                    );
+                }
+            }
         }
         if let Some(c) = &raw.capacity {
             if let Some(c) = self.count(c, "store capacity (keys per policy)", 4, 1 << 30) {

@@ -5,12 +5,14 @@
 //! * `keyhash`: the keyed hash that reduces a client key to a persisted fingerprint;
 //! * `table`: the fixed-capacity lock-free slots, which ask their states only the `Reclaim`
 //!   questions and know no algorithm;
+//! * `fork`: noticing a `fork()`, after which a parent's threads are missing;
 //! * `stats`: striped counters that cost the check path no locked instruction;
 //! * `texts`: the texts a compiled config owns, read by reference while it lives.
 //!
 //! May import: nothing else of the crate.
 
 pub(crate) mod clock;
+pub(crate) mod fork;
 pub(crate) mod keyhash;
 pub(crate) mod stats;
 pub(crate) mod sync;

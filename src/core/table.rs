@@ -7,7 +7,8 @@
 //! * A known key is read with plain loads and updated with one 64-bit CAS loop on its state word:
 //!   no lock, no 128-bit atomics.
 //! * An owner change (placing a key over an empty, recovered or evicted slot; removing a key)
-//!   first swaps the tag to [`LOCKED`], then swaps the state word, then publishes the new tag.
+//!   first swaps the tag to a *lock tag*, then swaps the state word, then publishes the new tag
+//!   by a CAS from its own lock tag.
 //!   Readers check the tag again after loading the state, so they never take a word written for
 //!   another owner. An updater that read the old owner's word before the change holds a value
 //!   masked with the old owner's fingerprint mix; its CAS can only succeed on the new owner's
@@ -16,16 +17,25 @@
 //! * A new key is placed under a claim flag striped by its first bucket, held for the few
 //!   instructions that re-check its absence and swap it in, so two threads can never place the
 //!   same key twice (which would double its quota). Keys already placed never touch the flag.
+//! * The slots and claim flags may live in a file mapped by several processes (the shared
+//!   store), and a process may die at any instruction. So claim flags and lock tags carry a
+//!   deadline on the system-wide monotonic clock ([`LOCK_TIMEOUT_MS`] after they were taken,
+//!   for sections a few hundred instructions long): past it, anyone may take them over by a CAS
+//!   from the value it saw. A holder that was only paused finds its lock gone when it publishes
+//!   (its CAS fails) and starts over; it never overwrites the new owner. The one case a
+//!   takeover costs anything is a holder paused past the deadline with a claim but before its
+//!   lock: the key may then be placed twice, and its next requests see one of the two states,
+//!   which costs that key at most the quota of one request.
 //! * Placement prefers an empty slot, then one whose state has fully recovered (it holds no
 //!   information), and otherwise evicts the candidate with the least debt, counting it. The table
 //!   never grows and never blocks a known key.
 //!
 //! The table knows nothing of algorithms beyond the [`Reclaim`] questions.
 
-use crossbeam_utils::CachePadded;
-
 use crate::core::clock::Nanos;
 use crate::core::keyhash;
+use std::ptr::NonNull;
+
 use crate::core::sync::{spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
 
 const SLOTS_PER_BUCKET: usize = 4;
@@ -34,12 +44,87 @@ const CLAIM_STRIPES: usize = 256;
 #[cfg(loom)]
 const CLAIM_STRIPES: usize = 2;
 
-/// The tag of a slot whose owner is changing. Never a fingerprint (fingerprints have their top
-/// bit set); zero marks an empty slot.
-pub const LOCKED: u64 = 1;
-
-/// The bit every fingerprint has set, so none is 0 (empty) or [`LOCKED`].
+/// The bit every fingerprint has set. A tag is 0 (empty), a fingerprint (this bit set), or a
+/// lock tag (this bit clear, bit 0 set): `1 | nonce << 1 | deadline << 32`, taken by the one
+/// thread changing the slot's owner.
 const FINGERPRINT_BIT: u64 = 1 << 63;
+
+/// How long a claim flag or a lock tag protects its holder, in milliseconds of the system-wide
+/// monotonic clock: after that, a process that died holding it no longer stops anyone.
+pub const LOCK_TIMEOUT_MS: u32 = 50;
+
+/// Deadlines are 31-bit millisecond counts (they wrap every 24.8 days).
+const DEADLINE_MASK: u32 = (1 << 31) - 1;
+
+#[inline]
+fn is_fingerprint(tag: u64) -> bool {
+    tag & FINGERPRINT_BIT != 0
+}
+
+#[inline]
+fn is_lock(tag: u64) -> bool {
+    tag != 0 && !is_fingerprint(tag)
+}
+
+/// The deadline of a lock tag or a claim word (both keep it in bits 32 to 62).
+#[inline]
+fn deadline_of(word: u64) -> u32 {
+    (word >> 32) as u32 & DEADLINE_MASK
+}
+
+/// `deadline` is behind `now` (31-bit wrapping comparison).
+#[inline]
+fn passed(deadline: u32, now: u32) -> bool {
+    let d = now.wrapping_sub(deadline) & DEADLINE_MASK;
+    d != 0 && d < (1 << 30)
+}
+
+/// A number no other holder uses at the same time: a process-wide counter mixed with the
+/// process id, so two processes sharing a table do not hand out the same lock tags.
+fn nonce() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    (n ^ pid.rotate_left(16)).wrapping_mul(0x9e37_79b9) | 1
+}
+
+/// The clock deadlines are read from.
+#[derive(Clone)]
+pub enum LockClock {
+    /// `CLOCK_MONOTONIC_COARSE`: the same in every process of the machine, a few nanoseconds
+    /// a read, in steps of a few milliseconds (ample for a 50 ms deadline).
+    Os,
+    /// Milliseconds set by a test (a model of a process that never comes back).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    Manual(std::sync::Arc<AtomicU32>),
+}
+
+impl LockClock {
+    #[inline]
+    fn now_ms(&self) -> u32 {
+        match self {
+            LockClock::Manual(t) => t.load(Ordering::Acquire) & DEADLINE_MASK,
+            // Under loom, time stands still: a model explores takeovers with a manual clock.
+            #[cfg(loom)]
+            LockClock::Os => 0,
+            #[cfg(not(loom))]
+            LockClock::Os => {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the
+                // kernel knows (Linux 2.6.32+); on failure `ts` stays zero, which only makes
+                // deadlines later, never earlier.
+                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+                let ms = (ts.tv_sec as u64)
+                    .wrapping_mul(1000)
+                    .wrapping_add(ts.tv_nsec as u64 / 1_000_000);
+                ms as u32 & DEADLINE_MASK
+            }
+        }
+    }
+}
 
 /// What the table asks of the states it holds when it needs room.
 pub trait Reclaim {
@@ -53,7 +138,7 @@ pub trait Reclaim {
 /// candidate buckets follow from the fingerprint and the table's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
-    /// Has its top bit set: never zero (an empty slot) nor [`LOCKED`].
+    /// Has its top bit set: never zero (an empty slot) nor a lock tag.
     pub fp: u64,
     mask: u64,
 }
@@ -78,10 +163,47 @@ fn mix(fp: u64) -> u64 {
     (fp ^ (fp >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// Four slots: their tags, then their state words, in one cache line. The layout is part of the
+/// shared store's file format (`BUCKET_BYTES`).
 #[repr(C, align(64))]
-struct Bucket {
+pub struct Bucket {
     tags: [AtomicU64; SLOTS_PER_BUCKET],
     words: [AtomicU64; SLOTS_PER_BUCKET],
+}
+
+/// One claim flag, alone in its cache line: 0 when free, else `nonce | deadline << 32`.
+#[repr(C, align(64))]
+pub struct Claim(AtomicU64);
+
+/// Bytes of one bucket (four slots), as laid out in memory and in a shared file.
+pub const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
+/// Bytes of one claim flag.
+pub const CLAIM_BYTES: usize = std::mem::size_of::<Claim>();
+/// Claim flags per table.
+pub const CLAIMS: usize = CLAIM_STRIPES;
+
+/// Where a table's slots and claim flags live.
+enum Backing {
+    /// Allocated by this process.
+    Heap {
+        _buckets: Box<[Bucket]>,
+        _claims: Box<[Claim]>,
+    },
+    /// Memory someone else owns (a file mapped by several processes), kept alive by the owner.
+    Borrowed(#[allow(dead_code)] Box<dyn Send + Sync>),
+}
+
+/// Memory a table can be laid over: `buckets` buckets then, separately, [`CLAIMS`] claim
+/// flags, both zeroed when new or written only by tables (in any process) over the same memory.
+pub struct Region {
+    /// The first bucket.
+    pub buckets: NonNull<Bucket>,
+    /// Buckets: a power of two.
+    pub bucket_count: usize,
+    /// The first of [`CLAIMS`] claim flags.
+    pub claims: NonNull<Claim>,
+    /// Keeps the memory valid (e.g. the mapping).
+    pub owner: Box<dyn Send + Sync>,
 }
 
 /// One slot: its index in the table and its two words.
@@ -97,11 +219,11 @@ impl Slot<'_> {
     #[inline]
     fn snapshot(&self) -> Option<(u64, u64)> {
         let tag = self.tag.load(Ordering::Acquire);
-        if tag == 0 || tag == LOCKED {
+        if !is_fingerprint(tag) {
             return None;
         }
         let word = self.word.load(Ordering::Acquire);
-        // The owner change stores LOCKED before it swaps the word: a word written for another
+        // The owner change stores a lock tag before it swaps the word: a word written for another
         // owner is always followed by a tag that differs from the one read first.
         (self.tag.load(Ordering::Relaxed) == tag).then(|| (tag, word ^ mix(tag)))
     }
@@ -109,9 +231,13 @@ impl Slot<'_> {
 
 /// The keyed cells of one policy.
 pub struct Table {
-    buckets: Box<[Bucket]>,
+    /// `mask + 1` buckets, valid while `_backing` lives.
+    buckets: NonNull<Bucket>,
     mask: usize,
-    claims: Box<[CachePadded<AtomicU32>]>,
+    /// [`CLAIMS`] claim flags, valid while `_backing` lives.
+    claims: NonNull<Claim>,
+    _backing: Backing,
+    lock_clock: LockClock,
     /// The key hash's 128-bit secret.
     k0: u64,
     k1: u64,
@@ -122,6 +248,13 @@ pub struct Table {
     /// only when a store persists the table.
     dirty: Option<Box<[AtomicU64]>>,
 }
+
+// SAFETY: the pointers refer to memory owned by `_backing` (which is `Send + Sync`) and only
+// ever read or written through atomics, so sharing or moving the table across threads is as
+// sound as for the boxed slices it replaces.
+unsafe impl Send for Table {}
+// SAFETY: as above.
+unsafe impl Sync for Table {}
 
 /// Slots per persisted page: 16 buckets, 1 KiB of slots, written to a store as one value.
 pub const PAGE_SLOTS: usize = 64;
@@ -141,34 +274,102 @@ impl Table {
     /// A table of at least `capacity` slots (rounded up to a power of two buckets of four),
     /// hashing keys with a seeded hash keyed by the 128-bit secret `hash_key`.
     pub fn new(capacity: usize, hash_key: [u8; 16]) -> Self {
-        let mut k0 = [0u8; 8];
-        let mut k1 = [0u8; 8];
-        k0.copy_from_slice(&hash_key[..8]);
-        k1.copy_from_slice(&hash_key[8..]);
-        let buckets = capacity
-            .div_ceil(SLOTS_PER_BUCKET)
-            .max(1)
-            .next_power_of_two();
-        let buckets: Box<[Bucket]> = (0..buckets)
+        let buckets: Box<[Bucket]> = (0..Self::bucket_count(capacity))
             .map(|_| Bucket {
                 tags: std::array::from_fn(|_| AtomicU64::new(0)),
                 words: std::array::from_fn(|_| AtomicU64::new(0)),
             })
             .collect();
-        let claims = (0..CLAIM_STRIPES)
-            .map(|_| CachePadded::new(AtomicU32::new(0)))
+        let claims: Box<[Claim]> = (0..CLAIM_STRIPES)
+            .map(|_| Claim(AtomicU64::new(0)))
             .collect();
+        // The boxes' contents never move: pointers to them stay valid while `Backing` holds them.
+        let bucket_ptr = NonNull::from(&buckets[0]);
+        let claim_ptr = NonNull::from(&claims[0]);
+        let mask = buckets.len() - 1;
+        let backing = Backing::Heap {
+            _buckets: buckets,
+            _claims: claims,
+        };
+        Self::over(bucket_ptr, mask, claim_ptr, backing, hash_key)
+    }
+
+    /// Buckets of a table of at least `capacity` slots: a power of two.
+    pub fn bucket_count(capacity: usize) -> usize {
+        capacity
+            .div_ceil(SLOTS_PER_BUCKET)
+            .max(1)
+            .next_power_of_two()
+    }
+
+    /// A table over memory the caller provides (a file mapped by several processes): every
+    /// table over the same memory, in any process, shares the same keys and states.
+    ///
+    /// # Safety
+    ///
+    /// `region.buckets` points to `region.bucket_count` (a power of two) buckets and
+    /// `region.claims` to [`CLAIMS`] claim flags, both 64-byte aligned, readable and writable
+    /// while `region.owner` lives, and holding only zeros or what tables over the same memory
+    /// with the same `hash_key` wrote there; nothing else writes to that memory.
+    pub unsafe fn over_region(region: Region, hash_key: [u8; 16]) -> Self {
+        let mask = region.bucket_count - 1;
+        Self::over(
+            region.buckets,
+            mask,
+            region.claims,
+            Backing::Borrowed(region.owner),
+            hash_key,
+        )
+    }
+
+    fn over(
+        buckets: NonNull<Bucket>,
+        mask: usize,
+        claims: NonNull<Claim>,
+        backing: Backing,
+        hash_key: [u8; 16],
+    ) -> Self {
+        let mut k0 = [0u8; 8];
+        let mut k1 = [0u8; 8];
+        k0.copy_from_slice(&hash_key[..8]);
+        k1.copy_from_slice(&hash_key[8..]);
         let (k0, k1) = (u64::from_le_bytes(k0), u64::from_le_bytes(k1));
         Self {
-            mask: buckets.len() - 1,
             buckets,
+            mask,
             claims,
+            _backing: backing,
+            lock_clock: LockClock::Os,
             empty: Fingerprint::from_hash(keyhash::hash(k0, k1, b"")),
             k0,
             k1,
             evictions: AtomicU64::new(0),
             dirty: None,
         }
+    }
+
+    /// Reads lock deadlines from `clock` (tests model a process that never comes back).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub fn with_lock_clock(mut self, clock: LockClock) -> Self {
+        self.lock_clock = clock;
+        self
+    }
+
+    /// Bucket `i`; `i` is always masked or below the bucket count.
+    #[inline(always)]
+    fn bucket(&self, i: usize) -> &Bucket {
+        debug_assert!(i <= self.mask);
+        // SAFETY: `i <= mask`, and `buckets` points to `mask + 1` buckets valid while
+        // `_backing` lives, which is as long as `self`.
+        unsafe { &*self.buckets.as_ptr().add(i) }
+    }
+
+    #[inline]
+    fn claim_flag(&self, i: usize) -> &AtomicU64 {
+        debug_assert!(i < CLAIM_STRIPES);
+        // SAFETY: `i < CLAIMS`, and `claims` points to that many flags valid while `_backing`
+        // lives.
+        unsafe { &(*self.claims.as_ptr().add(i)).0 }
     }
 
     /// A table that remembers which pages changed, for a store to write behind.
@@ -230,7 +431,7 @@ impl Table {
 
     #[inline]
     fn slot(&self, i: usize) -> Slot<'_> {
-        let b = &self.buckets[i / SLOTS_PER_BUCKET];
+        let b = self.bucket(i / SLOTS_PER_BUCKET);
         let j = i % SLOTS_PER_BUCKET;
         Slot {
             index: i,
@@ -241,12 +442,12 @@ impl Table {
 
     /// Slots in the table.
     pub fn capacity(&self) -> usize {
-        self.buckets.len() * SLOTS_PER_BUCKET
+        (self.mask + 1) * SLOTS_PER_BUCKET
     }
 
     /// Bytes the table occupies, fixed at construction.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.buckets) + std::mem::size_of_val(&*self.claims)
+        (self.mask + 1) * BUCKET_BYTES + CLAIM_STRIPES * CLAIM_BYTES
     }
 
     /// Keys evicted while live because every candidate slot was taken.
@@ -304,7 +505,7 @@ impl Table {
     #[inline(always)]
     fn find(&self, f: &Fingerprint) -> Option<(Slot<'_>, u64)> {
         let i1 = self.first_bucket(f);
-        let b = &self.buckets[i1];
+        let b = self.bucket(i1);
         for j in 0..SLOTS_PER_BUCKET {
             if b.tags[j].load(Ordering::Acquire) == f.fp {
                 let slot = Slot {
@@ -326,7 +527,7 @@ impl Table {
         if i1 == i2 {
             return None;
         }
-        let b = &self.buckets[i2];
+        let b = self.bucket(i2);
         let j = (0..SLOTS_PER_BUCKET).find(|&j| b.tags[j].load(Ordering::Acquire) == f.fp)?;
         self.confirm(self.slot(i2 * SLOTS_PER_BUCKET + j), f)
     }
@@ -434,24 +635,28 @@ impl Table {
         }
         loop {
             let Some((slot, old_tag)) = self.victim(f, now, reclaim) else {
-                // Every candidate is changing owner right now: let those changes finish.
-                spin_hint();
+                // Every candidate is changing owner right now: let those changes finish (or
+                // their deadlines pass).
+                yield_now();
                 continue;
             };
-            // Only the thread that swaps the tag to LOCKED changes this slot's owner.
+            // Only the thread that swaps the tag to its lock tag changes this slot's owner.
+            let lock = self.lock_tag();
             if slot
                 .tag
-                .compare_exchange(old_tag, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(old_tag, lock, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
                 continue;
             }
             // The old owner's updaters may still land a CAS: swap against what is there now,
-            // and judge liveness on the state actually replaced.
-            let old_mask = if old_tag == 0 { 0 } else { mix(old_tag) };
+            // and judge liveness on the state actually replaced. A lock taken over from a
+            // holder that died holds no owner's state.
+            let old_owner = is_fingerprint(old_tag);
+            let old_mask = if old_owner { mix(old_tag) } else { 0 };
             let mut word = slot.word.load(Ordering::Acquire);
             loop {
-                let live = old_tag != 0 && !reclaim.recovered(word ^ old_mask, now);
+                let live = old_owner && !reclaim.recovered(word ^ old_mask, now);
                 match slot.word.compare_exchange(
                     word,
                     state ^ f.mask,
@@ -464,17 +669,37 @@ impl Table {
                         }
                         break;
                     }
+                    // Our lock was taken over (we were paused past its deadline): the slot is
+                    // someone else's now; start again.
+                    Err(_) if slot.tag.load(Ordering::Acquire) != lock => return Placed::Raced,
                     Err(actual) => word = actual,
                 }
             }
-            slot.tag.store(f.fp, Ordering::Release);
+            // Published only if the lock is still ours: a holder paused past its deadline
+            // never overwrites the slot's new owner.
+            if slot
+                .tag
+                .compare_exchange(lock, f.fp, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                return Placed::Raced;
+            }
             self.mark_dirty(slot.index);
             return Placed::Done;
         }
     }
 
-    /// The slot a new key takes, with the tag it had: empty, else recovered, else least
-    /// indebted. Slots changing owner are skipped; `None` if every candidate is.
+    /// A fresh lock tag, due [`LOCK_TIMEOUT_MS`] from now.
+    #[inline]
+    fn lock_tag(&self) -> u64 {
+        let deadline = self.lock_clock.now_ms().wrapping_add(LOCK_TIMEOUT_MS) & DEADLINE_MASK;
+        // Bit 63 clear (not a fingerprint), bit 0 set (not empty).
+        1 | (u64::from(nonce() >> 1) << 1) | (u64::from(deadline) << 32)
+    }
+
+    /// The slot a new key takes, with the tag it had: empty, else recovered, else one locked by
+    /// a holder past its deadline, else the least indebted. Slots changing owner within their
+    /// deadline are skipped; `None` if every candidate is.
     fn victim(
         &self,
         f: &Fingerprint,
@@ -482,9 +707,17 @@ impl Table {
         reclaim: &impl Reclaim,
     ) -> Option<(Slot<'_>, u64)> {
         let mut best: Option<(Slot<'_>, u64, u64)> = None;
+        let mut abandoned = None;
         for slot in self.candidates(f) {
-            if slot.tag.load(Ordering::Acquire) == 0 {
+            let tag = slot.tag.load(Ordering::Acquire);
+            if tag == 0 {
                 return Some((slot, 0));
+            }
+            if is_lock(tag) {
+                if abandoned.is_none() && passed(deadline_of(tag), self.lock_clock.now_ms()) {
+                    abandoned = Some((slot, tag));
+                }
+                continue;
             }
             let Some((tag, state)) = slot.snapshot() else {
                 continue;
@@ -497,16 +730,26 @@ impl Table {
                 best = Some((slot, tag, debt));
             }
         }
-        best.map(|(slot, tag, _)| (slot, tag))
+        abandoned.or(best.map(|(slot, tag, _)| (slot, tag)))
     }
 
+    /// Takes the claim flag of the key's stripe: waits while another holder is within its
+    /// deadline, and takes it over once that has passed (the holder died, or was paused).
     fn claim(&self, f: &Fingerprint) -> ClaimGuard<'_> {
-        let flag = &self.claims[self.first_bucket(f) % CLAIM_STRIPES];
+        let flag = self.claim_flag(self.first_bucket(f) % CLAIM_STRIPES);
+        let deadline = self.lock_clock.now_ms().wrapping_add(LOCK_TIMEOUT_MS) & DEADLINE_MASK;
+        let mine = u64::from(nonce()) | (u64::from(deadline) << 32);
         let mut spins = 0u32;
-        while flag
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        loop {
+            let seen = flag.load(Ordering::Relaxed);
+            let free = seen == 0 || passed(deadline_of(seen), self.lock_clock.now_ms());
+            if free
+                && flag
+                    .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return ClaimGuard { flag, mine };
+            }
             spins += 1;
             if spins < 64 {
                 spin_hint();
@@ -514,19 +757,62 @@ impl Table {
                 yield_now();
             }
         }
-        ClaimGuard(flag)
+    }
+
+    /// A placer that dies mid-protocol, for the loom models: takes the claim of `f`'s stripe
+    /// and never gives it back, then (from `stage` 1) locks a victim slot, then (from `stage`
+    /// 2) writes the new state into it, and stops there forever.
+    #[cfg(loom)]
+    pub fn abandon_placement(
+        &self,
+        f: &Fingerprint,
+        state: u64,
+        now: Nanos,
+        reclaim: &impl Reclaim,
+        stage: u8,
+    ) {
+        std::mem::forget(self.claim(f));
+        if stage == 0 {
+            return;
+        }
+        let Some((slot, old_tag)) = self.victim(f, now, reclaim) else {
+            return;
+        };
+        let lock = self.lock_tag();
+        if slot
+            .tag
+            .compare_exchange(old_tag, lock, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+            || stage == 1
+        {
+            return;
+        }
+        slot.word.store(state ^ f.mask, Ordering::Release);
     }
 
     /// Forgets a key: its next request starts fresh.
     pub fn remove(&self, f: &Fingerprint) -> bool {
         while let Some((slot, _)) = self.find(f) {
+            let lock = self.lock_tag();
             if slot
                 .tag
-                .compare_exchange(f.fp, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(f.fp, lock, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                slot.word.swap(0, Ordering::AcqRel);
-                slot.tag.store(0, Ordering::Release);
+                // Cleared only while the lock is ours (see `place`).
+                let mut word = slot.word.load(Ordering::Acquire);
+                while slot.tag.load(Ordering::Acquire) == lock {
+                    match slot
+                        .word
+                        .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => break,
+                        Err(actual) => word = actual,
+                    }
+                }
+                let _ = slot
+                    .tag
+                    .compare_exchange(lock, 0, Ordering::Release, Ordering::Relaxed);
                 self.mark_dirty(slot.index);
                 return true;
             }
@@ -561,11 +847,17 @@ enum Placed {
     Raced,
 }
 
-struct ClaimGuard<'a>(&'a AtomicU32);
+struct ClaimGuard<'a> {
+    flag: &'a AtomicU64,
+    mine: u64,
+}
 
 impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
+        // Freed only if still ours: a claim taken over past its deadline is the new holder's.
+        let _ = self
+            .flag
+            .compare_exchange(self.mine, 0, Ordering::Release, Ordering::Relaxed);
     }
 }
 

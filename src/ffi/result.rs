@@ -54,6 +54,9 @@ pub enum portcullis_result {
     StoreVersion = 303,
     /// Reading or writing the store failed.
     StoreIo = 304,
+    /// A one-process store (sled) was opened before `fork()` and used in the child: open it
+    /// after the fork, or use the shared store.
+    StoreForked = 305,
 }
 
 impl portcullis_result {
@@ -80,11 +83,12 @@ impl portcullis_result {
             Self::StoreForeign => "PORTCULLIS_RESULT_STORE_FOREIGN\0",
             Self::StoreVersion => "PORTCULLIS_RESULT_STORE_VERSION\0",
             Self::StoreIo => "PORTCULLIS_RESULT_STORE_IO\0",
+            Self::StoreForked => "PORTCULLIS_RESULT_STORE_FORKED\0",
         }
     }
 
     /// Every variant, for the name lookup from a raw code.
-    pub(crate) const ALL: [portcullis_result; 20] = [
+    pub(crate) const ALL: [portcullis_result; 21] = [
         Self::Ok,
         Self::NullParameter,
         Self::InvalidParameter,
@@ -105,6 +109,7 @@ impl portcullis_result {
         Self::StoreForeign,
         Self::StoreVersion,
         Self::StoreIo,
+        Self::StoreForked,
     ];
 }
 
@@ -115,6 +120,7 @@ fn store_code(e: &StoreError) -> portcullis_result {
         StoreError::Foreign { .. } => portcullis_result::StoreForeign,
         StoreError::Version { .. } => portcullis_result::StoreVersion,
         StoreError::Io { .. } => portcullis_result::StoreIo,
+        StoreError::Forked { .. } => portcullis_result::StoreForked,
     }
 }
 

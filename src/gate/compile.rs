@@ -15,7 +15,7 @@ use crate::limit::error::Error;
 use crate::limit::keys::IpKeyer;
 use crate::limit::limiter::Limiter;
 use crate::limit::policy::Algorithm;
-use crate::store::{Store, StoreConfig};
+use crate::store::{SharedStore, Store, StoreConfig};
 
 pub(super) struct PolicySlot {
     pub(super) name: &'static str,
@@ -99,6 +99,7 @@ pub(super) fn compile(
     old: Option<&Inner>,
     clock: &TimeSource,
     store: Option<&Arc<dyn Store>>,
+    shared: Option<&Arc<SharedStore>>,
 ) -> Result<Inner, GateError> {
     if let Some(old) = old {
         if old.config.store != config.store {
@@ -115,6 +116,9 @@ pub(super) fn compile(
         // Limiters share the store; each writes the pages of its own policies.
         builder = builder
             .store(StoreConfig::custom(store.clone()).flush_interval(config.store.flush_interval));
+    }
+    if let Some(shared) = shared {
+        builder = builder.store(StoreConfig::Shared(Arc::clone(shared)));
     }
     let mut texts = Texts::default();
     // SAFETY (every `keep` below): the views go into the `Inner` built here, which owns

@@ -86,7 +86,7 @@ use crate::limit::decision::render_with_main;
 use crate::limit::decision::Decision;
 use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
-use crate::store::{SledStore, Store};
+use crate::store::{SharedStore, SledStore, Store};
 
 mod abuse;
 mod compile;
@@ -159,8 +159,12 @@ impl GateBuilder {
             )?)),
             _ => None,
         };
+        let shared = match (&self.config.store.kind, &self.config.store.path) {
+            (StoreKind::Shared, Some(path)) => Some(Arc::new(SharedStore::open(path)?)),
+            _ => None,
+        };
         let abuse = Arc::new(Abuse::restore(store.as_deref())?);
-        let inner = compile(self.config, None, &clock, store.as_ref())?;
+        let inner = compile(self.config, None, &clock, store.as_ref(), shared.as_ref())?;
         static GATES: AtomicU64 = AtomicU64::new(0);
         Ok(Gate {
             inner: RwLock::new(Arc::new(inner)),
@@ -169,6 +173,7 @@ impl GateBuilder {
             clock,
             abuse,
             store,
+            shared,
         })
     }
 }
@@ -185,6 +190,8 @@ pub struct Gate {
     abuse: Arc<Abuse>,
     /// Opened once and shared by every limiter the gate builds, reloads included.
     store: Option<Arc<dyn Store>>,
+    /// The shared store, when the config names one: new and changed policies get its tables.
+    shared: Option<Arc<SharedStore>>,
 }
 
 impl fmt::Debug for Gate {
@@ -316,6 +323,7 @@ impl Gate {
         let applied = &mut out.applied;
         let leases = &mut out.leases;
         let mut denied_by = None;
+        let mut store_error: Option<String> = None;
         let buf = &mut out.keys;
         for (i, limit) in limits.iter().enumerate() {
             let slot_index = limit.policy_index(req.tier);
@@ -348,7 +356,11 @@ impl Gate {
                     }
                 }
             } else {
-                *decision = slot.limiter.check_settled(slot.id, key, 1, now);
+                match slot.limiter.check_settled(slot.id, key, 1, now) {
+                    Ok(d) => *decision = d,
+                    // The decision stays the fail-closed denial; the reason says why.
+                    Err(e) => store_error = Some(e.to_string()),
+                }
             }
             limit.counters.0.record(
                 decision.allowed,
@@ -385,6 +397,12 @@ impl Gate {
                 inner.keyer,
             );
             let policy = applied[i].policy.to_string();
+            if let Some(message) = store_error {
+                self.rate_headers(inner, applied, headers);
+                out.route = Some(route.text);
+                out.answer(Action::Limited, Reason::StoreError { policy, message });
+                return;
+            }
             self.abuse.deny(&key, &policy, route.text, now);
             if let Some(store) = &self.store {
                 self.abuse.save_now_and_then(store.as_ref(), now);
@@ -437,7 +455,13 @@ impl Gate {
     /// The old config keeps running if the new one cannot be applied.
     pub fn reload(&self, config: Config) -> Result<ReloadSummary, GateError> {
         let old = self.inner.read().clone();
-        let inner = compile(config, Some(&old), &self.clock, self.store.as_ref())?;
+        let inner = compile(
+            config,
+            Some(&old),
+            &self.clock,
+            self.store.as_ref(),
+            self.shared.as_ref(),
+        )?;
         let mut summary = ReloadSummary::default();
         for p in &inner.policies {
             let kept = old

@@ -140,6 +140,14 @@ pub enum Reason {
         /// The route's `match`.
         route: String,
     },
+    /// A limit could not be decided (its store failed), so the request was refused: the gate
+    /// fails closed.
+    StoreError {
+        /// The policy whose check failed.
+        policy: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -151,6 +159,12 @@ impl fmt::Display for Reason {
             Reason::Cors { refusal } => write!(f, "CORS: {refusal}"),
             Reason::Limited { policy, key, route } => {
                 write!(f, "limited by policy {policy} for {key} on route {route}")
+            }
+            Reason::StoreError { policy, message } => {
+                write!(
+                    f,
+                    "refused: policy {policy} could not be checked: {message}"
+                )
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::limit::decision::{
 use crate::limit::error::Error;
 use crate::limit::policy::{Algorithm, Policy, PolicyError};
 use crate::store::writer::Writer;
-use crate::store::{Durability, StoreConfig};
+use crate::store::{Durability, SharedStore, StoreConfig};
 
 /// The persistence side of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,8 @@ pub struct Limiter {
     inner: Arc<Inner>,
     /// Present when a store persists the tables.
     writer: Option<Writer>,
+    /// Present when the tables live in a shared store's files.
+    shared: Option<Arc<SharedStore>>,
 }
 
 struct Inner {
@@ -195,9 +197,14 @@ impl LimiterBuilder {
             return Err(Error::NoPolicies);
         }
         let store = self.store.open()?;
-        let saved_key = match &store {
-            Some((s, _)) => s.hash_key()?,
-            None => None,
+        let shared = match &self.store {
+            StoreConfig::Shared(s) => Some(Arc::clone(s)),
+            _ => None,
+        };
+        let saved_key = match (&store, &shared) {
+            (Some((s, _)), _) => s.hash_key()?,
+            (None, Some(s)) => Some(s.hash_key()),
+            (None, None) => None,
         };
         let hash_key = match saved_key.or(self.hash_key) {
             Some(k) => k,
@@ -223,16 +230,17 @@ impl LimiterBuilder {
             if !(4..=MAX_CAPACITY).contains(&capacity) {
                 return Err(Error::Capacity(capacity));
             }
-            let table = if store.is_some() {
-                Table::with_dirty_tracking(capacity, hash_key)
-            } else {
-                Table::new(capacity, hash_key)
+            let signature = format!("v2 {:?}", rule);
+            let table = match (&store, &shared) {
+                (_, Some(s)) => s.table(policy.name(), &signature, capacity)?,
+                (Some(_), None) => Table::with_dirty_tracking(capacity, hash_key),
+                (None, None) => Table::new(capacity, hash_key),
             };
             entries.push(Entry {
                 table,
                 max_cost: rule.algo.max_cost(),
                 durability: policy.durability_level(),
-                signature: format!("v2 {:?}", rule),
+                signature,
                 rule,
                 policy,
                 counts: DecisionCounts::new(),
@@ -252,7 +260,11 @@ impl LimiterBuilder {
                 Some(persist::open(&inner, store, config)?)
             }
         };
-        Ok(Limiter { inner, writer })
+        Ok(Limiter {
+            inner,
+            writer,
+            shared,
+        })
     }
 }
 
@@ -402,6 +414,9 @@ impl Limiter {
     /// Writes every change to the store and makes it durable (a no-op without a store).
     /// Dropping the limiter does the same.
     pub fn close(&self) -> Result<(), Error> {
+        if let Some(s) = &self.shared {
+            s.sync()?;
+        }
         match &self.writer {
             Some(w) => Ok(w.wait_durable()?),
             None => Ok(()),
@@ -429,6 +444,15 @@ impl Limiter {
 
     /// The writer's counters and the store's size, when a store is attached.
     pub fn store_stats(&self) -> Option<StoreStats> {
+        if let Some(s) = &self.shared {
+            return Some(StoreStats {
+                flushes: 0,
+                pages_written: 0,
+                names_dropped: 0,
+                write_errors: 0,
+                size_on_disk: s.size_on_disk(),
+            });
+        }
         let w = self.writer.as_ref()?;
         let s = w.stats();
         Some(StoreStats {
@@ -451,10 +475,19 @@ impl Limiter {
         f: &Fingerprint,
         up: (bool, bool),
     ) -> Result<(), Error> {
+        let (wrote, placed) = up;
         let Some(w) = &self.writer else {
+            // Shared tables are their own state: only immediate durability has work to do.
+            if let Some(s) = &self.shared {
+                if wrote && e.durability == Durability::Immediate {
+                    s.sync()?;
+                }
+            }
             return Ok(());
         };
-        let (wrote, placed) = up;
+        if w.forked() {
+            return Err(w.forked_error().into());
+        }
         if placed {
             w.record_name(id.index(), f.fp, key);
         }
@@ -551,7 +584,7 @@ impl Limiter {
             },
         );
         Self::count(e, &verdict);
-        if self.writer.is_some() {
+        if self.writer.is_some() || self.shared.is_some() {
             self.persist(e, id, key, &f, (up.wrote, up.placed))?;
         }
         Ok(A::answer(&Checked {
@@ -584,9 +617,8 @@ impl Limiter {
         self.check_as(id, key.as_ref(), cost, now)
     }
 
-    /// [`Limiter::check_at`] for a caller that fails closed and reads every number (the gate):
-    /// the decision's numbers are worked out at once, and an error (which a validated
-    /// configuration never causes) becomes a denial asking to retry in a second.
+    /// [`Limiter::check_at`] for a caller that reads every number (the gate): the decision's
+    /// numbers are worked out at once.
     #[inline]
     pub(crate) fn check_settled(
         &self,
@@ -594,11 +626,9 @@ impl Limiter {
         key: &[u8],
         cost: u32,
         now: Nanos,
-    ) -> Decision {
-        match self.check_as::<Settled<Decision>>(id, key, cost, now) {
-            Ok(Settled(d)) => d,
-            Err(_) => Decision::fail_closed(id, now),
-        }
+    ) -> Result<Decision, Error> {
+        self.check_as::<Settled<Decision>>(id, key, cost, now)
+            .map(|Settled(d)| d)
     }
 
     /// [`Limiter::check`] by policy name.
@@ -648,7 +678,7 @@ impl Limiter {
             let n = op(rule, s);
             (n, n)
         });
-        if self.writer.is_some() {
+        if self.writer.is_some() || self.shared.is_some() {
             self.persist(e, id, key, &f, (up.wrote, up.placed))?;
         }
         Ok(Self::decision(e, id, &rule.peek(up.value, now, 1), now))

@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Another process (or another open in this process) holds the store.
-    #[error("store {path} is in use by another process or limiter (one process per store; share a limiter, or use one store per process)")]
+    #[error("store {path} is in use by another process or limiter: a sled store belongs to one process; for several worker processes (nginx, gunicorn or uvicorn workers, Node cluster, a pre-forking server) use the shared store ([store] kind = \"shared\")")]
     Locked {
         /// The store's folder.
         path: String,
@@ -36,6 +36,12 @@ pub enum StoreError {
         found: u32,
         /// The version this build reads.
         supported: u32,
+    },
+    /// A store that belongs to one process, used in a child forked after it was opened.
+    #[error("store {path} was opened before fork() and is used in a child process: a sled store belongs to the process that opened it; open it after fork(), one per process, or share one limiter across worker processes with the shared store ([store] kind = \"shared\")")]
+    Forked {
+        /// The store's folder.
+        path: String,
     },
     /// An I/O error.
     #[error("store {path}: {detail}")]

@@ -12,6 +12,7 @@
 
 mod error;
 mod memory;
+mod shared;
 mod sled;
 pub(crate) mod writer;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use self::sled::SledStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use shared::{SharedStore, TableFile, SHARED_FORMAT_VERSION, STALE_AFTER};
 
 /// How soon a policy's decisions reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,8 +114,10 @@ pub struct Saved {
 pub enum StoreConfig {
     /// Nothing is persisted.
     Memory,
-    /// A sled database in a folder.
+    /// A sled database in a folder, for one process.
     Sled(SledConfig),
+    /// Tables in files mapped by every process that opens the folder (see [`SharedStore`]).
+    Shared(Arc<SharedStore>),
     /// A store made by the caller (e.g. a [`MemoryStore`] shared by successive limiters).
     Custom(Arc<dyn Store>, WriterConfig),
 }
@@ -123,6 +127,7 @@ impl std::fmt::Debug for StoreConfig {
         match self {
             StoreConfig::Memory => f.write_str("Memory"),
             StoreConfig::Sled(c) => f.debug_tuple("Sled").field(c).finish(),
+            StoreConfig::Shared(s) => f.debug_tuple("Shared").field(&s.path()).finish(),
             StoreConfig::Custom(s, w) => f
                 .debug_tuple("Custom")
                 .field(&s.location())
@@ -168,6 +173,14 @@ impl StoreConfig {
         })
     }
 
+    /// The shared store in folder `path`, opened (or created) now: every process that opens
+    /// the same folder with the same policies shares their counters.
+    pub fn shared(path: impl AsRef<std::path::Path>) -> Result<Self, StoreError> {
+        Ok(StoreConfig::Shared(Arc::new(SharedStore::open(
+            path.as_ref(),
+        )?)))
+    }
+
     /// A store made by the caller.
     pub fn custom(store: Arc<dyn Store>) -> Self {
         StoreConfig::Custom(store, WriterConfig::default())
@@ -178,7 +191,7 @@ impl StoreConfig {
         match &mut self {
             StoreConfig::Sled(c) => c.writer.flush_interval = every,
             StoreConfig::Custom(_, w) => w.flush_interval = every,
-            StoreConfig::Memory => {}
+            StoreConfig::Memory | StoreConfig::Shared(_) => {}
         }
         self
     }
@@ -191,10 +204,10 @@ impl StoreConfig {
         self
     }
 
-    /// Opens the store (none for memory).
+    /// Opens the store (none for memory, nor for the shared store, whose tables are its state).
     pub(crate) fn open(&self) -> Result<Option<Opened>, StoreError> {
         Ok(match self {
-            StoreConfig::Memory => None,
+            StoreConfig::Memory | StoreConfig::Shared(_) => None,
             StoreConfig::Sled(c) => Some((
                 Arc::new(SledStore::open(&c.path, c.cache_capacity)?),
                 c.writer,

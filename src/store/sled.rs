@@ -21,9 +21,12 @@ const HASH_KEY: &[u8] = b"portcullis/hash_key";
 
 /// A [`Store`] in a sled database.
 pub struct SledStore {
-    db: sled::Db,
-    meta: sled::Tree,
+    db: std::mem::ManuallyDrop<sled::Db>,
+    meta: std::mem::ManuallyDrop<sled::Tree>,
     path: PathBuf,
+    /// The fork generation it was opened in: a child forked later must not touch it (sled's
+    /// threads are the parent's), not even to drop it.
+    born: u64,
 }
 
 impl SledStore {
@@ -53,9 +56,10 @@ impl SledStore {
         };
         let meta = db.open_tree("meta").map_err(|e| io(&shown, e))?;
         let store = Self {
-            db,
-            meta,
+            db: std::mem::ManuallyDrop::new(db),
+            meta: std::mem::ManuallyDrop::new(meta),
             path: path.to_path_buf(),
+            born: crate::core::fork::watch(),
         };
         store.check_format()?;
         Ok(store)
@@ -238,6 +242,7 @@ impl Store for SledStore {
     }
 
     fn write(&self, changes: &[PolicyChanges]) -> Result<(), StoreError> {
+        self.forked()?;
         let path = self.shown();
         for c in changes {
             let state = self.tree("state", &c.policy)?;
@@ -273,6 +278,7 @@ impl Store for SledStore {
     }
 
     fn sync(&self, power_loss: bool) -> Result<(), StoreError> {
+        self.forked()?;
         let path = self.shown();
         self.db.flush().map_err(|e| io(&path, e))?;
         if power_loss {
@@ -297,6 +303,7 @@ impl Store for SledStore {
     }
 
     fn record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.forked()?;
         let path = self.shown();
         let tree = self.db.open_tree("records").map_err(|e| io(&path, e))?;
         Ok(tree
@@ -306,6 +313,7 @@ impl Store for SledStore {
     }
 
     fn set_record(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.forked()?;
         let path = self.shown();
         let tree = self.db.open_tree("records").map_err(|e| io(&path, e))?;
         tree.insert(name, value)
@@ -314,8 +322,28 @@ impl Store for SledStore {
     }
 }
 
+impl SledStore {
+    /// Used in a child forked after the open: refuse (sled's threads stayed in the parent).
+    fn forked(&self) -> Result<(), StoreError> {
+        if crate::core::fork::generation() != self.born {
+            return Err(StoreError::Forked { path: self.shown() });
+        }
+        Ok(())
+    }
+}
+
 impl Drop for SledStore {
     fn drop(&mut self) {
+        if crate::core::fork::generation() != self.born {
+            // In a forked child, dropping sled would wait for threads that are not here:
+            // leave it to the process's exit.
+            return;
+        }
+        // SAFETY: dropped once, here; neither field is used after.
+        unsafe {
+            std::mem::ManuallyDrop::drop(&mut self.meta);
+            std::mem::ManuallyDrop::drop(&mut self.db);
+        }
         closing::record(&self.path);
     }
 }

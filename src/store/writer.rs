@@ -68,6 +68,9 @@ struct Shared {
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The fork generation the thread was started in: in a child forked later, the thread is
+    /// missing (see `crate::core::fork`).
+    born: u64,
 }
 
 struct Job {
@@ -107,6 +110,7 @@ impl Writer {
             live,
             capacity,
         };
+        let born = crate::core::fork::watch();
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("portcullis-writer".into())
@@ -118,7 +122,22 @@ impl Writer {
         Ok(Self {
             shared,
             thread: Mutex::new(Some(thread)),
+            born,
         })
+    }
+
+    /// This process is a child forked after the writer started: its thread is missing here.
+    #[inline]
+    pub(crate) fn forked(&self) -> bool {
+        crate::core::fork::generation() != self.born
+    }
+
+    /// The error of a use in a forked child.
+    #[cold]
+    pub(crate) fn forked_error(&self) -> StoreError {
+        StoreError::Forked {
+            path: self.shared.store.location(),
+        }
     }
 
     /// Remembers the name of a key just placed in policy `policy`'s table. Never blocks: a
@@ -137,6 +156,9 @@ impl Writer {
     /// Returns once everything written to the table before the call is on disk, sharing the
     /// flush with every caller waiting at the same time.
     pub(crate) fn wait_durable(&self) -> Result<(), StoreError> {
+        if self.forked() {
+            return Err(self.forked_error());
+        }
         let s = &self.shared;
         let mut c = s.commit.lock();
         c.requested += 1;
@@ -163,6 +185,9 @@ impl Writer {
 
     /// The name of a key, if recorded.
     pub(crate) fn name(&self, policy: usize, fp: u64) -> Option<Vec<u8>> {
+        if self.forked() {
+            return None;
+        }
         self.drain_names();
         let known = self.shared.known.lock();
         known.get(policy)?.get(&fp).map(|n| n.to_vec())
@@ -190,6 +215,14 @@ impl Writer {
 
     /// Writes everything, stops the thread and waits for it.
     pub(crate) fn shutdown(&self) -> Result<(), StoreError> {
+        if self.forked() {
+            // The thread and whatever it held belong to the parent: leave them alone (its
+            // handle is not joinable here), and never wait.
+            if let Some(t) = self.thread.try_lock().and_then(|mut t| t.take()) {
+                std::mem::forget(t);
+            }
+            return Err(self.forked_error());
+        }
         let result = self.wait_durable();
         {
             let mut c = self.shared.commit.lock();
