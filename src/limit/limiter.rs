@@ -51,6 +51,9 @@ struct Entry {
     /// What a fresh key may use at once: the largest affordable cost.
     max_cost: u32,
     durability: Durability,
+    /// An immediate policy whose table is a shared store's file: a decision that changed a key
+    /// returns after the file is synced. (Other shared tables need nothing after a check.)
+    sync_shared: bool,
     signature: String,
     table: Table,
     counts: DecisionCounts,
@@ -240,6 +243,7 @@ impl LimiterBuilder {
                 table,
                 max_cost: rule.algo.max_cost(),
                 durability: policy.durability_level(),
+                sync_shared: shared.is_some() && policy.durability_level() == Durability::Immediate,
                 signature,
                 rule,
                 policy,
@@ -584,7 +588,7 @@ impl Limiter {
             },
         );
         Self::count(e, &verdict);
-        if self.writer.is_some() || self.shared.is_some() {
+        if self.writer.is_some() || e.sync_shared {
             self.persist(e, id, key, &f, (up.wrote, up.placed))?;
         }
         Ok(A::answer(&Checked {
