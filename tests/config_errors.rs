@@ -265,3 +265,69 @@ fn errors_display_file_line_column() {
     assert_eq!(missing.errors()[0].line(), 0);
     assert!(missing.to_string().starts_with("cannot read config file"));
 }
+
+#[test]
+fn every_problem_of_one_policy_is_reported_at_once() {
+    let text = r#"[[policy]]
+name = "has space"
+limit = "100/fortnight"
+burst = 0
+block = "soon"
+durability = "eventually"
+capacity = 2
+"#;
+    let all = places(text);
+    let lines: Vec<usize> = all.iter().map(|e| e.0).collect();
+    assert_eq!(lines, [2, 3, 4, 5, 6, 7], "{all:?}");
+    assert!(all[0].2.contains("invalid policy name"), "{}", all[0].2);
+    assert!(all[1].2.contains("invalid quota"), "{}", all[1].2);
+    assert!(
+        all[2].2.starts_with("burst must be between 1"),
+        "{}",
+        all[2].2
+    );
+    assert!(
+        all[3].2.starts_with("block: invalid duration"),
+        "{}",
+        all[3].2
+    );
+    assert!(all[4].2.starts_with("unknown durability"), "{}", all[4].2);
+    assert!(all[5].2.contains("between 4 and"), "{}", all[5].2);
+
+    // An unknown algorithm hides nothing that does not depend on it.
+    let all = places(
+        "[[policy]]\nname = \"b\"\nalgorithm = \"token_bucket\"\nlimit = \"5 a minute\"\nmax_delay = \"later\"\n",
+    );
+    let lines: Vec<usize> = all.iter().map(|e| e.0).collect();
+    assert_eq!(lines, [3, 4, 5], "{all:?}");
+
+    // What the algorithm cannot represent is refused under the name as written.
+    let all = places(
+        "[[policy]]\nname = \"bad name\"\nalgorithm = \"fixed_window\"\nlimit = \"5/m\"\nburst = 2\nblock = \"later\"\n",
+    );
+    let lines: Vec<usize> = all.iter().map(|e| e.0).collect();
+    assert_eq!(lines, [2, 5, 6], "{all:?}");
+    assert!(
+        all[1]
+            .2
+            .starts_with("policy \"bad name\": fixed_window has no burst"),
+        "{}",
+        all[1].2
+    );
+}
+
+#[test]
+fn hints_list_only_the_policies_that_can_be_used() {
+    let text = "[[policy]]\nname = \"login\"\nlimit = \"5/15m\"\n\
+                [[policy]]\nname = \"bad name\"\nlimit = \"1/s\"\n\
+                [[route]]\nmatch = \"/x\"\n\
+                limits = [{ policy = \"zzz\", key = \"ip\" }, { policy = \"bad name\", key = \"ip\" }, { policy = \"bad nam\", key = \"ip\" }]\n";
+    let all = places(text);
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(all[0].2.contains("invalid policy name"), "{}", all[0].2);
+    assert_eq!(all[1].2, "unknown policy \"zzz\": defined policies: login");
+    assert_eq!(
+        all[2].2,
+        "unknown policy \"bad nam\": defined policies: login"
+    );
+}

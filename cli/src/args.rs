@@ -20,7 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a demo HTTP API on 127.0.0.1 with the gate in front (SIGHUP reloads the config).
     Serve(ServeArgs),
-    /// Make one gate decision from the command line (exit 1 when refused or limited).
+    /// Make one gate decision from the command line (exit 1 when refused or limited): a dry run
+    /// against an in-memory copy of the config's store unless --live.
     Check(CheckArgs),
     /// Check a config file and explain its errors (exit 1 when invalid).
     Validate(ValidateArgs),
@@ -87,6 +88,11 @@ pub struct CheckArgs {
     /// Decide this many times in a row, showing the last.
     #[arg(long, short = 'n', default_value_t = 1)]
     pub repeat: u32,
+    /// Open the configured store and charge it, as a request to the server would. Without it,
+    /// check is a dry run: it decides against an in-memory copy of the config's store (empty
+    /// counters, the same capacity) and charges nothing persistent.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Args)]

@@ -1,13 +1,21 @@
 //! The one-shot commands: check, validate, inspect, reset.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
-use portcullis::config::{Config, KeyKind, StoreKind};
-use portcullis::gate::{Action, Gate, GateRequest, GateStats};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use portcullis::config::{Config, KeyKind, StoreKind, StoreSettings};
+use portcullis::gate::{Action, Gate, GateError, GateRequest, GateStats, KeyState, LimitStats};
+use portcullis::store::StoreError;
 use serde_json::json;
 
 use crate::args::{CheckArgs, ConfigArgs, InspectArgs, ResetArgs, ValidateArgs};
+
+/// `n` and the noun, singular for 1: `1 limit`, `2 limits`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 pub fn load_config(args: &ConfigArgs) -> Result<Config, String> {
     let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
@@ -17,10 +25,29 @@ pub fn load_config(args: &ConfigArgs) -> Result<Config, String> {
     Ok(config)
 }
 
-pub fn open_gate(args: &ConfigArgs) -> Result<(Gate, Config), String> {
+/// Opens a gate on the config's store. `when_locked` says what to do instead when another
+/// process (a running server) holds the store.
+pub fn open_gate(args: &ConfigArgs, when_locked: &str) -> Result<(Gate, Config), String> {
     let config = load_config(args)?;
-    let gate = Gate::new(config.clone()).map_err(|e| e.to_string())?;
+    let gate = build_gate(&config, when_locked)?;
     Ok((gate, config))
+}
+
+fn build_gate(config: &Config, when_locked: &str) -> Result<Gate, String> {
+    Gate::new(config.clone()).map_err(|e| {
+        let locked = matches!(
+            &e,
+            GateError::Store(StoreError::Locked { .. })
+                | GateError::Limiter(portcullis::Error::Store(StoreError::Locked { .. }))
+        );
+        match (locked, &config.store.path) {
+            (true, Some(path)) => format!(
+                "the store {} is locked by another process, most likely a running `portcullis serve` (one process per store): {when_locked}",
+                path.display()
+            ),
+            _ => e.to_string(),
+        }
+    })
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -32,7 +59,20 @@ fn exit(ok: bool) -> ExitCode {
 }
 
 pub fn check(a: CheckArgs, as_json: bool) -> Result<ExitCode, String> {
-    let (gate, _) = open_gate(&a.config)?;
+    let mut config = load_config(&a.config)?;
+    let dry_run = !a.live;
+    if dry_run {
+        // A copy of the store in memory: the same tables, empty, gone when check exits.
+        config.store = StoreSettings {
+            kind: StoreKind::Memory,
+            capacity: config.store.capacity,
+            ..StoreSettings::default()
+        };
+    }
+    let gate = build_gate(
+        &config,
+        "stop the server to charge its store, or leave out --live for a dry run",
+    )?;
     let mut req = GateRequest::new(&a.method, &a.path).ip(a.ip);
     req.origin = a.origin.as_deref();
     req.request_method = a.request_method.as_deref();
@@ -63,7 +103,7 @@ pub fn check(a: CheckArgs, as_json: bool) -> Result<ExitCode, String> {
             json!({
                 "status": outcome.action(), "code": code, "route": outcome.route(),
                 "reason": outcome.reason(), "delay_ms": outcome.delay().as_millis() as u64,
-                "headers": headers, "limits": applied,
+                "headers": headers, "limits": applied, "dry_run": dry_run,
             })
         );
     } else {
@@ -77,6 +117,11 @@ pub fn check(a: CheckArgs, as_json: bool) -> Result<ExitCode, String> {
         }
         for (n, v) in outcome.headers() {
             println!("{n}: {v}");
+        }
+        if dry_run {
+            println!(
+                "(dry run: decided against an in-memory copy of the store, with empty counters; nothing persistent was charged. --live charges the configured store)"
+            );
         }
     }
     gate.close().map_err(|e| e.to_string())?;
@@ -93,17 +138,28 @@ pub fn validate(a: ValidateArgs, as_json: bool) -> Result<ExitCode, String> {
                 );
             } else {
                 println!(
-                    "{}: valid ({} policies, {} routes, CORS {})",
+                    "{}: valid ({}, {}, CORS {})",
                     a.config.display(),
-                    c.policies.len(),
-                    c.routes.len(),
+                    count(c.policies.len() as u64, "policy", "policies"),
+                    count(c.routes.len() as u64, "route", "routes"),
                     if c.cors.is_some() { "on" } else { "off" }
                 );
                 for p in &c.policies {
                     println!("  policy {}", p.policy);
                 }
                 for r in &c.routes {
-                    println!("  route {} ({} limits)", r.text, r.limits.len());
+                    let anonymous = match &r.anonymous {
+                        Some(l) => format!(
+                            ", {} without a principal",
+                            count(l.len() as u64, "limit", "limits")
+                        ),
+                        None => String::new(),
+                    };
+                    println!(
+                        "  route {} ({}{anonymous})",
+                        r.text,
+                        count(r.limits.len() as u64, "limit", "limits")
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -119,9 +175,8 @@ pub fn validate(a: ValidateArgs, as_json: bool) -> Result<ExitCode, String> {
             } else {
                 eprintln!("{errors}");
                 eprintln!(
-                    "{} error{} in {}",
-                    errors.len(),
-                    if errors.len() == 1 { "" } else { "s" },
+                    "{} in {}",
+                    count(errors.len() as u64, "error", "errors"),
                     a.config.display()
                 );
             }
@@ -130,34 +185,33 @@ pub fn validate(a: ValidateArgs, as_json: bool) -> Result<ExitCode, String> {
     }
 }
 
+/// The keys of each policy, in the config's order.
+type PolicyKeys = Vec<(String, Vec<KeyState>)>;
+
 pub fn inspect(a: InspectArgs, as_json: bool) -> Result<ExitCode, String> {
+    let only = a.policy.as_deref();
     if let Some(server) = a.server {
-        let (code, body) = crate::http::fetch(server, "GET", "/_portcullis/stats")
-            .map_err(|e| format!("cannot reach {server}: {e}"))?;
-        if code != 200 {
-            return Err(format!("{server} answered {code}: {body}"));
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-        let stats: GateStats =
-            serde_json::from_value(v["gate"].clone()).map_err(|e| e.to_string())?;
-        print_stats(&stats, as_json);
+        let (keys, stats) = inspect_server(server, only)?;
+        print_inspection(&keys, &stats, only, true, as_json);
         return Ok(ExitCode::SUCCESS);
     }
-    let (gate, config) = open_gate(&a.config)?;
+    let (gate, config) = open_gate(
+        &a.config,
+        "ask the running server with --server ADDR, or stop it first",
+    )?;
     if config.store.kind == StoreKind::Memory {
         eprintln!("portcullis: the store is in memory: nothing was kept; use --server to ask a running server");
     }
-    let mut policies = Vec::new();
+    let mut keys = Vec::new();
     for p in &config.policies {
         let name = p.policy.name();
-        if a.policy.as_deref().is_some_and(|only| only != name) {
+        if only.is_some_and(|only| only != name) {
             continue;
         }
-        let keys = gate.keys(name).map_err(|e| e.to_string())?;
-        policies.push((name.to_owned(), keys));
+        keys.push((name.to_owned(), gate.keys(name).map_err(|e| e.to_string())?));
     }
-    if let Some(only) = &a.policy {
-        if policies.is_empty() {
+    if let Some(only) = only {
+        if keys.is_empty() {
             return Err(format!(
                 "no policy named {only:?} in {}",
                 a.config.config.display()
@@ -166,77 +220,121 @@ pub fn inspect(a: InspectArgs, as_json: bool) -> Result<ExitCode, String> {
     }
     // Restored from the store with the counters: what the last server saw.
     let stats = gate.stats();
-    let abuse = json!({ "top_limited": stats.top_limited, "recent_denials": stats.recent_denials });
-    if as_json {
-        let list: serde_json::Map<String, serde_json::Value> = policies
-            .iter()
-            .map(|(n, k)| (n.clone(), json!(k)))
-            .collect();
-        println!(
-            "{}",
-            json!({ "keys": list, "top_limited": abuse["top_limited"], "recent_denials": abuse["recent_denials"] })
-        );
-    } else {
-        for (name, keys) in &policies {
-            println!("policy {name}: {} live key(s)", keys.len());
-            for k in keys {
-                println!(
-                    "  {:<40} {}/{} left{}{}",
-                    k.key,
-                    k.remaining,
-                    k.limit,
-                    if k.blocked { ", blocked" } else { "" },
-                    if k.retry_after_ms > 0 {
-                        format!(", retry in {} s", k.retry_after_ms.div_ceil(1000))
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-        }
-        println!("top limited keys:");
-        for o in abuse["top_limited"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<40} {} denials",
-                o["key"].as_str().unwrap_or("?"),
-                o["denials"]
-            );
-        }
-        println!("recent denials:");
-        for d in abuse["recent_denials"].as_array().into_iter().flatten() {
-            println!(
-                "  {} {} by {} on {}",
-                d["at_unix_ms"],
-                d["key"].as_str().unwrap_or("?"),
-                d["policy"].as_str().unwrap_or("?"),
-                d["route"].as_str().unwrap_or("?")
-            );
-        }
-    }
+    print_inspection(&keys, &stats, only, false, as_json);
     gate.close().map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_stats(stats: &GateStats, as_json: bool) {
+/// Asks a running `portcullis serve` for its stats and the keys of its policies (of `only`).
+fn inspect_server(
+    server: SocketAddr,
+    only: Option<&str>,
+) -> Result<(PolicyKeys, GateStats), String> {
+    let target = match only {
+        Some(policy) => format!("/_portcullis/stats?policy={}", encode(policy)),
+        None => "/_portcullis/stats".to_owned(),
+    };
+    let (code, body) = crate::http::fetch(server, "GET", &target)
+        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    if code != 200 {
+        return Err(match v["error"].as_str() {
+            Some(e) => format!("{server}: {e}"),
+            None => format!("{server} answered {code}: {body}"),
+        });
+    }
+    let stats: GateStats = serde_json::from_value(v["gate"].clone())
+        .map_err(|e| format!("{server} sent stats this command cannot read: {e}"))?;
+    let mut listed: HashMap<String, Vec<KeyState>> = serde_json::from_value(v["keys"].clone())
+        .map_err(|e| format!("{server} sent no key listing this command can read: {e}"))?;
+    let keys = stats
+        .policies
+        .iter()
+        .filter_map(|p| listed.remove(&p.name).map(|k| (p.name.clone(), k)))
+        .collect();
+    Ok((keys, stats))
+}
+
+/// Whether a limit line of the stats applies `policy` (alone, or for one of its tiers).
+fn limit_applies(limit: &LimitStats, policy: &str) -> bool {
+    limit.policy == policy
+        || limit.policy.split(',').any(|tier| {
+            tier.strip_suffix(policy)
+                .is_some_and(|name| name.ends_with(':'))
+        })
+}
+
+/// Prints what inspect found: the keys of each policy, the counters of each route's limits
+/// (`routes`: from a running server), the most limited keys and the latest denials; with
+/// `only`, what concerns that policy.
+fn print_inspection(
+    keys: &[(String, Vec<KeyState>)],
+    stats: &GateStats,
+    only: Option<&str>,
+    routes: bool,
+    as_json: bool,
+) {
+    let mut stats = stats.clone();
+    if let Some(only) = only {
+        stats.limits.retain(|l| limit_applies(l, only));
+        stats.policies.retain(|p| p.name == only);
+        stats.recent_denials.retain(|d| d.policy == only);
+    }
     if as_json {
-        println!("{}", json!(stats));
+        let list: serde_json::Map<String, serde_json::Value> =
+            keys.iter().map(|(n, k)| (n.clone(), json!(k))).collect();
+        let report = if routes {
+            let mut report = json!(stats);
+            report["keys"] = list.into();
+            report
+        } else {
+            json!({ "keys": list, "top_limited": stats.top_limited, "recent_denials": stats.recent_denials })
+        };
+        println!("{report}");
         return;
     }
-    for l in &stats.limits {
+    for (name, keys) in keys {
         println!(
-            "{:<32} {:<28} key={:<9}{} allowed={} denied={} delayed={}",
-            l.route,
-            l.policy,
-            l.key,
-            if l.shadow { " (shadow)" } else { "" },
-            l.allowed,
-            l.denied,
-            l.delayed
+            "policy {name}: {}",
+            count(keys.len() as u64, "live key", "live keys")
         );
+        for k in keys {
+            println!(
+                "  {:<40} {}/{} left{}{}",
+                k.key,
+                k.remaining,
+                k.limit,
+                if k.blocked { ", blocked" } else { "" },
+                if k.retry_after_ms > 0 {
+                    format!(", retry in {} s", k.retry_after_ms.div_ceil(1000))
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
-    println!("top limited keys:");
+    if routes {
+        println!("limits by route:");
+        for l in &stats.limits {
+            println!(
+                "  {:<32} {:<28} key={:<9}{} allowed={} denied={} delayed={}",
+                l.route,
+                l.policy,
+                l.key,
+                if l.shadow { " (shadow)" } else { "" },
+                l.allowed,
+                l.denied,
+                l.delayed
+            );
+        }
+    }
+    // The sketch counts keys, not policies: its list is the same whatever `only` is.
+    match only {
+        Some(_) => println!("top limited keys (all policies):"),
+        None => println!("top limited keys:"),
+    }
     for o in &stats.top_limited {
-        println!("  {:<40} {} denials", o.key, o.denials);
+        println!("  {:<40} {}", o.key, count(o.denials, "denial", "denials"));
     }
     println!("recent denials:");
     for d in &stats.recent_denials {
@@ -284,7 +382,10 @@ pub fn reset(a: ResetArgs, as_json: bool) -> Result<ExitCode, String> {
         }
         v["reset"].as_bool().unwrap_or(false)
     } else {
-        let (gate, _) = open_gate(&a.config)?;
+        let (gate, _) = open_gate(
+            &a.config,
+            "reset on the running server with --server ADDR, or stop it first",
+        )?;
         let had = reset_key(&gate, &a.policy, &a.key)?;
         gate.close().map_err(|e| e.to_string())?;
         had
@@ -302,13 +403,14 @@ pub fn reset(a: ResetArgs, as_json: bool) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a query value may keep as it is: the unreserved characters of RFC 3986.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a query value.
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }

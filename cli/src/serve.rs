@@ -1,10 +1,11 @@
 //! `serve`: a demo HTTP API with the gate in front.
 //!
 //! Routes: `POST /api/v1/auth/login`, `GET /api/v1/export` (slow, concurrency-limited), any
-//! other `/api/` path, and the loopback-only admin endpoints `GET /_portcullis/stats` and
-//! `POST /_portcullis/reset?policy=..&key=..`. The principal is the bearer token of
-//! `Authorization`, the tier comes from `X-Tier`. SIGHUP reloads the config; SIGINT and SIGTERM
-//! stop the server after writing every counter to the store.
+//! other `/api/` path, and the loopback-only admin endpoints `GET /_portcullis/stats` (with the
+//! live keys of every policy, or of `?policy=..`) and `POST /_portcullis/reset?policy=..&key=..`.
+//! The principal is the bearer token of `Authorization`, the tier comes from `X-Tier`. SIGHUP
+//! reloads the config; SIGINT and SIGTERM stop the server after writing every counter to the
+//! store.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
@@ -54,7 +55,10 @@ struct App {
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
-    let (gate, _) = open_gate(&args.config)?;
+    let (gate, _) = open_gate(
+        &args.config,
+        "stop the other server, or give this one its own store with --data",
+    )?;
     let listener = TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -240,6 +244,26 @@ fn admin(app: &App, req: &Request, w: &mut TcpStream) -> std::io::Result<()> {
     let keep = req.keep_alive;
     match (req.method.as_str(), req.path()) {
         ("GET", "/_portcullis/stats") => {
+            let stats = app.gate.stats();
+            // The live keys of every policy, or of `?policy=NAME`.
+            let only = req.query("policy");
+            let mut keys = serde_json::Map::new();
+            for p in &stats.policies {
+                if only.as_ref().is_some_and(|only| *only != p.name) {
+                    continue;
+                }
+                match app.gate.keys(&p.name) {
+                    Ok(k) => keys.insert(p.name.clone(), json!(k)),
+                    Err(e) => {
+                        let body = json!({ "error": e.to_string() }).to_string();
+                        return write_response(w, 500, &[], &body, keep);
+                    }
+                };
+            }
+            if let (Some(only), true) = (&only, keys.is_empty()) {
+                let body = json!({ "error": format!("no policy named {only:?}") }).to_string();
+                return write_response(w, 404, &[], &body, keep);
+            }
             let allowed: Vec<_> = app
                 .allowed
                 .lock()
@@ -249,7 +273,8 @@ fn admin(app: &App, req: &Request, w: &mut TcpStream) -> std::io::Result<()> {
                 .collect();
             let body = json!({
                 "uptime_ms": u64::try_from(app.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "gate": app.gate.stats(),
+                "gate": stats,
+                "keys": keys,
                 "allowed_by_key": allowed,
             });
             write_response(w, 200, &[], &body.to_string(), keep)

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/portcullis.toml");
+const LOGIN: &str = "POST /api/v1/auth/login HTTP/1.1\r\ncontent-length: 0";
 
 struct Server(Child);
 
@@ -214,9 +215,11 @@ fn validate_check_and_usage_exit_codes() {
         "POST",
         "/api/v1/auth/login",
     ];
-    let (code, out) = run(&login);
+    let mut live = login.to_vec();
+    live.push("--live");
+    let (code, out) = run(&live);
     assert_eq!(code, 0, "{out}");
-    let mut five = login.to_vec();
+    let mut five = live.clone();
     five.extend(["--repeat", "5"]);
     let (code, out) = run(&five);
     assert_eq!(code, 1, "the sixth attempt is limited: {out}");
@@ -227,4 +230,203 @@ fn validate_check_and_usage_exit_codes() {
     let (code, out) = run(&["--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("serve") && out.contains("inspect"));
+}
+
+/// The lines of inspect's text output that list policies and keys, without the times.
+fn key_listing(out: &str) -> Vec<String> {
+    out.lines()
+        .take_while(|l| l.starts_with("policy ") || l.starts_with("  "))
+        .map(|l| l.split(", retry in").next().unwrap().trim_end().to_owned())
+        .collect()
+}
+
+#[test]
+fn inspect_server_lists_the_keys_of_each_policy_and_honours_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, addr) = start(&data);
+    let (code, _) = request(
+        &addr,
+        "GET /api/v1/things HTTP/1.1\r\nauthorization: Bearer key-1",
+    );
+    assert_eq!(code, 200);
+    for _ in 0..5 {
+        assert_eq!(request(&addr, LOGIN).0, 200);
+    }
+    assert_eq!(request(&addr, LOGIN).0, 429);
+
+    let (code, online) = run(&["inspect", "--server", &addr]);
+    assert_eq!(code, 0, "{online}");
+    assert!(
+        online.contains("policy login: 1 live key\n  ip:127.0.0.1"),
+        "{online}"
+    );
+    assert!(online.contains(", blocked"), "{online}");
+    assert!(
+        online.contains("policy api-free: 1 live key\n  principal:key-1"),
+        "{online}"
+    );
+    assert!(online.contains("policy export: 0 live keys"), "{online}");
+    assert!(online.contains("1 denial\n"), "{online}");
+
+    let (code, out) = run(&["inspect", "--server", &addr, "--policy", "login"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("policy login: 1 live key\n"), "{out}");
+    assert!(!out.contains("policy api-free"), "{out}");
+    assert!(
+        !out.contains("api-anon"),
+        "only the login route's limits: {out}"
+    );
+    let (code, out) = run(&["--json", "inspect", "--server", &addr, "--policy", "login"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["keys"]["login"][0]["key"], "ip:127.0.0.1", "{v}");
+    assert_eq!(v["keys"]["login"][0]["blocked"], true, "{v}");
+    assert_eq!(v["keys"].as_object().unwrap().len(), 1, "{v}");
+    assert_eq!(v["recent_denials"][0]["policy"], "login", "{v}");
+    let (code, out) = run(&["inspect", "--server", &addr, "--policy", "nope"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no policy named \"nope\""), "{out}");
+
+    // The same listing as inspect on the store once the server has stopped.
+    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    assert!(server.0.wait().unwrap().success());
+    let data = data.to_str().unwrap();
+    let (code, offline) = run(&["inspect", "--config", CONFIG, "--data", data]);
+    assert_eq!(code, 0, "{offline}");
+    assert_eq!(key_listing(&online), key_listing(&offline));
+    // Six policies; keys under login, api-free and the shadow api-ip.
+    assert_eq!(key_listing(&offline).len(), 6 + 3, "{offline}");
+}
+
+#[test]
+fn check_is_a_dry_run_unless_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let login = [
+        "check",
+        "--config",
+        CONFIG,
+        "--data",
+        data_arg,
+        "-X",
+        "POST",
+        "/api/v1/auth/login",
+        "--repeat",
+        "5",
+    ];
+    for _ in 0..2 {
+        let (code, out) = run(&login);
+        assert_eq!(code, 0, "a dry run charges nothing that lasts: {out}");
+        assert!(out.contains("(dry run: "), "{out}");
+    }
+    assert!(!data.exists(), "a dry run does not open the store");
+    let (code, out) = run(&["check", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("dry run") && out.contains("--live"), "{out}");
+    let mut six = login.to_vec();
+    six[9] = "6";
+    let (code, out) = run(&six);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("429: limited by policy login"), "{out}");
+
+    let mut live = login.to_vec();
+    live.push("--live");
+    let (code, out) = run(&live);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("dry run"), "{out}");
+    assert!(data.exists(), "--live opens the store");
+    let (code, out) = run(&live);
+    assert_eq!(code, 1, "the live store kept the first five: {out}");
+
+    // Beside a running server: the dry run works, --live says why it cannot.
+    let (server, _addr) = start(&data);
+    let (code, out) = run(&login);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&live);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("is locked by another process, most likely a running `portcullis serve`"),
+        "{out}"
+    );
+    assert!(out.contains("leave out --live for a dry run"), "{out}");
+    let (code, out) = run(&["inspect", "--config", CONFIG, "--data", data_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("--server ADDR"), "{out}");
+    drop(server);
+}
+
+#[test]
+fn validate_counts_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = run(&["validate", CONFIG]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(6 policies, 3 routes, CORS on)"), "{out}");
+    assert!(
+        out.contains("route POST /api/v1/auth/login (1 limit)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("route /api/ (2 limits, 1 limit without a principal)\n"),
+        "{out}"
+    );
+    let one = dir.path().join("one.toml");
+    std::fs::write(
+        &one,
+        "[[policy]]\nname = \"a\"\nlimit = \"1/s\"\n[[route]]\nmatch = \"/a\"\nlimits = [{ policy = \"a\", key = \"ip\" }]\n",
+    )
+    .unwrap();
+    let (code, out) = run(&["validate", one.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(1 policy, 1 route, CORS off)"), "{out}");
+
+    // Every problem of a policy at once, and one error counted as one.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[policy]]\nname = \"has space\"\nlimit = \"100/fortnight\"\n",
+    )
+    .unwrap();
+    let (code, out) = run(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad.toml:2:8: invalid policy name"), "{out}");
+    assert!(
+        out.contains("bad.toml:3:9: policy \"has space\": invalid quota"),
+        "{out}"
+    );
+    assert!(out.contains("2 errors in"), "{out}");
+    std::fs::write(&bad, "[[policy]]\nname = \"a\"\nlimit = \"1/fortnight\"\n").unwrap();
+    let (_, out) = run(&["validate", bad.to_str().unwrap()]);
+    assert!(out.contains("\n1 error in"), "{out}");
+}
+
+#[test]
+fn admin_query_values_are_percent_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(&dir.path().join("data"));
+    for principal in ["a% 1", "\u{fc}+/&=?"] {
+        let head = format!("GET /api/v1/things HTTP/1.1\r\nauthorization: Bearer {principal}");
+        assert_eq!(request(&addr, &head).0, 200);
+    }
+    // `%` not followed by two hex digits stays as it is; `+` is a space.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /_portcullis/reset?policy=api-free&key=principal:a%+1 HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.ends_with(r#"{"reset":true}"#), "{text}");
+    // The CLI encodes what it sends.
+    let key = "principal:\u{fc}+/&=?";
+    let (code, out) = run(&[
+        "reset", "--server", &addr, "--policy", "api-free", "--key", key,
+    ]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("{key} under api-free: reset").as_str())
+    );
+    drop(server);
 }

@@ -42,7 +42,7 @@ mod route;
 use crate::limit::decision::HeaderStyle;
 use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
-use crate::limit::policy::{Algorithm, Policy};
+use crate::limit::policy::{Algorithm, Policy, PolicyError};
 use crate::limit::quota::{parse_duration, Quota};
 use crate::store::StoreConfig;
 pub use route::RoutePattern;
@@ -444,24 +444,36 @@ fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .copied()
-        .map(|c| (edit_distance(input, c), c))
+        .map(|c| (strsim::levenshtein(input, c), c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+/// The name a policy with an invalid name is checked under, for its other problems.
+const STAND_IN_NAME: &str = "policy";
+
+/// Why a policy name is refused (the limiter's rule), if it is.
+fn name_error(name: &str) -> Option<PolicyError> {
+    let quota = Quota::new(1, Duration::from_secs(1)).ok()?;
+    match Policy::new(name, Algorithm::Gcra, quota).validate() {
+        Err(e @ PolicyError::Name { .. }) => Some(e),
+        _ => None,
     }
-    prev[b.len()]
+}
+
+/// The error of a policy checked under [`STAND_IN_NAME`], naming the policy as written.
+fn named(mut e: PolicyError, as_written: &str) -> PolicyError {
+    use PolicyError as P;
+    match &mut e {
+        P::Name { name }
+        | P::Duplicate { name }
+        | P::LimitTooLarge { name, .. }
+        | P::WindowTooShort { name, .. }
+        | P::DurationTooLong { name, .. }
+        | P::BurstNotApplicable { name, .. } => as_written.clone_into(name),
+    }
+    e
 }
 
 fn one_of(what: &str, input: &str, allowed: &[&str]) -> String {
@@ -699,37 +711,43 @@ impl Ctx<'_> {
                     .get(..at)
                     .map_or(0, |b| b.matches('\n').count() + 1)
             };
-            if let Some((_, first)) = seen.iter().find(|(n, _)| n == name) {
-                let line = line_of(self, *first);
+            let duplicate = seen.iter().find(|(n, _)| n == name).map(|(_, at)| *at);
+            if let Some(first) = duplicate {
+                let line = line_of(self, first);
                 self.push(
                     p.name.span(),
                     format!(
                         "policy \"{name}\" is already defined on line {line}: give each policy its own name"
                     ),
                 );
-                continue;
+            } else {
+                seen.push((name.clone(), p.name.span().start));
             }
-            seen.push((name.clone(), p.name.span().start));
-            if let Some(policy) = self.policy(p) {
-                let capacity = p
-                    .capacity
-                    .as_ref()
-                    .and_then(|c| self.count(c, "policy capacity (keys)", 4, 1 << 30))
-                    .map_or(capacity, |c| c as usize);
-                let durability = match &p.durability {
-                    None => Durability::WriteBehind,
-                    Some(d) => match d.get_ref().as_str() {
-                        "immediate" => Durability::Immediate,
-                        "write_behind" => Durability::WriteBehind,
-                        other => {
-                            self.push(
-                                d.span(),
-                                one_of("durability", other, &["immediate", "write_behind"]),
-                            );
-                            Durability::WriteBehind
-                        }
-                    },
-                };
+            // Every setting is checked, whatever else is wrong with the policy.
+            let policy = self.policy(p);
+            let capacity = match &p.capacity {
+                None => Some(capacity),
+                Some(c) => self
+                    .count(c, "policy capacity (keys)", 4, 1 << 30)
+                    .map(|c| c as usize),
+            };
+            let durability = match &p.durability {
+                None => Some(Durability::WriteBehind),
+                Some(d) => match d.get_ref().as_str() {
+                    "immediate" => Some(Durability::Immediate),
+                    "write_behind" => Some(Durability::WriteBehind),
+                    other => {
+                        self.push(
+                            d.span(),
+                            one_of("durability", other, &["immediate", "write_behind"]),
+                        );
+                        None
+                    }
+                },
+            };
+            if let (None, Some(policy), Some(capacity), Some(durability)) =
+                (duplicate, policy, capacity, durability)
+            {
                 out.push(PolicySettings {
                     policy: policy.durability(durability),
                     durability,
@@ -740,6 +758,8 @@ impl Ctx<'_> {
         out
     }
 
+    /// Checks one policy's name, algorithm, limit and options, reporting every problem; the
+    /// policy when there is none.
     fn policy(&mut self, p: &RawPolicy) -> Option<Policy> {
         const ALGORITHMS: [&str; 5] = [
             "gcra",
@@ -749,22 +769,34 @@ impl Ctx<'_> {
             "concurrency",
         ];
         let name = p.name.get_ref().clone();
+        let mut ok = true;
+        // The name is checked on its own; the rest is checked under a stand-in name when it is
+        // invalid, so that a bad name hides no other problem.
+        let checked_as = match name_error(&name) {
+            None => name.clone(),
+            Some(e) => {
+                self.push(p.name.span(), e.to_string());
+                ok = false;
+                STAND_IN_NAME.to_owned()
+            }
+        };
+        // `None` for an unknown algorithm: what does not depend on it is still checked.
         let algorithm = match &p.algorithm {
-            None => Algorithm::Gcra,
+            None => Some(Algorithm::Gcra),
             Some(a) => match a.get_ref().as_str() {
-                "gcra" => Algorithm::Gcra,
-                "fixed_window" => Algorithm::FixedWindow,
-                "sliding_window" => Algorithm::SlidingWindow,
-                "leaky_bucket" => Algorithm::LeakyBucket { max_delay: None },
-                "concurrency" => Algorithm::Concurrency,
+                "gcra" => Some(Algorithm::Gcra),
+                "fixed_window" => Some(Algorithm::FixedWindow),
+                "sliding_window" => Some(Algorithm::SlidingWindow),
+                "leaky_bucket" => Some(Algorithm::LeakyBucket { max_delay: None }),
+                "concurrency" => Some(Algorithm::Concurrency),
                 other => {
                     self.push(a.span(), one_of("algorithm", other, &ALGORITHMS));
-                    return None;
+                    ok = false;
+                    None
                 }
             },
         };
-        let mut ok = true;
-        let quota = if algorithm == Algorithm::Concurrency {
+        let quota = if algorithm == Some(Algorithm::Concurrency) {
             let max = match p.limit.get_ref() {
                 toml::Value::Integer(n) if (1..=i64::from(u32::MAX)).contains(n) => Some(*n as u32),
                 _ => {
@@ -795,11 +827,15 @@ impl Ctx<'_> {
             }
         } else {
             if let Some(t) = &p.lease_timeout {
-                self.push(
-                    t.span(),
-                    "lease_timeout applies to concurrency policies only: remove it, or write algorithm = \"concurrency\"",
-                );
-                ok = false;
+                if algorithm.is_some() {
+                    self.push(
+                        t.span(),
+                        "lease_timeout applies to concurrency policies only: remove it, or write algorithm = \"concurrency\"",
+                    );
+                    ok = false;
+                } else {
+                    ok &= self.duration(t, "lease_timeout").is_some();
+                }
             }
             match p.limit.get_ref() {
                 toml::Value::String(s) => match s.parse::<Quota>() {
@@ -809,6 +845,8 @@ impl Ctx<'_> {
                         None
                     }
                 },
+                // A concurrency limit, perhaps: the unknown algorithm is the problem.
+                toml::Value::Integer(_) if algorithm.is_none() => None,
                 _ => {
                     self.push(
                         p.limit.span(),
@@ -818,14 +856,12 @@ impl Ctx<'_> {
                 }
             }
         };
-        let mut quota = quota?;
-        if let Some(b) = &p.burst {
-            match u32::try_from(*b.get_ref())
-                .map_err(|_| ())
-                .and_then(|v| quota.with_burst(v).map_err(|_| ()))
-            {
-                Ok(q) => quota = q,
-                Err(()) => {
+        let burst = p
+            .burst
+            .as_ref()
+            .and_then(|b| match u32::try_from(*b.get_ref()) {
+                Ok(v) if v >= 1 => Some((v, b.span())),
+                _ => {
                     self.push(
                         b.span(),
                         format!(
@@ -835,49 +871,82 @@ impl Ctx<'_> {
                         ),
                     );
                     ok = false;
+                    None
                 }
-            }
-        }
-        let mut policy = Policy::new(name.clone(), algorithm, quota);
-        if let Some(b) = &p.block {
-            match self.duration(b, "block") {
-                Some(d) => policy = policy.block(d),
-                None => ok = false,
-            }
-        }
-        if let Some(m) = &p.max_delay {
-            if !matches!(algorithm, Algorithm::LeakyBucket { .. }) {
+            });
+        let block = p.block.as_ref().and_then(|b| {
+            let d = self.duration(b, "block");
+            ok &= d.is_some();
+            Some((d?, b.span()))
+        });
+        let max_delay = match &p.max_delay {
+            Some(m) if algorithm.is_some_and(|a| !matches!(a, Algorithm::LeakyBucket { .. })) => {
                 self.push(
                     m.span(),
                     "max_delay applies to leaky_bucket policies only: remove it, or write algorithm = \"leaky_bucket\"",
                 );
                 ok = false;
-            } else {
-                match self.duration(m, "max_delay") {
-                    Some(d) => policy = policy.max_delay(d),
-                    None => ok = false,
+                None
+            }
+            Some(m) => {
+                let d = self.duration(m, "max_delay");
+                ok &= d.is_some();
+                d.map(|d| (d, m.span()))
+            }
+            None => None,
+        };
+        let (Some(algorithm), Some(quota)) = (algorithm, quota) else {
+            return None;
+        };
+        // What the algorithm can represent: the limit first, then each option on a policy known
+        // to be valid, so each refusal is the option's own.
+        let mut policy = Policy::new(checked_as.clone(), algorithm, quota);
+        if let Err(e) = policy.validate() {
+            self.push(p.limit.span(), named(e, &name).to_string());
+            return None;
+        }
+        if let Some((burst, span)) = burst {
+            match quota.with_burst(burst) {
+                Ok(q) => {
+                    let bursty = Policy::new(checked_as, algorithm, q);
+                    ok &= self.refine(&mut policy, bursty, span, &name);
+                }
+                Err(e) => {
+                    self.push(span, format!("policy \"{name}\": {e}"));
+                    ok = false;
                 }
             }
         }
-        if let Err(e) = policy.validate() {
-            use crate::limit::policy::PolicyError as P;
-            let span = match &e {
-                P::Name { .. } => p.name.span(),
-                P::BurstNotApplicable { .. } => {
-                    p.burst.as_ref().map_or(p.limit.span(), |b| b.span())
-                }
-                P::DurationTooLong { what, .. } if *what == "block" => {
-                    p.block.as_ref().map_or(p.limit.span(), |b| b.span())
-                }
-                P::DurationTooLong { .. } => {
-                    p.max_delay.as_ref().map_or(p.limit.span(), |b| b.span())
-                }
-                _ => p.limit.span(),
-            };
-            self.push(span, e.to_string());
-            return None;
+        if let Some((d, span)) = block {
+            let blocking = policy.clone().block(d);
+            ok &= self.refine(&mut policy, blocking, span, &name);
+        }
+        if let Some((d, span)) = max_delay {
+            let bounded = policy.clone().max_delay(d);
+            ok &= self.refine(&mut policy, bounded, span, &name);
         }
         ok.then_some(policy)
+    }
+
+    /// Takes `refined` (a valid `policy` with one more option) if the algorithm can represent
+    /// it; else reports why at the option's `span`, in the words of the policy `name`.
+    fn refine(
+        &mut self,
+        policy: &mut Policy,
+        refined: Policy,
+        span: Range<usize>,
+        name: &str,
+    ) -> bool {
+        match refined.validate() {
+            Ok(()) => {
+                *policy = refined;
+                true
+            }
+            Err(e) => {
+                self.push(span, named(e, name).to_string());
+                false
+            }
+        }
     }
 
     fn routes(&mut self, raw: &[Spanned<RawRoute>], policies: &[String]) -> Vec<RouteSettings> {
@@ -921,6 +990,13 @@ impl Ctx<'_> {
 
     fn limits(&mut self, raw: &[Spanned<RawLimit>], policies: &[String]) -> Vec<LimitSettings> {
         let names: Vec<&str> = policies.iter().map(String::as_str).collect();
+        // Hints name only the policies that can be used: each once, none with an invalid name.
+        let mut usable: Vec<&str> = Vec::new();
+        for n in &names {
+            if !usable.contains(n) && name_error(n).is_none() {
+                usable.push(n);
+            }
+        }
         let mut out = Vec::new();
         for l in raw {
             let span = l.span();
@@ -942,10 +1018,10 @@ impl Ctx<'_> {
                 if names.contains(&p.get_ref().as_str()) {
                     return true;
                 }
-                let hint = match closest(p.get_ref(), &names) {
+                let hint = match closest(p.get_ref(), &usable) {
                     Some(c) => format!("did you mean \"{c}\"?"),
-                    None if names.is_empty() => "define it in a [[policy]] table".into(),
-                    None => format!("defined policies: {}", names.join(", ")),
+                    None if usable.is_empty() => "define it in a [[policy]] table".into(),
+                    None => format!("defined policies: {}", usable.join(", ")),
                 };
                 ctx.push(
                     p.span(),
