@@ -282,3 +282,82 @@ fn a_worker_killed_at_any_point_stops_no_one_and_grants_nothing_extra() {
         started.elapsed()
     );
 }
+
+fn gate_config(dir: &Path, extra: &str) -> portcullis::config::Config {
+    format!(
+        r#"
+        [store]
+        kind = "shared"
+        path = "{}"
+        capacity = 1024
+
+        [[policy]]
+        name = "login"
+        algorithm = "fixed_window"
+        limit = "5/15m"
+        block = "15m"
+        {extra}
+
+        [[route]]
+        match = "POST /login"
+        limits = [{{ policy = "login", key = "ip" }}]
+        "#,
+        dir.display()
+    )
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn gates_share_counters_and_a_reload_keeps_them() {
+    use portcullis::{Action, Gate, GateRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let gate = |extra: &str| {
+        Gate::builder(gate_config(dir.path(), extra))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (gate(""), gate(""));
+    let login = GateRequest::new("POST", "/login").ip("203.0.113.9".parse().unwrap());
+    let mut passed = 0;
+    for i in 0..4 {
+        let g = if i % 2 == 0 { &a } else { &b };
+        passed += usize::from(g.decide(&login).action() == Action::Pass);
+    }
+    assert_eq!(passed, 4);
+    // A reload that adds a policy keeps the login counters, here and in the other gate.
+    a.reload(gate_config(
+        dir.path(),
+        "[[policy]]\nname = \"api\"\nlimit = \"100/h\"",
+    ))
+    .unwrap();
+    assert_eq!(a.decide(&login).action(), Action::Pass, "the fifth");
+    assert_eq!(b.decide(&login).action(), Action::Limited);
+    assert_eq!(a.decide(&login).action(), Action::Limited);
+    // A reset in one lifts the block in both.
+    assert!(b
+        .reset("login", portcullis::config::KeyKind::Ip, "203.0.113.9")
+        .unwrap());
+    assert_eq!(a.decide(&login).action(), Action::Pass);
+}
+
+#[test]
+fn the_config_names_what_a_shared_store_needs() {
+    let missing = "[store]\nkind = \"shared\"\n[[policy]]\nname = \"a\"\nlimit = \"1/s\"\n";
+    let e = missing
+        .parse::<portcullis::config::Config>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("2:") && e.contains("a shared store needs a folder"),
+        "{e}"
+    );
+    let sled_only = "[store]\nkind = \"shared\"\npath = \"x\"\nflush_interval = \"1s\"\n[[policy]]\nname = \"a\"\nlimit = \"1/s\"\n";
+    let e = sled_only
+        .parse::<portcullis::config::Config>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("4:") && e.contains("sled stores only"), "{e}");
+}
