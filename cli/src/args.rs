@@ -111,6 +111,10 @@ pub struct InspectArgs {
     /// Ask a running `portcullis serve` instead of opening the store.
     #[arg(long)]
     pub server: Option<SocketAddr>,
+    /// List the table files of a shared store's folder (policy, definition, size, last
+    /// opened), without a config; `--config` with the same folder lists their keys.
+    #[arg(long, conflicts_with = "server")]
+    pub store: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -190,6 +190,9 @@ type PolicyKeys = Vec<(String, Vec<KeyState>)>;
 
 pub fn inspect(a: InspectArgs, as_json: bool) -> Result<ExitCode, String> {
     let only = a.policy.as_deref();
+    if let Some(dir) = &a.store {
+        return inspect_shared_folder(dir, only, as_json);
+    }
     if let Some(server) = a.server {
         let (keys, stats) = inspect_server(server, only)?;
         print_inspection(&keys, &stats, only, true, as_json);
@@ -413,4 +416,47 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// Percent-encodes a query value.
 fn encode(s: &str) -> String {
     utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+/// The table files of a shared store's folder.
+fn inspect_shared_folder(
+    dir: &std::path::Path,
+    only: Option<&str>,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let tables = portcullis::store::SharedStore::list(dir).map_err(|e| e.to_string())?;
+    let tables: Vec<_> = tables
+        .into_iter()
+        .filter(|t| only.is_none_or(|p| p == t.policy))
+        .collect();
+    if as_json {
+        let list: Vec<_> = tables
+            .iter()
+            .map(|t| {
+                json!({
+                    "file": t.path.display().to_string(), "policy": t.policy,
+                    "signature": t.signature, "capacity": t.capacity,
+                    "last_opened": t.last_opened,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "tables": list }));
+    } else {
+        println!(
+            "{} in {}",
+            count(tables.len() as u64, "table", "tables"),
+            dir.display()
+        );
+        for t in &tables {
+            println!(
+                "  policy {} ({} slots), last opened at {} (Unix seconds)\n    {}\n    {}",
+                t.policy,
+                t.capacity,
+                t.last_opened,
+                t.signature,
+                t.path.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
