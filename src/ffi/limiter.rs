@@ -190,54 +190,111 @@ pub unsafe extern "C" fn portcullis_limiter_policy(
     })
 }
 
-/// What the limiter's deciding calls answer, as the C struct.
-type Answer = Result<portcullis_decision, Error>;
+/// One of the limiter's deciding calls, writing its decision (as the C struct) only when it
+/// succeeds. [`decide`] is monomorphised for each, and `run` is `#[inline(always)]`, so each
+/// exported function gets its own body with the operation chosen at compile time and the
+/// decision written straight into the caller's struct.
+trait Op {
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error>;
+}
 
 /// `portcullis_limiter_check`: straight from the verdict's nanoseconds into the C struct, not
 /// through a `Decision` whose numbers would be worked out again from its state.
-#[inline(always)]
-fn check(l: &Limiter, id: PolicyId, key: &[u8], cost: u32, now: Nanos) -> Answer {
-    l.check_as::<Settled<portcullis_decision>>(id, key, cost, now)
-        .map(|settled| settled.0)
+struct Check;
+
+impl Op for Check {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        let Settled(decision) = l.check_as::<Settled<portcullis_decision>>(id, key, cost, now)?;
+        out.write(decision);
+        Ok(())
+    }
 }
 
 /// `portcullis_limiter_peek`.
-#[inline(always)]
-fn peek(l: &Limiter, id: PolicyId, key: &[u8], cost: u32, now: Nanos) -> Answer {
-    l.peek_at(id, key, cost, now).map(Into::into)
+struct Peek;
+
+impl Op for Peek {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        out.write(l.peek_at(id, key, cost, now)?.into());
+        Ok(())
+    }
 }
 
 /// `portcullis_limiter_penalize`.
-#[inline(always)]
-fn penalize(l: &Limiter, id: PolicyId, key: &[u8], cost: u32, now: Nanos) -> Answer {
-    l.penalize_at(id, key, cost, now).map(Into::into)
+struct Penalize;
+
+impl Op for Penalize {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        out.write(l.penalize_at(id, key, cost, now)?.into());
+        Ok(())
+    }
 }
 
 /// `portcullis_limiter_refund`.
-#[inline(always)]
-fn refund(l: &Limiter, id: PolicyId, key: &[u8], cost: u32, now: Nanos) -> Answer {
-    l.refund_at(id, key, cost, now).map(Into::into)
+struct Refund;
+
+impl Op for Refund {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        out.write(l.refund_at(id, key, cost, now)?.into());
+        Ok(())
+    }
 }
 
 /// The one body of the eight deciding functions (check, peek, penalize, refund, each with its
-/// `_at` twin), which differ only in `op` and in `now` (`None`: the limiter's clock). The
-/// decision is written only when `op` succeeds. Inlined into each exported function with its
-/// `op`, so each gets its own body with the operation chosen at compile time.
+/// `_at` twin), which differ only in `O` and in `now` (`None`: the limiter's clock).
 ///
 /// Each exported function checks `limiter`, then `out_decision`, then `key`: a NULL output is
 /// refused before anything is consumed.
 #[inline(always)]
-fn decide(
+fn decide<O: Op>(
     l: &Limiter,
     out: Out<'_, portcullis_decision>,
     policy: u32,
     key: &[u8],
     cost: u32,
     now: Option<Nanos>,
-    op: impl FnOnce(&Limiter, PolicyId, &[u8], u32, Nanos) -> Answer,
 ) -> FfiResult {
     let now = now.unwrap_or_else(|| l.now());
-    out.write(op(l, PolicyId(policy), key, cost, now)?);
+    O::run(l, PolicyId(policy), key, cost, now, out)?;
     Ok(())
 }
 
@@ -259,7 +316,7 @@ pub unsafe extern "C" fn portcullis_limiter_check(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, None, check)
+        decide::<Check>(l, out, policy, key, cost, None)
     })
 }
 
@@ -281,7 +338,7 @@ pub unsafe extern "C" fn portcullis_limiter_check_at(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, Some(now_ns), check)
+        decide::<Check>(l, out, policy, key, cost, Some(now_ns))
     })
 }
 
@@ -302,7 +359,7 @@ pub unsafe extern "C" fn portcullis_limiter_peek(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, None, peek)
+        decide::<Peek>(l, out, policy, key, cost, None)
     })
 }
 
@@ -324,7 +381,7 @@ pub unsafe extern "C" fn portcullis_limiter_peek_at(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, Some(now_ns), peek)
+        decide::<Peek>(l, out, policy, key, cost, Some(now_ns))
     })
 }
 
@@ -346,7 +403,7 @@ pub unsafe extern "C" fn portcullis_limiter_penalize(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, None, penalize)
+        decide::<Penalize>(l, out, policy, key, cost, None)
     })
 }
 
@@ -368,7 +425,7 @@ pub unsafe extern "C" fn portcullis_limiter_penalize_at(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, Some(now_ns), penalize)
+        decide::<Penalize>(l, out, policy, key, cost, Some(now_ns))
     })
 }
 
@@ -390,7 +447,7 @@ pub unsafe extern "C" fn portcullis_limiter_refund(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, None, refund)
+        decide::<Refund>(l, out, policy, key, cost, None)
     })
 }
 
@@ -412,7 +469,7 @@ pub unsafe extern "C" fn portcullis_limiter_refund_at(
         let l = try_ref!(limiter).live()?;
         let out = try_out!(out_decision);
         let key = try_slice!(key, key_len);
-        decide(l, out, policy, key, cost, Some(now_ns), refund)
+        decide::<Refund>(l, out, policy, key, cost, Some(now_ns))
     })
 }
 
