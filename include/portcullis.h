@@ -552,7 +552,7 @@ portcullis_result portcullis_cors_decision_header_count(const portcullis_cors_de
  `PORTCULLIS_RESULT_OUT_OF_RANGE` past the end.
 
  # Safety
- `decision` is NULL or live; the out-pointers are writable.
+ `decision` is NULL or live; `out_name` and `out_value` are writable.
  */
 portcullis_result portcullis_cors_decision_header(const portcullis_cors_decision *decision,
                                                   size_t index,
@@ -756,7 +756,7 @@ portcullis_result portcullis_outcome_header_count(const portcullis_outcome *outc
  to be appended to the response's own `Vary`. `PORTCULLIS_RESULT_OUT_OF_RANGE` past the end.
 
  # Safety
- `outcome` is NULL or live; the out-pointers are writable.
+ `outcome` is NULL or live; `out_name` and `out_value` are writable.
  */
 portcullis_result portcullis_outcome_header(const portcullis_outcome *outcome,
                                             size_t index,
@@ -768,7 +768,7 @@ portcullis_result portcullis_outcome_header(const portcullis_outcome *outcome,
  readable.
 
  # Safety
- `outcome` is NULL or live.
+ `outcome` is NULL or live, used by no other thread during the call.
  */
 portcullis_result portcullis_outcome_release(portcullis_outcome *outcome);
 
@@ -794,7 +794,7 @@ portcullis_result portcullis_headers_count(const portcullis_headers *headers,
  `PORTCULLIS_RESULT_OUT_OF_RANGE` past the end.
 
  # Safety
- `headers` is NULL or a live list; the out-pointers are writable.
+ `headers` is NULL or a live list; `out_name` and `out_value` are writable.
  */
 portcullis_result portcullis_headers_get(const portcullis_headers *headers,
                                          size_t index,
@@ -973,8 +973,8 @@ portcullis_result portcullis_limiter_reset(const portcullis_limiter *limiter,
  with `portcullis_limiter_release`. Denied: `*out_lease` is NULL.
 
  # Safety
- `limiter` is NULL or live; `key` is valid for `key_len` bytes; the out-pointers are
- writable.
+ `limiter` is NULL or live; `key` is valid for `key_len` bytes; `out_decision` and
+ `out_lease` are writable.
  */
 portcullis_result portcullis_limiter_acquire(const portcullis_limiter *limiter,
                                              uint32_t policy,

@@ -3,7 +3,9 @@
 use crate::config::Config;
 use crate::cors::{CorsPolicy, CorsRequest, RequestKind};
 
-use super::boundary::{borrow, guard, guard_drop, need_out, text, write_out, Failure};
+use super::boundary::{
+    guard, guard_drop, take_box, try_fields, try_out, try_ref, try_str, Failure, FfiResult, Fields,
+};
 use super::headers::header_at;
 use super::portcullis_str;
 use super::result::portcullis_result;
@@ -73,18 +75,16 @@ pub unsafe extern "C" fn portcullis_cors_open(
     out_cors: *mut *mut portcullis_cors,
 ) -> portcullis_result {
     guard(|| {
-        need_out(out_cors, "out_cors")?;
-        // SAFETY: forwarded from the caller.
-        let text = unsafe { text(config, config_len, "config") }?;
-        let policy = Config::parse(text)?.cors_policy()?.ok_or_else(|| {
+        let out = try_out!(out_cors);
+        let config = Config::parse(try_str!(config, config_len))?;
+        let policy = config.cors_policy()?.ok_or_else(|| {
             Failure::new(
                 portcullis_result::InvalidCorsPolicy,
                 "the config has no [cors] table: add one with at least allowed_origins",
             )
         })?;
-        let handle = Box::into_raw(Box::new(portcullis_cors { policy }));
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { write_out(out_cors, "out_cors", handle) }
+        out.write(Box::into_raw(Box::new(portcullis_cors { policy })));
+        Ok(())
     })
 }
 
@@ -101,24 +101,10 @@ pub unsafe extern "C" fn portcullis_cors_decide(
     out_decision: *mut *mut portcullis_cors_decision,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let c = unsafe { borrow(cors, "cors") }?;
-        // SAFETY: forwarded from the caller.
-        let r = unsafe { borrow(request, "request") }?;
-        need_out(out_decision, "out_decision")?;
-        // SAFETY (all fields): the caller promises every non-NULL field is valid.
-        let req = CorsRequest {
-            method: unsafe { r.method.required("request.method") }?,
-            origin: unsafe { r.origin.optional("request.origin") }?,
-            access_control_request_method: unsafe {
-                r.request_method.optional("request.request_method")
-            }?,
-            access_control_request_headers: unsafe {
-                r.request_headers.optional("request.request_headers")
-            }?,
-            access_control_request_private_network: r.private_network,
-        };
-        let d = c.policy.decide(&req);
+        let c = try_ref!(cors);
+        let request = try_fields!(request);
+        let out = try_out!(out_decision);
+        let d = c.policy.decide(&request.view()?);
         let decision = portcullis_cors_decision {
             info: portcullis_cors_info {
                 kind: match d.kind() {
@@ -132,10 +118,32 @@ pub unsafe extern "C" fn portcullis_cors_decide(
             reason: d.reason().map(|r| r.to_string()).unwrap_or_default(),
             headers: d.headers().map(|(n, v)| (n, v.to_owned())).collect(),
         };
-        let handle = Box::into_raw(Box::new(decision));
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { write_out(out_decision, "out_decision", handle) }
+        out.write(Box::into_raw(Box::new(decision)));
+        Ok(())
     })
+}
+
+impl<'a> Fields<'a, portcullis_cors_request> {
+    /// The request as the CORS engine reads it: `method` is required, the rest optional.
+    fn view(&self) -> FfiResult<CorsRequest<'a>> {
+        let r = self.get();
+        // SAFETY: `optional` and `required` need their field NULL or valid for reads of its
+        // length for 'a. Each call reads a `portcullis_str` field of `r`, and a `Fields` holds
+        // the caller's promise (made to `fields`) that every such field of `r` is.
+        unsafe {
+            Ok(CorsRequest {
+                method: r.method.required("request.method")?,
+                origin: r.origin.optional("request.origin")?,
+                access_control_request_method: r
+                    .request_method
+                    .optional("request.request_method")?,
+                access_control_request_headers: r
+                    .request_headers
+                    .optional("request.request_headers")?,
+                access_control_request_private_network: r.private_network,
+            })
+        }
+    }
 }
 
 /// The numbers of a decision.
@@ -148,10 +156,9 @@ pub unsafe extern "C" fn portcullis_cors_decision_get_info(
     out_info: *mut portcullis_cors_info,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let d = unsafe { borrow(decision, "decision") }?;
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_info, "out_info", d.info) }
+        let d = try_ref!(decision);
+        try_out!(out_info).write(d.info);
+        Ok(())
     })
 }
 
@@ -166,14 +173,9 @@ pub unsafe extern "C" fn portcullis_cors_decision_reason(
     out_reason: *mut portcullis_str,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let d = unsafe { borrow(decision, "decision") }?;
-        let view = portcullis_str {
-            ptr: d.reason.as_ptr(),
-            len: d.reason.len(),
-        };
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_reason, "out_reason", view) }
+        let d = try_ref!(decision);
+        try_out!(out_reason).write(portcullis_str::of(&d.reason));
+        Ok(())
     })
 }
 
@@ -187,10 +189,9 @@ pub unsafe extern "C" fn portcullis_cors_decision_header_count(
     out_count: *mut usize,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let d = unsafe { borrow(decision, "decision") }?;
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_count, "out_count", d.headers.len()) }
+        let d = try_ref!(decision);
+        try_out!(out_count).write(d.headers.len());
+        Ok(())
     })
 }
 
@@ -198,7 +199,7 @@ pub unsafe extern "C" fn portcullis_cors_decision_header_count(
 /// `PORTCULLIS_RESULT_OUT_OF_RANGE` past the end.
 ///
 /// # Safety
-/// `decision` is NULL or live; the out-pointers are writable.
+/// `decision` is NULL or live; `out_name` and `out_value` are writable.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_cors_decision_header(
     decision: *const portcullis_cors_decision,
@@ -207,10 +208,11 @@ pub unsafe extern "C" fn portcullis_cors_decision_header(
     out_value: *mut portcullis_str,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let d = unsafe { borrow(decision, "decision") }?;
+        let d = try_ref!(decision);
         let found = d.headers.get(index).map(|(n, v)| (*n, v.as_str()));
-        header_at(found, index, d.headers.len(), out_name, out_value)
+        let name = try_out!(out_name);
+        let value = try_out!(out_value);
+        header_at(found, index, d.headers.len(), name, value)
     })
 }
 
@@ -220,12 +222,7 @@ pub unsafe extern "C" fn portcullis_cors_decision_header(
 /// `decision` is NULL or a decision not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_cors_decision_free(decision: *mut portcullis_cors_decision) {
-    guard_drop(|| {
-        if !decision.is_null() {
-            // SAFETY: the caller gives back a decision this library boxed.
-            drop(unsafe { Box::from_raw(decision) });
-        }
-    });
+    guard_drop(|| drop(take_box!(decision)));
 }
 
 /// Frees a CORS policy. NULL is ignored. No other thread may use it during or after this call.
@@ -234,10 +231,5 @@ pub unsafe extern "C" fn portcullis_cors_decision_free(decision: *mut portcullis
 /// `cors` is NULL or a policy not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_cors_free(cors: *mut portcullis_cors) {
-    guard_drop(|| {
-        if !cors.is_null() {
-            // SAFETY: the caller gives back a policy this library boxed.
-            drop(unsafe { Box::from_raw(cors) });
-        }
-    });
+    guard_drop(|| drop(take_box!(cors)));
 }

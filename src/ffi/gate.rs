@@ -1,14 +1,16 @@
 //! The gate level: one call per request, CORS and every limit of its route.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{Config, KeyKind};
 use crate::gate::{Action, Gate, GateRequest, Outcome, Reason};
 
 use super::boundary::{
-    borrow, copy_out, guard, guard_drop, need_out, text, write_out, Failure, FfiResult,
+    copy_out, guard, guard_drop, opt_out, take_box, try_buf, try_fields, try_mut, try_out, try_ref,
+    try_str, Failure, FfiResult, Fields, Out,
 };
+use super::handle::Handle;
 use super::headers::header_at;
 use super::portcullis_str;
 use super::result::portcullis_result;
@@ -16,8 +18,7 @@ use super::result::portcullis_result;
 /// CORS and rate limiting for every request, from one config. Thread-safe: share one handle
 /// between threads; every function taking `const portcullis_gate *` may run concurrently.
 pub struct portcullis_gate {
-    gate: Gate,
-    closed: AtomicBool,
+    handle: Handle<Gate>,
 }
 
 /// The gate's answer to one request, owned by the caller. Not thread-safe. It holds the
@@ -26,7 +27,7 @@ pub struct portcullis_gate {
 pub struct portcullis_outcome {
     outcome: Outcome,
     /// The reason as a sentence, rendered when first asked for.
-    reason: std::cell::OnceCell<String>,
+    reason: OnceCell<String>,
 }
 
 /// One request, borrowed for the call. Optional fields are absent when their `ptr` is NULL.
@@ -115,36 +116,27 @@ fn key_kind(kind: u32) -> FfiResult<KeyKind> {
 }
 
 impl portcullis_gate {
-    #[inline]
+    /// The gate, unless the handle was closed.
+    #[inline(always)]
     fn live(&self) -> FfiResult<&Gate> {
-        match self.closed.load(Ordering::Acquire) {
-            true => Err(Failure::new(
-                portcullis_result::Closed,
-                "the gate was closed: only portcullis_gate_free may follow",
-            )),
-            false => Ok(&self.gate),
+        self.handle.live()
+    }
+}
+
+impl portcullis_outcome {
+    fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            reason: OnceCell::new(),
         }
     }
 }
 
-/// Borrows a live gate.
-///
-/// # Safety
-/// `ptr` is NULL or a live gate.
-#[inline]
-unsafe fn live<'a>(ptr: *const portcullis_gate) -> FfiResult<&'a Gate> {
-    // SAFETY: forwarded from the caller.
-    unsafe { borrow(ptr, "gate") }?.live()
-}
-
-fn open(config: Config, out_gate: *mut *mut portcullis_gate) -> FfiResult {
-    let gate = Gate::new(config)?;
-    let handle = Box::into_raw(Box::new(portcullis_gate {
-        gate,
-        closed: AtomicBool::new(false),
-    }));
-    // SAFETY: the callers checked `out_gate` non-NULL; the caller promises it is writable.
-    unsafe { write_out(out_gate, "out_gate", handle) }
+/// The one body of the two opening functions: the gate of a parsed config, handed out.
+fn open(config: Config, out: Out<'_, *mut portcullis_gate>) -> FfiResult {
+    let handle = Handle::new(Gate::new(config)?);
+    out.write(Box::into_raw(Box::new(portcullis_gate { handle })));
+    Ok(())
 }
 
 /// Opens a gate from a config text (TOML). Every error in it is reported at once, each with
@@ -160,10 +152,8 @@ pub unsafe extern "C" fn portcullis_gate_open(
     out_gate: *mut *mut portcullis_gate,
 ) -> portcullis_result {
     guard(|| {
-        need_out(out_gate, "out_gate")?;
-        // SAFETY: forwarded from the caller.
-        let text = unsafe { text(config, config_len, "config") }?;
-        open(Config::parse(text)?, out_gate)
+        let out = try_out!(out_gate);
+        open(Config::parse(try_str!(config, config_len))?, out)
     })
 }
 
@@ -178,10 +168,8 @@ pub unsafe extern "C" fn portcullis_gate_open_file(
     out_gate: *mut *mut portcullis_gate,
 ) -> portcullis_result {
     guard(|| {
-        need_out(out_gate, "out_gate")?;
-        // SAFETY: forwarded from the caller.
-        let path = unsafe { text(path, path_len, "path") }?;
-        open(Config::load(path)?, out_gate)
+        let out = try_out!(out_gate);
+        open(Config::load(try_str!(path, path_len))?, out)
     })
 }
 
@@ -197,71 +185,74 @@ pub unsafe extern "C" fn portcullis_gate_reload(
     config_len: usize,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let g = unsafe { live(gate) }?;
-        // SAFETY: forwarded from the caller.
-        let text = unsafe { text(config, config_len, "config") }?;
-        g.reload(Config::parse(text)?)?;
+        let g = try_ref!(gate).live()?;
+        g.reload(Config::parse(try_str!(config, config_len))?)?;
         Ok(())
     })
 }
 
-/// Shared body of the deciding functions.
-///
-/// # Safety
-/// As `portcullis_gate_decide`.
-#[inline]
-unsafe fn decide(
-    gate: *const portcullis_gate,
-    request: *const portcullis_request,
-    now: Option<u64>,
-    out_outcome: *mut *mut portcullis_outcome,
-) -> portcullis_result {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let g = unsafe { live(gate) }?;
-        // SAFETY: forwarded from the caller.
-        let r = unsafe { borrow(request, "request") }?;
-        need_out(out_outcome, "out_outcome")?;
-        // SAFETY: the caller promises every non-NULL field points to its length in bytes.
-        let req = unsafe { request_view(r) }?;
-        let outcome = match now {
-            Some(now) => g.decide_at(&req, now),
-            None => g.decide(&req),
-        };
-        let handle = Box::into_raw(Box::new(portcullis_outcome {
-            outcome,
-            reason: std::cell::OnceCell::new(),
-        }));
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { write_out(out_outcome, "out_outcome", handle) }
-    })
+impl<'a> Fields<'a, portcullis_request> {
+    /// The request as the gate reads it: `method` and `path` are required, the rest optional;
+    /// `client_ip` must parse as an address.
+    fn view(&self) -> FfiResult<GateRequest<'a>> {
+        let r = self.get();
+        // SAFETY: `optional` and `required` need their field NULL or valid for reads of its
+        // length for 'a. Each call reads a `portcullis_str` field of `r`, and a `Fields` holds
+        // the caller's promise (made to `fields`) that every such field of `r` is.
+        unsafe {
+            let client_ip = match r.client_ip.optional("request.client_ip")? {
+                None => None,
+                Some(ip) => Some(ip.trim().parse::<IpAddr>().map_err(|_| {
+                    Failure::invalid(format!("request.client_ip {ip:?} is not an IP address"))
+                })?),
+            };
+            Ok(GateRequest {
+                method: r.method.required("request.method")?,
+                path: r.path.required("request.path")?,
+                origin: r.origin.optional("request.origin")?,
+                request_method: r.request_method.optional("request.request_method")?,
+                request_headers: r.request_headers.optional("request.request_headers")?,
+                request_private_network: r.private_network,
+                client_ip,
+                principal: r.principal.optional("request.principal")?,
+                tier: r.tier.optional("request.tier")?,
+            })
+        }
+    }
 }
 
-/// Shared body of the functions deciding into a caller's outcome.
-///
-/// # Safety
-/// As `portcullis_gate_decide_into`.
-unsafe fn decide_into(
-    gate: *const portcullis_gate,
-    request: *const portcullis_request,
+/// The one body of `portcullis_gate_decide` and `portcullis_gate_decide_at` (`now` `None`: the
+/// gate's clock). The request's text is read after the output was checked.
+#[inline(always)]
+fn decide(
+    g: &Gate,
+    request: Fields<'_, portcullis_request>,
+    out: Out<'_, *mut portcullis_outcome>,
     now: Option<u64>,
-    outcome: *mut portcullis_outcome,
-) -> portcullis_result {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let g = unsafe { live(gate) }?;
-        // SAFETY: forwarded from the caller.
-        let r = unsafe { borrow(request, "request") }?;
-        // SAFETY: the caller owns the outcome and passes it exclusively.
-        let o = unsafe { outcome.as_mut() }.ok_or_else(|| Failure::null("outcome"))?;
-        // SAFETY: the caller promises every non-NULL field points to its length in bytes.
-        let req = unsafe { request_view(r) }?;
-        let now = now.unwrap_or_else(|| g.now());
-        g.decide_into(&req, now, &mut o.outcome);
-        o.reason = std::cell::OnceCell::new();
-        Ok(())
-    })
+) -> FfiResult {
+    let req = request.view()?;
+    let outcome = match now {
+        Some(now) => g.decide_at(&req, now),
+        None => g.decide(&req),
+    };
+    out.write(Box::into_raw(Box::new(portcullis_outcome::new(outcome))));
+    Ok(())
+}
+
+/// The one body of `portcullis_gate_decide_into` and `portcullis_gate_decide_into_at` (`now`
+/// `None`: the gate's clock).
+#[inline(always)]
+fn decide_into(
+    g: &Gate,
+    request: Fields<'_, portcullis_request>,
+    o: &mut portcullis_outcome,
+    now: Option<u64>,
+) -> FfiResult {
+    let req = request.view()?;
+    let now = now.unwrap_or_else(|| g.now());
+    g.decide_into(&req, now, &mut o.outcome);
+    o.reason = OnceCell::new();
+    Ok(())
 }
 
 /// Creates an empty outcome to decide into with `portcullis_gate_decide_into`, again and
@@ -275,13 +266,10 @@ pub unsafe extern "C" fn portcullis_outcome_new(
     out_outcome: *mut *mut portcullis_outcome,
 ) -> portcullis_result {
     guard(|| {
-        need_out(out_outcome, "out_outcome")?;
-        let handle = Box::into_raw(Box::new(portcullis_outcome {
-            outcome: Outcome::new(),
-            reason: std::cell::OnceCell::new(),
-        }));
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { write_out(out_outcome, "out_outcome", handle) }
+        let out = try_out!(out_outcome);
+        let outcome = portcullis_outcome::new(Outcome::new());
+        out.write(Box::into_raw(Box::new(outcome)));
+        Ok(())
     })
 }
 
@@ -298,8 +286,12 @@ pub unsafe extern "C" fn portcullis_gate_decide_into(
     request: *const portcullis_request,
     outcome: *mut portcullis_outcome,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe { decide_into(gate, request, None, outcome) }
+    guard(|| {
+        let g = try_ref!(gate).live()?;
+        let request = try_fields!(request);
+        let outcome = try_mut!(outcome);
+        decide_into(g, request, outcome, None)
+    })
 }
 
 /// `portcullis_gate_decide_into` at an explicit time, `now_ns` Unix-epoch nanoseconds.
@@ -313,32 +305,11 @@ pub unsafe extern "C" fn portcullis_gate_decide_into_at(
     now_ns: u64,
     outcome: *mut portcullis_outcome,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe { decide_into(gate, request, Some(now_ns), outcome) }
-}
-
-/// Validates a C request into the gate's borrowed view.
-///
-/// # Safety
-/// Every non-NULL field of `r` points to its length in bytes.
-unsafe fn request_view(r: &portcullis_request) -> FfiResult<GateRequest<'_>> {
-    // SAFETY (all fields): forwarded from the caller.
-    let client_ip = match unsafe { r.client_ip.optional("request.client_ip") }? {
-        None => None,
-        Some(ip) => Some(ip.trim().parse::<IpAddr>().map_err(|_| {
-            Failure::invalid(format!("request.client_ip {ip:?} is not an IP address"))
-        })?),
-    };
-    Ok(GateRequest {
-        method: unsafe { r.method.required("request.method") }?,
-        path: unsafe { r.path.required("request.path") }?,
-        origin: unsafe { r.origin.optional("request.origin") }?,
-        request_method: unsafe { r.request_method.optional("request.request_method") }?,
-        request_headers: unsafe { r.request_headers.optional("request.request_headers") }?,
-        request_private_network: r.private_network,
-        client_ip,
-        principal: unsafe { r.principal.optional("request.principal") }?,
-        tier: unsafe { r.tier.optional("request.tier") }?,
+    guard(|| {
+        let g = try_ref!(gate).live()?;
+        let request = try_fields!(request);
+        let outcome = try_mut!(outcome);
+        decide_into(g, request, outcome, Some(now_ns))
     })
 }
 
@@ -354,8 +325,12 @@ pub unsafe extern "C" fn portcullis_gate_decide(
     request: *const portcullis_request,
     out_outcome: *mut *mut portcullis_outcome,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe { decide(gate, request, None, out_outcome) }
+    guard(|| {
+        let g = try_ref!(gate).live()?;
+        let request = try_fields!(request);
+        let out = try_out!(out_outcome);
+        decide(g, request, out, None)
+    })
 }
 
 /// `portcullis_gate_decide` at an explicit time, `now_ns` Unix-epoch nanoseconds.
@@ -369,8 +344,12 @@ pub unsafe extern "C" fn portcullis_gate_decide_at(
     now_ns: u64,
     out_outcome: *mut *mut portcullis_outcome,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe { decide(gate, request, Some(now_ns), out_outcome) }
+    guard(|| {
+        let g = try_ref!(gate).live()?;
+        let request = try_fields!(request);
+        let out = try_out!(out_outcome);
+        decide(g, request, out, Some(now_ns))
+    })
 }
 
 /// Forgets a key's state under a policy (unblocks a user). `key` is an IP address for
@@ -391,16 +370,12 @@ pub unsafe extern "C" fn portcullis_gate_reset(
     out_had_state: *mut bool,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let g = unsafe { live(gate) }?;
-        // SAFETY: forwarded from the caller.
-        let policy = unsafe { text(policy, policy_len, "policy") }?;
-        // SAFETY: forwarded from the caller.
-        let key = unsafe { text(key, key_len, "key") }?;
+        let g = try_ref!(gate).live()?;
+        let policy = try_str!(policy, policy_len);
+        let key = try_str!(key, key_len);
         let had = g.reset(policy, key_kind(kind)?, key)?;
-        if !out_had_state.is_null() {
-            // SAFETY: non-NULL; the caller promises it is writable.
-            unsafe { out_had_state.write(had) };
+        if let Some(out) = opt_out!(out_had_state) {
+            out.write(had);
         }
         Ok(())
     })
@@ -420,12 +395,10 @@ pub unsafe extern "C" fn portcullis_gate_stats_json(
     out_len: *mut usize,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let g = unsafe { live(gate) }?;
+        let g = try_ref!(gate).live()?;
         let json = serde_json::to_string(&g.stats())
             .map_err(|e| Failure::invalid(format!("stats: {e}")))?;
-        // SAFETY: forwarded from the caller.
-        unsafe { copy_out(json.as_bytes(), buf, cap, out_len) }
+        copy_out(json.as_bytes(), try_buf!(buf, cap), try_out!(out_len))
     })
 }
 
@@ -436,13 +409,7 @@ pub unsafe extern "C" fn portcullis_gate_stats_json(
 /// `gate` is NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_gate_close(gate: *const portcullis_gate) -> portcullis_result {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let h = unsafe { borrow(gate, "gate") }?;
-        h.live()?.close()?;
-        h.closed.store(true, Ordering::Release);
-        Ok(())
-    })
+    guard(|| try_ref!(gate).handle.close())
 }
 
 /// Closes (if not closed) and frees a gate, releasing its store. NULL is ignored. Outcomes
@@ -452,15 +419,8 @@ pub unsafe extern "C" fn portcullis_gate_close(gate: *const portcullis_gate) -> 
 /// `gate` is NULL or a gate not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_gate_free(gate: *mut portcullis_gate) {
-    guard_drop(|| {
-        if !gate.is_null() {
-            // SAFETY: the caller gives back a gate this library boxed.
-            let h = unsafe { Box::from_raw(gate) };
-            if !h.closed.load(Ordering::Acquire) {
-                let _ = h.gate.close();
-            }
-        }
-    });
+    // Dropping the handle closes the gate first if `portcullis_gate_close` did not.
+    guard_drop(|| drop(take_box!(gate)));
 }
 
 /// The numbers of an outcome.
@@ -473,8 +433,7 @@ pub unsafe extern "C" fn portcullis_outcome_get_info(
     out_info: *mut portcullis_outcome_info,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let o = &unsafe { borrow(outcome, "outcome") }?.outcome;
+        let o = &try_ref!(outcome).outcome;
         let enforced = o.applied().iter().filter(|a| !a.shadow);
         let tightest = enforced.min_by_key(|a| (a.decision.allowed, a.decision.remaining()));
         let limited = o.action() == Action::Limited;
@@ -495,8 +454,8 @@ pub unsafe extern "C" fn portcullis_outcome_get_info(
             limit: tightest.map_or(0, |a| a.decision.limit),
             leases: u32::try_from(o.leases().len()).unwrap_or(u32::MAX),
         };
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_info, "out_info", info) }
+        try_out!(out_info).write(info);
+        Ok(())
     })
 }
 
@@ -511,15 +470,10 @@ pub unsafe extern "C" fn portcullis_outcome_reason(
     out_reason: *mut portcullis_str,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let o = unsafe { borrow(outcome, "outcome") }?;
+        let o = try_ref!(outcome);
         let reason = o.reason.get_or_init(|| o.outcome.reason().to_string());
-        let view = portcullis_str {
-            ptr: reason.as_ptr(),
-            len: reason.len(),
-        };
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_reason, "out_reason", view) }
+        try_out!(out_reason).write(portcullis_str::of(reason));
+        Ok(())
     })
 }
 
@@ -534,18 +488,13 @@ pub unsafe extern "C" fn portcullis_outcome_limited_by(
     out_policy: *mut portcullis_str,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let o = unsafe { borrow(outcome, "outcome") }?;
+        let o = try_ref!(outcome);
         let name = match o.outcome.reason() {
             Reason::Limited { policy, .. } => policy.as_str(),
             _ => "",
         };
-        let view = portcullis_str {
-            ptr: name.as_ptr(),
-            len: name.len(),
-        };
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_policy, "out_policy", view) }
+        try_out!(out_policy).write(portcullis_str::of(name));
+        Ok(())
     })
 }
 
@@ -559,10 +508,9 @@ pub unsafe extern "C" fn portcullis_outcome_header_count(
     out_count: *mut usize,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let o = unsafe { borrow(outcome, "outcome") }?;
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_count, "out_count", o.outcome.headers().len()) }
+        let o = try_ref!(outcome);
+        try_out!(out_count).write(o.outcome.headers().len());
+        Ok(())
     })
 }
 
@@ -570,7 +518,7 @@ pub unsafe extern "C" fn portcullis_outcome_header_count(
 /// to be appended to the response's own `Vary`. `PORTCULLIS_RESULT_OUT_OF_RANGE` past the end.
 ///
 /// # Safety
-/// `outcome` is NULL or live; the out-pointers are writable.
+/// `outcome` is NULL or live; `out_name` and `out_value` are writable.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_outcome_header(
     outcome: *const portcullis_outcome,
@@ -579,16 +527,11 @@ pub unsafe extern "C" fn portcullis_outcome_header(
     out_value: *mut portcullis_str,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let o = unsafe { borrow(outcome, "outcome") }?;
-        let count = o.outcome.headers().len();
-        header_at(
-            o.outcome.header_at(index),
-            index,
-            count,
-            out_name,
-            out_value,
-        )
+        let o = try_ref!(outcome);
+        let (found, count) = (o.outcome.header_at(index), o.outcome.headers().len());
+        let name = try_out!(out_name);
+        let value = try_out!(out_value);
+        header_at(found, index, count, name, value)
     })
 }
 
@@ -596,15 +539,13 @@ pub unsafe extern "C" fn portcullis_outcome_header(
 /// readable.
 ///
 /// # Safety
-/// `outcome` is NULL or live.
+/// `outcome` is NULL or live, used by no other thread during the call.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_outcome_release(
     outcome: *mut portcullis_outcome,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: the caller owns the outcome and passes it exclusively.
-        let o = unsafe { outcome.as_mut() }.ok_or_else(|| Failure::null("outcome"))?;
-        o.outcome.take_leases().release();
+        try_mut!(outcome).outcome.take_leases().release();
         Ok(())
     })
 }
@@ -615,10 +556,5 @@ pub unsafe extern "C" fn portcullis_outcome_release(
 /// `outcome` is NULL or an outcome not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_outcome_free(outcome: *mut portcullis_outcome) {
-    guard_drop(|| {
-        if !outcome.is_null() {
-            // SAFETY: the caller gives back an outcome this library boxed.
-            drop(unsafe { Box::from_raw(outcome) });
-        }
-    });
+    guard_drop(|| drop(take_box!(outcome)));
 }

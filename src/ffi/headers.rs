@@ -1,6 +1,6 @@
 //! Header lists handed to C: owned names and values, read by index.
 
-use super::boundary::{borrow, guard, guard_drop, write_out, Failure, FfiResult};
+use super::boundary::{guard, guard_drop, take_box, try_out, try_ref, Failure, FfiResult, Out};
 use super::portcullis_str;
 use super::result::portcullis_result;
 
@@ -17,31 +17,23 @@ impl portcullis_headers {
 }
 
 /// Writes header `index` (`found`, out of `count`) to `out_name` and `out_value`, borrowed from
-/// the object it came from.
+/// the object it came from. The outputs were checked before the index.
 pub(crate) fn header_at(
     found: Option<(&str, &str)>,
     index: usize,
     count: usize,
-    out_name: *mut portcullis_str,
-    out_value: *mut portcullis_str,
+    out_name: Out<'_, portcullis_str>,
+    out_value: Out<'_, portcullis_str>,
 ) -> FfiResult {
-    super::boundary::need_out(out_name, "out_name")?;
-    super::boundary::need_out(out_value, "out_value")?;
     let (name, value) = found.ok_or_else(|| {
         Failure::new(
             portcullis_result::OutOfRange,
             format!("header index {index} is past the end ({count} headers)"),
         )
     })?;
-    let view = |s: &str| portcullis_str {
-        ptr: s.as_ptr(),
-        len: s.len(),
-    };
-    // SAFETY: both checked non-NULL above; the caller promises they are writable.
-    unsafe {
-        write_out(out_name, "out_name", view(name))?;
-        write_out(out_value, "out_value", view(value))
-    }
+    out_name.write(portcullis_str::of(name));
+    out_value.write(portcullis_str::of(value));
+    Ok(())
 }
 
 /// The number of headers in `headers`.
@@ -54,10 +46,9 @@ pub unsafe extern "C" fn portcullis_headers_count(
     out_count: *mut usize,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let h = unsafe { borrow(headers, "headers") }?;
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_count, "out_count", h.list.len()) }
+        let h = try_ref!(headers);
+        try_out!(out_count).write(h.list.len());
+        Ok(())
     })
 }
 
@@ -65,7 +56,7 @@ pub unsafe extern "C" fn portcullis_headers_count(
 /// `PORTCULLIS_RESULT_OUT_OF_RANGE` past the end.
 ///
 /// # Safety
-/// `headers` is NULL or a live list; the out-pointers are writable.
+/// `headers` is NULL or a live list; `out_name` and `out_value` are writable.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_headers_get(
     headers: *const portcullis_headers,
@@ -74,10 +65,11 @@ pub unsafe extern "C" fn portcullis_headers_get(
     out_value: *mut portcullis_str,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let h = unsafe { borrow(headers, "headers") }?;
+        let h = try_ref!(headers);
         let found = h.list.get(index).map(|(n, v)| (*n, v.as_str()));
-        header_at(found, index, h.list.len(), out_name, out_value)
+        let name = try_out!(out_name);
+        let value = try_out!(out_value);
+        header_at(found, index, h.list.len(), name, value)
     })
 }
 
@@ -87,10 +79,5 @@ pub unsafe extern "C" fn portcullis_headers_get(
 /// `headers` is NULL or a list not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_headers_free(headers: *mut portcullis_headers) {
-    guard_drop(|| {
-        if !headers.is_null() {
-            // SAFETY: the caller gives back a list this library boxed.
-            drop(unsafe { Box::from_raw(headers) });
-        }
-    });
+    guard_drop(|| drop(take_box!(headers)));
 }

@@ -1,25 +1,23 @@
 //! The limiter level: check a policy for a key and a cost.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::config::Config;
 use crate::limit::algo::Verdict; // layer: what `FromVerdict` builds the C struct from
 use crate::limit::decision::FromVerdict; // layer: the C struct is built from the verdict's nanoseconds (see `Settled`)
 use crate::limit::limiter::Settled; // layer: the one check path, answered as the C struct
-use crate::{Decision, HeaderStyle, Lease, Limiter, Nanos, PolicyId};
+use crate::{Decision, Error, HeaderStyle, Lease, Limiter, Nanos, PolicyId};
 
 use super::boundary::{
-    borrow, bytes, copy_out, guard, guard_drop, need_out, out_mut, text, write_out, Failure,
-    FfiResult,
+    copy_out, guard, guard_drop, opt_out, take_box, try_buf, try_out, try_ref, try_slice, try_str,
+    Failure, FfiResult, Out,
 };
+use super::handle::Handle;
 use super::headers::portcullis_headers;
 use super::result::portcullis_result;
 
 /// A keyed rate limiter over the policies of a config. Thread-safe: share one handle between
 /// threads; every function taking `const portcullis_limiter *` may run concurrently.
 pub struct portcullis_limiter {
-    limiter: Limiter,
-    closed: AtomicBool,
+    handle: Handle<Limiter>,
 }
 
 /// A concurrency lease: give it back with `portcullis_limiter_release` (which frees it), or
@@ -120,33 +118,18 @@ pub enum portcullis_header_style {
 }
 
 impl portcullis_limiter {
-    fn open(limiter: Limiter) -> Box<Self> {
-        Box::new(Self {
-            limiter,
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    #[inline]
+    /// The limiter, unless the handle was closed.
+    #[inline(always)]
     fn live(&self) -> FfiResult<&Limiter> {
-        match self.closed.load(Ordering::Acquire) {
-            true => Err(Failure::new(
-                portcullis_result::Closed,
-                "the limiter was closed: only portcullis_limiter_free may follow",
-            )),
-            false => Ok(&self.limiter),
-        }
+        self.handle.live()
     }
 }
 
-/// Borrows a live limiter.
-///
-/// # Safety
-/// `ptr` is NULL or a live limiter.
-#[inline]
-unsafe fn live<'a>(ptr: *const portcullis_limiter) -> FfiResult<&'a Limiter> {
-    // SAFETY: forwarded from the caller.
-    unsafe { borrow(ptr, "limiter") }?.live()
+/// The one body of the two opening functions: the limiter of a parsed config, handed out.
+fn open(config: Config, out: Out<'_, *mut portcullis_limiter>) -> FfiResult {
+    let handle = Handle::new(config.limiter()?);
+    out.write(Box::into_raw(Box::new(portcullis_limiter { handle })));
+    Ok(())
 }
 
 /// Opens a limiter from a config text (TOML, the same format as the gate's: `[store]` and
@@ -162,13 +145,8 @@ pub unsafe extern "C" fn portcullis_limiter_open(
     out_limiter: *mut *mut portcullis_limiter,
 ) -> portcullis_result {
     guard(|| {
-        need_out(out_limiter, "out_limiter")?;
-        // SAFETY: forwarded from the caller.
-        let text = unsafe { text(config, config_len, "config") }?;
-        let limiter = Config::parse(text)?.limiter()?;
-        let handle = Box::into_raw(portcullis_limiter::open(limiter));
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { write_out(out_limiter, "out_limiter", handle) }
+        let out = try_out!(out_limiter);
+        open(Config::parse(try_str!(config, config_len))?, out)
     })
 }
 
@@ -184,13 +162,8 @@ pub unsafe extern "C" fn portcullis_limiter_open_file(
     out_limiter: *mut *mut portcullis_limiter,
 ) -> portcullis_result {
     guard(|| {
-        need_out(out_limiter, "out_limiter")?;
-        // SAFETY: forwarded from the caller.
-        let path = unsafe { text(path, path_len, "path") }?;
-        let limiter = Config::load(path)?.limiter()?;
-        let handle = Box::into_raw(portcullis_limiter::open(limiter));
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { write_out(out_limiter, "out_limiter", handle) }
+        let out = try_out!(out_limiter);
+        open(Config::load(try_str!(path, path_len))?, out)
     })
 }
 
@@ -207,116 +180,122 @@ pub unsafe extern "C" fn portcullis_limiter_policy(
     out_policy: *mut u32,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let l = unsafe { live(limiter) }?;
-        // SAFETY: forwarded from the caller.
-        let name = unsafe { text(name, name_len, "name") }?;
+        let l = try_ref!(limiter).live()?;
+        let name = try_str!(name, name_len);
         let id = l
             .policy_id(name)
-            .ok_or_else(|| Failure::from(crate::Error::UnknownPolicy(name.into())))?;
-        // SAFETY: forwarded from the caller.
-        unsafe { write_out(out_policy, "out_policy", id.0) }
+            .ok_or_else(|| Failure::from(Error::UnknownPolicy(name.into())))?;
+        try_out!(out_policy).write(id.0);
+        Ok(())
     })
 }
 
-/// What each deciding function does with the limiter.
-#[derive(Clone, Copy)]
-enum Op {
-    Check,
-    Peek,
-    Penalize,
-    Refund,
+/// One of the limiter's deciding calls, writing its decision (as the C struct) only when it
+/// succeeds. [`decide`] is monomorphised for each, and `run` is `#[inline(always)]`, so each
+/// exported function gets its own body with the operation chosen at compile time and the
+/// decision written straight into the caller's struct.
+trait Op {
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error>;
 }
 
-/// What a deciding call asks: a policy, a key and a cost.
-#[derive(Clone, Copy)]
-struct Ask {
-    policy: u32,
-    key: *const u8,
-    key_len: usize,
-    cost: u32,
-}
+/// `portcullis_limiter_check`: straight from the verdict's nanoseconds into the C struct, not
+/// through a `Decision` whose numbers would be worked out again from its state.
+struct Check;
 
-/// Shared body of the deciding functions. Each exported function passes its `op` as a
-/// constant, so each gets its own body with the operation chosen at compile time.
-///
-/// # Safety
-/// As the exported functions: live handle, readable key, writable output.
-#[inline(always)]
-unsafe fn decide(
-    limiter: *const portcullis_limiter,
-    op: Op,
-    ask: Ask,
-    now: Option<Nanos>,
-    out: *mut portcullis_decision,
-) -> portcullis_result {
-    fn answer(
-        out: &mut portcullis_decision,
-        d: Result<Decision, crate::Error>,
-    ) -> Result<(), crate::Error> {
-        *out = d?.into();
+impl Op for Check {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        let Settled(decision) = l.check_as::<Settled<portcullis_decision>>(id, key, cost, now)?;
+        out.write(decision);
         Ok(())
     }
-    // SAFETY (each arm): forwarded from the caller.
-    match op {
-        // Built straight from the verdict's nanoseconds, not through a `Decision` whose numbers
-        // would be worked out again from its state.
-        Op::Check => unsafe {
-            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
-                *out = l
-                    .check_as::<Settled<portcullis_decision>>(id, key, cost, now)?
-                    .0;
-                Ok(())
-            })
-        },
-        Op::Peek => unsafe {
-            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
-                answer(out, l.peek_at(id, key, cost, now))
-            })
-        },
-        Op::Penalize => unsafe {
-            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
-                answer(out, l.penalize_at(id, key, cost, now))
-            })
-        },
-        Op::Refund => unsafe {
-            decide_with(limiter, ask, now, out, |l, id, key, cost, now, out| {
-                answer(out, l.refund_at(id, key, cost, now))
-            })
-        },
+}
+
+/// `portcullis_limiter_peek`.
+struct Peek;
+
+impl Op for Peek {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        out.write(l.peek_at(id, key, cost, now)?.into());
+        Ok(())
     }
 }
 
-/// The checks every deciding function makes, then `op`, which writes the decision into the
-/// output only when it succeeds.
+/// `portcullis_limiter_penalize`.
+struct Penalize;
+
+impl Op for Penalize {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        out.write(l.penalize_at(id, key, cost, now)?.into());
+        Ok(())
+    }
+}
+
+/// `portcullis_limiter_refund`.
+struct Refund;
+
+impl Op for Refund {
+    #[inline(always)]
+    fn run(
+        l: &Limiter,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: Out<'_, portcullis_decision>,
+    ) -> Result<(), Error> {
+        out.write(l.refund_at(id, key, cost, now)?.into());
+        Ok(())
+    }
+}
+
+/// The one body of the eight deciding functions (check, peek, penalize, refund, each with its
+/// `_at` twin), which differ only in `O` and in `now` (`None`: the limiter's clock).
 ///
-/// # Safety
-/// As [`decide`].
+/// Each exported function checks `limiter`, then `out_decision`, then `key`: a NULL output is
+/// refused before anything is consumed.
 #[inline(always)]
-unsafe fn decide_with(
-    limiter: *const portcullis_limiter,
-    ask: Ask,
+fn decide<O: Op>(
+    l: &Limiter,
+    out: Out<'_, portcullis_decision>,
+    policy: u32,
+    key: &[u8],
+    cost: u32,
     now: Option<Nanos>,
-    out: *mut portcullis_decision,
-    op: impl FnOnce(
-        &Limiter,
-        PolicyId,
-        &[u8],
-        u32,
-        Nanos,
-        &mut portcullis_decision,
-    ) -> Result<(), crate::Error>,
-) -> portcullis_result {
-    guard(move || {
-        // SAFETY: forwarded from the caller.
-        let l = unsafe { live(limiter) }?;
-        // SAFETY: forwarded from the caller.
-        let out = unsafe { out_mut(out, "out_decision") }?;
-        // SAFETY: forwarded from the caller.
-        let key = unsafe { bytes(ask.key, ask.key_len, "key") }?;
-        let now = now.unwrap_or_else(|| l.now());
-        Ok(op(l, PolicyId(ask.policy), key, ask.cost, now, out)?)
-    })
+) -> FfiResult {
+    let now = now.unwrap_or_else(|| l.now());
+    O::run(l, PolicyId(policy), key, cost, now, out)?;
+    Ok(())
 }
 
 /// Decides a request of `cost` for `key` (any bytes) under `policy`, now, consuming quota when
@@ -333,21 +312,12 @@ pub unsafe extern "C" fn portcullis_limiter_check(
     cost: u32,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Check,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            None,
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Check>(l, out, policy, key, cost, None)
+    })
 }
 
 /// `portcullis_limiter_check` at an explicit time, `now_ns` Unix-epoch nanoseconds.
@@ -364,21 +334,12 @@ pub unsafe extern "C" fn portcullis_limiter_check_at(
     now_ns: u64,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Check,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            Some(now_ns),
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Check>(l, out, policy, key, cost, Some(now_ns))
+    })
 }
 
 /// What `portcullis_limiter_check` would answer, consuming nothing.
@@ -394,21 +355,12 @@ pub unsafe extern "C" fn portcullis_limiter_peek(
     cost: u32,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Peek,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            None,
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Peek>(l, out, policy, key, cost, None)
+    })
 }
 
 /// `portcullis_limiter_peek` at an explicit time.
@@ -425,21 +377,12 @@ pub unsafe extern "C" fn portcullis_limiter_peek_at(
     now_ns: u64,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Peek,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            Some(now_ns),
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Peek>(l, out, policy, key, cost, Some(now_ns))
+    })
 }
 
 /// Consumes `cost` whatever the verdict (count failed logins only). The decision is what a
@@ -456,21 +399,12 @@ pub unsafe extern "C" fn portcullis_limiter_penalize(
     cost: u32,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Penalize,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            None,
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Penalize>(l, out, policy, key, cost, None)
+    })
 }
 
 /// `portcullis_limiter_penalize` at an explicit time.
@@ -487,21 +421,12 @@ pub unsafe extern "C" fn portcullis_limiter_penalize_at(
     now_ns: u64,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Penalize,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            Some(now_ns),
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Penalize>(l, out, policy, key, cost, Some(now_ns))
+    })
 }
 
 /// Gives back `cost` (the backend failed). Never makes a key fresher than fresh, never lifts a
@@ -518,21 +443,12 @@ pub unsafe extern "C" fn portcullis_limiter_refund(
     cost: u32,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Refund,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            None,
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Refund>(l, out, policy, key, cost, None)
+    })
 }
 
 /// `portcullis_limiter_refund` at an explicit time.
@@ -549,21 +465,12 @@ pub unsafe extern "C" fn portcullis_limiter_refund_at(
     now_ns: u64,
     out_decision: *mut portcullis_decision,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        decide(
-            limiter,
-            Op::Refund,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            Some(now_ns),
-            out_decision,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_decision);
+        let key = try_slice!(key, key_len);
+        decide::<Refund>(l, out, policy, key, cost, Some(now_ns))
+    })
 }
 
 /// Forgets a key (unblocks a user). `out_had_state` (may be NULL) tells whether it had state.
@@ -580,57 +487,42 @@ pub unsafe extern "C" fn portcullis_limiter_reset(
     out_had_state: *mut bool,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let l = unsafe { live(limiter) }?;
-        // SAFETY: forwarded from the caller.
-        let key = unsafe { bytes(key, key_len, "key") }?;
-        let had = l.reset(PolicyId(policy), key)?;
-        if !out_had_state.is_null() {
-            // SAFETY: non-NULL; the caller promises it is writable.
-            unsafe { out_had_state.write(had) };
+        let l = try_ref!(limiter).live()?;
+        let had = l.reset(PolicyId(policy), try_slice!(key, key_len))?;
+        if let Some(out) = opt_out!(out_had_state) {
+            out.write(had);
         }
         Ok(())
     })
 }
 
-/// Shared body of the acquire functions.
-///
-/// # Safety
-/// As `portcullis_limiter_acquire`.
-#[inline]
-unsafe fn acquire(
-    limiter: *const portcullis_limiter,
-    ask: Ask,
+/// The one body of the two acquire functions (`now` `None`: the limiter's clock). Both outputs
+/// were checked before: a lease is never taken that could not be handed out.
+#[inline(always)]
+fn acquire(
+    l: &Limiter,
+    out_decision: Out<'_, portcullis_decision>,
+    out_lease: Out<'_, *mut portcullis_lease>,
+    policy: u32,
+    key: &[u8],
+    cost: u32,
     now: Option<Nanos>,
-    out_decision: *mut portcullis_decision,
-    out_lease: *mut *mut portcullis_lease,
-) -> portcullis_result {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let l = unsafe { live(limiter) }?;
-        need_out(out_decision, "out_decision")?;
-        need_out(out_lease, "out_lease")?;
-        // SAFETY: forwarded from the caller.
-        let key = unsafe { bytes(ask.key, ask.key_len, "key") }?;
-        let now = now.unwrap_or_else(|| l.now());
-        let (d, lease) = l.acquire_at(PolicyId(ask.policy), key, ask.cost, now)?;
-        let lease = lease.map_or(std::ptr::null_mut(), |lease| {
-            Box::into_raw(Box::new(portcullis_lease { lease }))
-        });
-        // SAFETY: both checked non-NULL; the caller promises they are writable.
-        unsafe {
-            out_lease.write(lease);
-            write_out(out_decision, "out_decision", d.into())
-        }
-    })
+) -> FfiResult {
+    let now = now.unwrap_or_else(|| l.now());
+    let (d, lease) = l.acquire_at(PolicyId(policy), key, cost, now)?;
+    out_lease.write(lease.map_or(std::ptr::null_mut(), |lease| {
+        Box::into_raw(Box::new(portcullis_lease { lease }))
+    }));
+    out_decision.write(d.into());
+    Ok(())
 }
 
 /// Takes `cost` leases of a concurrency policy. Allowed: `*out_lease` is a lease to give back
 /// with `portcullis_limiter_release`. Denied: `*out_lease` is NULL.
 ///
 /// # Safety
-/// `limiter` is NULL or live; `key` is valid for `key_len` bytes; the out-pointers are
-/// writable.
+/// `limiter` is NULL or live; `key` is valid for `key_len` bytes; `out_decision` and
+/// `out_lease` are writable.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_limiter_acquire(
     limiter: *const portcullis_limiter,
@@ -641,21 +533,13 @@ pub unsafe extern "C" fn portcullis_limiter_acquire(
     out_decision: *mut portcullis_decision,
     out_lease: *mut *mut portcullis_lease,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        acquire(
-            limiter,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            None,
-            out_decision,
-            out_lease,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out_d = try_out!(out_decision);
+        let out_l = try_out!(out_lease);
+        let key = try_slice!(key, key_len);
+        acquire(l, out_d, out_l, policy, key, cost, None)
+    })
 }
 
 /// `portcullis_limiter_acquire` at an explicit time.
@@ -673,45 +557,23 @@ pub unsafe extern "C" fn portcullis_limiter_acquire_at(
     out_decision: *mut portcullis_decision,
     out_lease: *mut *mut portcullis_lease,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        acquire(
-            limiter,
-            Ask {
-                policy,
-                key,
-                key_len,
-                cost,
-            },
-            Some(now_ns),
-            out_decision,
-            out_lease,
-        )
-    }
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        let out_d = try_out!(out_decision);
+        let out_l = try_out!(out_lease);
+        let key = try_slice!(key, key_len);
+        acquire(l, out_d, out_l, policy, key, cost, Some(now_ns))
+    })
 }
 
-/// Shared body of the release functions: always consumes the lease.
-///
-/// # Safety
-/// As `portcullis_limiter_release`.
-unsafe fn release(
-    limiter: *const portcullis_limiter,
-    lease: *mut portcullis_lease,
-    now: Option<Nanos>,
-) -> portcullis_result {
-    guard(|| {
-        if lease.is_null() {
-            return Err(Failure::null("lease"));
-        }
-        // SAFETY: the caller gives back a lease this library boxed; it is consumed whatever
-        // happens next, so it cannot be released twice.
-        let lease = unsafe { Box::from_raw(lease) }.lease;
-        // SAFETY: forwarded from the caller.
-        let l = unsafe { live(limiter) }?;
-        let now = now.unwrap_or_else(|| l.now());
-        l.release_at(lease, now)?;
-        Ok(())
-    })
+/// The one body of the two release functions (`now` `None`: the limiter's clock). The exported
+/// functions take the lease back from the caller before they check `limiter`, so it is freed
+/// whatever happens next and cannot be released twice.
+#[inline(always)]
+fn release(lease: Lease, l: &Limiter, now: Option<Nanos>) -> FfiResult {
+    let now = now.unwrap_or_else(|| l.now());
+    l.release_at(lease, now)?;
+    Ok(())
 }
 
 /// Gives a lease back, and frees it (also on failure: never use it again).
@@ -723,8 +585,10 @@ pub unsafe extern "C" fn portcullis_limiter_release(
     limiter: *const portcullis_limiter,
     lease: *mut portcullis_lease,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe { release(limiter, lease, None) }
+    guard(|| {
+        let lease = take_box!(lease).ok_or_else(|| Failure::null("lease"))?;
+        release(lease.lease, try_ref!(limiter).live()?, None)
+    })
 }
 
 /// `portcullis_limiter_release` at an explicit time.
@@ -737,8 +601,10 @@ pub unsafe extern "C" fn portcullis_limiter_release_at(
     lease: *mut portcullis_lease,
     now_ns: u64,
 ) -> portcullis_result {
-    // SAFETY: forwarded from the caller.
-    unsafe { release(limiter, lease, Some(now_ns)) }
+    guard(|| {
+        let lease = take_box!(lease).ok_or_else(|| Failure::null("lease"))?;
+        release(lease.lease, try_ref!(limiter).live()?, Some(now_ns))
+    })
 }
 
 /// Frees a lease without giving it back: its slot frees itself after the lease timeout. NULL
@@ -748,12 +614,7 @@ pub unsafe extern "C" fn portcullis_limiter_release_at(
 /// `lease` is NULL or not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_lease_free(lease: *mut portcullis_lease) {
-    guard_drop(|| {
-        if !lease.is_null() {
-            // SAFETY: the caller gives back a lease this library boxed.
-            drop(unsafe { Box::from_raw(lease) });
-        }
-    });
+    guard_drop(|| drop(take_box!(lease)));
 }
 
 /// Renders the response headers for the decisions that applied to one request (one or more,
@@ -772,28 +633,20 @@ pub unsafe extern "C" fn portcullis_limiter_headers(
     out_headers: *mut *mut portcullis_headers,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let l = unsafe { live(limiter) }?;
-        need_out(out_headers, "out_headers")?;
+        let l = try_ref!(limiter).live()?;
+        let out = try_out!(out_headers);
         let style = header_style(style)?;
-        if decisions.is_null() && count > 0 {
-            return Err(Failure::null("decisions"));
-        }
-        let list: &[portcullis_decision] = match count {
-            0 => &[],
-            // SAFETY: non-NULL; the caller promises `count` decisions.
-            _ => unsafe { std::slice::from_raw_parts(decisions, count) },
-        };
+        let list = try_slice!(decisions, count);
         let mut ds = Vec::with_capacity(list.len());
         for d in list {
             if l.policy(PolicyId(d.policy)).is_none() {
-                return Err(Failure::from(crate::Error::BadPolicyId(d.policy)));
+                return Err(Failure::from(Error::BadPolicyId(d.policy)));
             }
             ds.push(Decision::from(d));
         }
-        let h = Box::into_raw(Box::new(portcullis_headers::new(l.headers(style, &ds))));
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { write_out(out_headers, "out_headers", h) }
+        let headers = portcullis_headers::new(l.headers(style, &ds));
+        out.write(Box::into_raw(Box::new(headers)));
+        Ok(())
     })
 }
 
@@ -810,12 +663,10 @@ pub unsafe extern "C" fn portcullis_limiter_stats_json(
     out_len: *mut usize,
 ) -> portcullis_result {
     guard(|| {
-        // SAFETY: forwarded from the caller.
-        let l = unsafe { live(limiter) }?;
+        let l = try_ref!(limiter).live()?;
         let json = serde_json::to_string(&l.stats())
             .map_err(|e| Failure::invalid(format!("stats: {e}")))?;
-        // SAFETY: forwarded from the caller.
-        unsafe { copy_out(json.as_bytes(), buf, cap, out_len) }
+        copy_out(json.as_bytes(), try_buf!(buf, cap), try_out!(out_len))
     })
 }
 
@@ -828,13 +679,7 @@ pub unsafe extern "C" fn portcullis_limiter_stats_json(
 pub unsafe extern "C" fn portcullis_limiter_close(
     limiter: *const portcullis_limiter,
 ) -> portcullis_result {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let h = unsafe { borrow(limiter, "limiter") }?;
-        h.live()?.close()?;
-        h.closed.store(true, Ordering::Release);
-        Ok(())
-    })
+    guard(|| try_ref!(limiter).handle.close())
 }
 
 /// Closes (if not closed) and frees a limiter, releasing its store. NULL is ignored. No other
@@ -844,17 +689,9 @@ pub unsafe extern "C" fn portcullis_limiter_close(
 /// `limiter` is NULL or a limiter not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn portcullis_limiter_free(limiter: *mut portcullis_limiter) {
-    guard_drop(|| {
-        if !limiter.is_null() {
-            // SAFETY: the caller gives back a limiter this library boxed.
-            let h = unsafe { Box::from_raw(limiter) };
-            if !h.closed.load(Ordering::Acquire) {
-                let _ = h.limiter.close();
-            }
-        }
-    });
+    // Dropping the handle closes the limiter first if `portcullis_limiter_close` did not.
+    guard_drop(|| drop(take_box!(limiter)));
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

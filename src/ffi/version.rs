@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{copy_out, guard, with_last_error};
+use super::boundary::{copy_out, guard, try_buf, try_out, with_last_error};
 use super::result::portcullis_result;
 
 /// The ABI version of this header. Bumped whenever a signature, a struct layout or a result
@@ -47,10 +47,7 @@ pub unsafe extern "C" fn portcullis_last_error(
 ) -> portcullis_result {
     // Copying the message must not replace it when the copy fails.
     let message = with_last_error(|m| m.to_owned());
-    let code = guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { copy_out(message.as_bytes(), buf, cap, out_len) }
-    });
+    let code = guard(|| copy_out(message.as_bytes(), try_buf!(buf, cap), try_out!(out_len)));
     if code != portcullis_result::Ok {
         super::boundary::set_last_error(&message);
     }
