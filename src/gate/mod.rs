@@ -356,10 +356,13 @@ impl Gate {
                     }
                 }
             } else {
-                match slot.limiter.check_settled(slot.id, key, 1, now) {
-                    Ok(d) => *decision = d,
-                    // The decision stays the fail-closed denial; the reason says why.
-                    Err(e) => store_error = Some(e.to_string()),
+                // Written where the outcome keeps it; on an error the decision stays the
+                // fail-closed denial and the reason says why.
+                if let Err(e) = slot
+                    .limiter
+                    .check_settled_into(slot.id, key, 1, now, decision)
+                {
+                    store_error = Some(e.to_string());
                 }
             }
             limit.counters.0.record(

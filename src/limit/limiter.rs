@@ -533,7 +533,22 @@ impl Limiter {
     /// monomorphic in the algorithm's step and the output, so the compiler keeps each in
     /// registers. A new algorithm is one `Step` and one arm; a new output, one [`Answer`].
     /// Concurrency policies answer only outputs that carry leases, the others only those that
-    /// do not.
+    /// do not. The answer is written into `out` (on success only), where its caller keeps it:
+    /// a decision built in one place and copied to another is read back with wider loads than
+    /// it was written with, a store-forwarding stall.
+    #[inline(always)]
+    pub(crate) fn check_into_as<A: Answer>(
+        &self,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        out: &mut impl Slot<A>,
+    ) -> Result<(), Error> {
+        self.check_with(id, key, cost, now, |answer: A| out.put(answer))
+    }
+
+    /// [`Limiter::check_into_as`] returning the answer.
     #[inline(always)]
     pub(crate) fn check_as<A: Answer>(
         &self,
@@ -542,23 +557,37 @@ impl Limiter {
         cost: u32,
         now: Nanos,
     ) -> Result<A, Error> {
+        self.check_with(id, key, cost, now, |answer: A| answer)
+    }
+
+    /// The match of [`Limiter::check_into_as`]; `finish` takes the answer where it goes.
+    #[inline(always)]
+    fn check_with<A: Answer, R>(
+        &self,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        finish: impl FnOnce(A) -> R,
+    ) -> Result<R, Error> {
         let e = self.entry(id)?;
         match &e.rule.algo {
-            Algo::Concurrency(a) if A::LEASES => self.check_body(e, a, id, key, cost, now),
+            Algo::Concurrency(a) if A::LEASES => self.check_body(e, a, id, key, cost, now, finish),
             Algo::Concurrency(_) => Err(e.needs_lease()),
             _ if A::LEASES => Err(e.not_concurrency()),
-            Algo::Gcra(a) => self.check_body(e, a, id, key, cost, now),
-            Algo::FixedWindow(a) => self.check_body(e, a, id, key, cost, now),
-            Algo::SlidingWindow(a) => self.check_body(e, a, id, key, cost, now),
-            Algo::Leaky(a) => self.check_body(e, a, id, key, cost, now),
+            Algo::Gcra(a) => self.check_body(e, a, id, key, cost, now, finish),
+            Algo::FixedWindow(a) => self.check_body(e, a, id, key, cost, now, finish),
+            Algo::SlidingWindow(a) => self.check_body(e, a, id, key, cost, now, finish),
+            Algo::Leaky(a) => self.check_body(e, a, id, key, cost, now, finish),
         }
     }
 
-    /// [`Limiter::check_as`] under one algorithm: the key's fingerprint, the CAS loop with the
-    /// step inlined, the counts, persistence, and the answer. Inlined into its caller: the call
-    /// and its arguments cost a check about a fifth of its instructions.
+    /// [`Limiter::check_into_as`] under one algorithm: the key's fingerprint, the CAS loop with
+    /// the step inlined, the counts, persistence, and the answer. Inlined into its caller: the
+    /// call and its arguments cost a check about a fifth of its instructions.
     #[inline(always)]
-    fn check_body<A: Answer>(
+    #[allow(clippy::too_many_arguments)]
+    fn check_body<A: Answer, R>(
         &self,
         e: &Entry,
         algo: &impl Step,
@@ -566,7 +595,8 @@ impl Limiter {
         key: &[u8],
         cost: u32,
         now: Nanos,
-    ) -> Result<A, Error> {
+        finish: impl FnOnce(A) -> R,
+    ) -> Result<R, Error> {
         self.affordable(e, cost)?;
         let f = e.table.fingerprint(key);
         let rule = &e.rule;
@@ -591,7 +621,7 @@ impl Limiter {
         if self.writer.is_some() || e.sync_shared {
             self.persist(e, id, key, &f, (up.wrote, up.placed))?;
         }
-        Ok(A::answer(&Checked {
+        Ok(finish(A::answer(&Checked {
             rule,
             max_cost: e.max_cost,
             id,
@@ -600,7 +630,7 @@ impl Limiter {
             seen,
             cost,
             now,
-        }))
+        })))
     }
 
     /// Decides a request of `cost` for `key` now, consuming quota when allowed.
@@ -624,15 +654,15 @@ impl Limiter {
     /// [`Limiter::check_at`] for a caller that reads every number (the gate): the decision's
     /// numbers are worked out at once.
     #[inline]
-    pub(crate) fn check_settled(
+    pub(crate) fn check_settled_into(
         &self,
         id: PolicyId,
         key: &[u8],
         cost: u32,
         now: Nanos,
-    ) -> Result<Decision, Error> {
-        self.check_as::<Settled<Decision>>(id, key, cost, now)
-            .map(|Settled(d)| d)
+        out: &mut Decision,
+    ) -> Result<(), Error> {
+        self.check_into_as::<Settled<Decision>>(id, key, cost, now, out)
     }
 
     /// [`Limiter::check`] by policy name.
@@ -867,6 +897,21 @@ impl Answer for Decision {
             c.id,
             c.now,
         )
+    }
+}
+
+/// Where a check's answer is written, in place (see [`Limiter::check_into_as`]).
+pub(crate) trait Slot<A> {
+    /// Stores the answer.
+    fn put(&mut self, answer: A);
+}
+
+/// A settled answer written straight into the caller's own value (the gate's decision, the C
+/// struct).
+impl<D> Slot<Settled<D>> for D {
+    #[inline(always)]
+    fn put(&mut self, answer: Settled<D>) {
+        *self = answer.0;
     }
 }
 
