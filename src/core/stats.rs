@@ -215,6 +215,9 @@ pub struct PolicyStats {
     pub live_keys: usize,
     /// Live keys pushed out because the table was full.
     pub evictions: u64,
+    /// Of those, keys that were being denied (limited or blocked): every candidate slot held
+    /// such a key, so the table is too small for its traffic (raise `capacity`).
+    pub limited_evictions: u64,
     /// Slots in the policy's table.
     pub capacity: usize,
     /// Bytes of the policy's table, fixed at construction.

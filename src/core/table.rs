@@ -130,9 +130,14 @@ impl LockClock {
 pub trait Reclaim {
     /// The state carries no information at `now`: its slot may be reused.
     fn recovered(&self, state: u64, now: Nanos) -> bool;
-    /// How much the key still owes; the least indebted is evicted first.
+    /// What forgetting the key would give back; the least valuable is evicted first. A debt
+    /// of [`LIMITED`] or more says the key is being denied: evicting it is counted apart.
     fn debt(&self, state: u64, now: Nanos) -> u64;
 }
+
+/// Debts from here up belong to keys being denied (limited or blocked): a table evicts one
+/// only when every candidate is such a key, and counts it (`Table::limited_evictions`).
+pub const LIMITED: u64 = 1 << 61;
 
 /// A key reduced to its keyed hash: the fingerprint and the mask of its state word. Its two
 /// candidate buckets follow from the fingerprint and the table's size.
@@ -244,6 +249,8 @@ pub struct Table {
     /// The empty key's fingerprint, hashed once: an unkeyed limit checks it on every request.
     empty: Fingerprint,
     evictions: AtomicU64,
+    /// Evictions of keys that were being denied: the table is too small for its traffic.
+    limited_evictions: AtomicU64,
     /// One bit per page of slots written since the last [`Table::take_dirty_pages`]; present
     /// only when a store persists the table.
     dirty: Option<Box<[AtomicU64]>>,
@@ -344,6 +351,7 @@ impl Table {
             k0,
             k1,
             evictions: AtomicU64::new(0),
+            limited_evictions: AtomicU64::new(0),
             dirty: None,
         }
     }
@@ -453,6 +461,12 @@ impl Table {
     /// Keys evicted while live because every candidate slot was taken.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Of [`Table::evictions`], keys that were being denied (limited or blocked): every
+    /// candidate was such a key, so the table is too small for its traffic.
+    pub fn limited_evictions(&self) -> u64 {
+        self.limited_evictions.load(Ordering::Relaxed)
     }
 
     /// Reduces a key to its fingerprint. One 64-bit keyed hash gives both the fingerprint and
@@ -666,6 +680,9 @@ impl Table {
                     Ok(_) => {
                         if live {
                             self.evictions.fetch_add(1, Ordering::Relaxed);
+                            if reclaim.debt(word ^ old_mask, now) >= LIMITED {
+                                self.limited_evictions.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         break;
                     }

@@ -827,6 +827,7 @@ impl Limiter {
                     delayed: totals.delayed,
                     live_keys: e.table.live(now, &e.rule),
                     evictions: e.table.evictions(),
+                    limited_evictions: e.table.limited_evictions(),
                     capacity: e.table.capacity(),
                     memory_bytes: e.table.memory_bytes(),
                 }

@@ -6,6 +6,7 @@
 
 use super::{until, Algo, Step, Verdict};
 use crate::core::clock::Nanos;
+use crate::core::table::LIMITED;
 
 const BLOCKED: u64 = 1 << 63;
 
@@ -140,16 +141,33 @@ impl Rule {
         self.algo.recovered(state, now)
     }
 
-    /// How much a key still owes, as time until it would be fully recovered: the eviction
-    /// order when a table is full (least indebted first).
+    /// What forgetting a key would give back, the eviction order when a table is full (the
+    /// least valuable first). Three classes, each above every value of the one before:
+    ///
+    /// * a key a request could still pass: the units it has used (a key at 4 of 5 is worth more
+    ///   than a one-request key);
+    /// * a key that is being denied ([`crate::core::table::LIMITED`] and up): the time until it
+    ///   has fully recovered;
+    /// * a blocked key: above that, the time its block has left.
+    ///
+    /// So a flood of one-request keys never frees a limited or blocked key while a key that is
+    /// not limited is a candidate.
     #[inline]
     pub fn debt(&self, state: u64, now: Nanos) -> u64 {
+        const SPAN: u64 = LIMITED - 1;
         if let Some(t) = blocked_until(state, now) {
-            return t - now;
+            return BLOCKED_DEBT | (t - now).min(SPAN);
         }
         if self.algo.recovered(unblocked(state), now) {
             return 0;
         }
-        self.peek(state, now, 0).reset_after
+        let v = self.peek(state, now, 0);
+        if v.remaining == 0 {
+            return LIMITED | v.reset_after.min(SPAN);
+        }
+        u64::from(self.algo.max_cost()).saturating_sub(v.remaining)
     }
 }
+
+/// Debts of blocked keys start here (see [`Rule::debt`]).
+const BLOCKED_DEBT: u64 = LIMITED << 1;
