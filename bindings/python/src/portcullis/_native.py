@@ -1,12 +1,16 @@
 """Loading ``libportcullis`` and declaring its C ABI (``include/portcullis.h``) for ctypes.
 
+Finding the library
+-------------------
+
 The library is looked for, in order:
 
 1. the path in the ``PORTCULLIS_LIBRARY`` environment variable (it must exist);
 2. a ``libportcullis.so`` (``.dylib`` on macOS, ``portcullis.dll`` on Windows) next to the
-   package's files;
+   package's files: the copy an installed package (``pip install ./bindings/python``, or its
+   wheel) carries;
 3. ``target/release/`` then ``target/debug/`` of every folder from the package's up to the root
-   (a checkout of the repository after ``cargo build --release --lib``);
+   (a checkout of the repository after ``cargo build --release --lib``: the editable install);
 4. ``$CARGO_TARGET_DIR/release`` then ``$CARGO_TARGET_DIR/debug`` when that variable is set.
 
 It is loaded once, on first use (or by :func:`load`), and refused unless its
@@ -16,6 +20,7 @@ It is loaded once, on first use (or by :func:`load`), and refused unless its
 from __future__ import annotations
 
 import ctypes
+import enum
 import os
 import sys
 import threading
@@ -33,7 +38,7 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from .errors import LibraryError, error_from_code
 
@@ -46,6 +51,11 @@ ENV_VAR = "PORTCULLIS_LIBRARY"
 #: ``UINT32_MAX``: an outcome's ``remaining`` when no limit applied.
 U32_MAX = 0xFFFF_FFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+
+# The enums of the header. tests/test_native.py compiles the header and checks every value
+# here against it: ``PORTCULLIS_RESULT_<NAME>`` is the constant ``<NAME>`` of this module, and
+# ``PORTCULLIS_<ENUM>_<NAME>`` of ``enum portcullis_<enum>`` is member ``<NAME>`` of the IntEnum
+# named ``<enum>`` in CamelCase (``portcullis_cors_kind``: :class:`CorsKind`).
 
 # Result codes (enum portcullis_result).
 OK = 0
@@ -68,6 +78,86 @@ STORE_CORRUPT = 301
 STORE_FOREIGN = 302
 STORE_VERSION = 303
 STORE_IO = 304
+
+
+class CorsKind(enum.IntEnum):
+    """The kind of request, as the Fetch standard classifies it (``portcullis_cors_kind``)."""
+
+    #: No ``Origin``: not a CORS request.
+    NOT_CORS = 0
+    #: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``.
+    PREFLIGHT = 1
+    #: Any other request with ``Origin``.
+    ACTUAL = 2
+
+
+class Action(enum.IntEnum):
+    """What to do with a request (``portcullis_action``)."""
+
+    #: Call the handler (after ``delay``) and add the headers to its response.
+    PASS = 0
+    #: An allowed preflight: answer 204 with the headers; do not call the handler.
+    PREFLIGHT = 1
+    #: Refused by CORS: answer 403 with the headers.
+    FORBIDDEN = 2
+    #: Rate limited: answer 429 with the headers.
+    LIMITED = 3
+
+
+class HeaderStyle(enum.IntEnum):
+    """Which rate-limit headers to render (``portcullis_header_style``)."""
+
+    #: ``X-RateLimit-Limit``, ``-Remaining``, ``-Reset`` and ``Retry-After`` on a denial.
+    LEGACY = 0
+    #: IETF ``RateLimit-Policy`` and ``RateLimit`` (and ``Retry-After`` on a denial).
+    IETF = 1
+    #: Both.
+    BOTH = 2
+    #: Only ``Retry-After`` on a denial.
+    RETRY_AFTER_ONLY = 3
+
+    @classmethod
+    def parse(cls, value: "HeaderStyle | str | int") -> "HeaderStyle":
+        """A style from its name (``"legacy"``, ``"ietf"``, ``"both"``, ``"retry_after_only"``)."""
+        if isinstance(value, HeaderStyle):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper().replace("-", "_")]
+            except KeyError:
+                names = ", ".join(repr(m.name.lower()) for m in cls)
+                raise ValueError(f"unknown header style {value!r}: use one of {names}") from None
+        if isinstance(value, int):
+            return cls(value)
+        raise TypeError(f"header style must be a str or HeaderStyle, not {type(value).__name__}")
+
+
+class KeyKind(enum.IntEnum):
+    """Which key a gate reset names (``portcullis_key_kind``)."""
+
+    #: A client address (text).
+    IP = 0
+    #: A principal (user id or API key).
+    PRINCIPAL = 1
+    #: A route, by its ``match`` text.
+    ROUTE = 2
+    #: The one key of a global limit.
+    GLOBAL = 3
+
+    @classmethod
+    def parse(cls, value: "KeyKind | str | int") -> "KeyKind":
+        """A kind from its name (``"ip"``, ``"principal"``, ``"route"``, ``"global"``)."""
+        if isinstance(value, KeyKind):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                names = ", ".join(repr(m.name.lower()) for m in cls)
+                raise ValueError(f"unknown key kind {value!r}: use one of {names}") from None
+        if isinstance(value, int):
+            return cls(value)
+        raise TypeError(f"key kind must be a str or KeyKind, not {type(value).__name__}")
 
 
 class Str(Structure):
@@ -126,7 +216,7 @@ class OutcomeInfo(Structure):
     """``portcullis_outcome_info``."""
 
     _fields_ = [
-        ("verdict", c_uint32),
+        ("action", c_uint32),
         ("status", c_uint16),
         ("delay_ns", c_uint64),
         ("retry_after_secs", c_uint64),
@@ -152,6 +242,19 @@ class NativeDecision(Structure):
     ]
 
 
+#: Every struct of the header with a layout, by its C name: the ctypes classes declaring it.
+#: tests/test_native.py checks that the header has no other struct and that each class has
+#: the C struct's size, field names, field offsets and field sizes.
+STRUCTS: Dict[str, Tuple[Type[Structure], ...]] = {
+    "portcullis_str": (Str, InStr),
+    "portcullis_cors_request": (CorsRequest,),
+    "portcullis_cors_info": (CorsInfo,),
+    "portcullis_request": (Request,),
+    "portcullis_outcome_info": (OutcomeInfo,),
+    "portcullis_decision": (NativeDecision,),
+}
+
+
 # Opaque handles travel as void pointers (ints on the Python side).
 _H = c_void_p
 _R = c_uint32
@@ -165,7 +268,8 @@ _DEC_P = POINTER(NativeDecision)
 _BYTES = c_char_p
 _BUF = POINTER(c_uint8)
 
-# name: (restype, argtypes), every function of the header.
+# name: (restype, argtypes), every function of the header (tests/test_abi.py checks each
+# against its prototype: the number of arguments and the type of each).
 SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     # CORS
     "portcullis_cors_open": (_R, [_BYTES, c_size_t, _H_P]),
@@ -291,8 +395,10 @@ def find_library(package_dir: Optional[Path] = None) -> Path:
     where = "\n  ".join(str(p) for p in looked)
     raise LibraryError(
         "LIBRARY_NOT_FOUND",
-        f"{library_filename()} not found. Build it with `cargo build --release --lib` in the "
-        f"portcullis repository, or set {ENV_VAR} to its path. Looked at ({ENV_VAR} unset):\n"
+        f"{library_filename()} not found. Install the package with `pip install "
+        f"./bindings/python` from a checkout of the portcullis repository (it builds the "
+        f"library and bundles it), build it with `cargo build --release --lib` there, or set "
+        f"{ENV_VAR} to its path. Looked at ({ENV_VAR} unset):\n"
         f"  {where}",
     )
 
@@ -357,7 +463,7 @@ def library_path() -> Path:
     return _path
 
 
-def last_error(lib: ctypes.CDLL) -> str:
+def last_error(lib: Any) -> str:
     """This thread's last error message from the library."""
     size = c_size_t(0)
     buf = (c_uint8 * 1024)()
@@ -371,7 +477,7 @@ def last_error(lib: ctypes.CDLL) -> str:
     return bytes(buf[: size.value]).decode("utf-8", "replace")
 
 
-def result_name(lib: ctypes.CDLL, code: int) -> str:
+def result_name(lib: Any, code: int) -> str:
     """The name of a result code, e.g. ``PORTCULLIS_RESULT_STORE_LOCKED``."""
     name = lib.portcullis_result_name(code)
     return name.decode("ascii", "replace") if name else "PORTCULLIS_RESULT_UNKNOWN"
@@ -386,7 +492,7 @@ def text(s: Str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def json_out(lib: ctypes.CDLL, fn: Any, handle: int, first: int = 4096) -> bytes:
+def json_out(lib: Any, fn: Any, handle: int, first: int = 4096) -> bytes:
     """Calls a ``*_stats_json`` function, growing the buffer on ``INSUFFICIENT_SIZE``."""
     cap = first
     for _ in range(8):

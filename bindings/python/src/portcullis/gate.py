@@ -10,13 +10,13 @@ from typing import Any, Iterable, Optional, Type, TypeVar, Union
 
 from . import _native
 from ._handle import Handle, native_error, open_native
-from .types import KeyKind, NativeOutcome, Outcome, Verdict
+from .types import Action, KeyKind, NativeOutcome, Outcome
 
 __all__ = ["Gate", "read_outcome"]
 
 _Self = TypeVar("_Self", bound="Gate")
 
-_VERDICTS = {v.value: v for v in Verdict}
+_ACTIONS = {a.value: a for a in Action}
 
 
 def _header_list(value: Union[None, str, bytes, Iterable[str]]) -> Optional[bytes]:
@@ -72,11 +72,11 @@ def read_outcome(lib: ctypes.CDLL, ptr: int) -> Outcome:
                 ptr, lib.portcullis_outcome_release, lib.portcullis_outcome_free
             )
             keep = True
-        verdict = _VERDICTS.get(info.verdict, info.verdict)
+        action = _ACTIONS.get(info.action, info.action)
         return Outcome(
-            verdict=verdict,
+            action=action,
             status=info.status,
-            allowed=verdict == Verdict.PASS,
+            allowed=action == Action.PASS,
             headers=headers,
             delay=info.delay_ns / 1e9,
             retry_after_secs=info.retry_after_secs,
