@@ -453,3 +453,30 @@ def test_a_drifted_binding_is_caught(header: Header, truth: Truth):
             "has 4 bytes unsigned") in problems
     assert "portcullis_outcome_limited_by: not in _native.SIGNATURES" in problems
     assert "SIGNATURES['portcullis_gate_flush'] is not a function of the header" in problems
+
+
+def test_calls_that_can_wait_on_the_disk_release_the_gil(header: Header):
+    # The header says which calls touch the store: each of them must be BLOCKING.
+    touching = {
+        name for name, fn in header.functions.items()
+        if re.search(r"\b(store|durable|disk|fsync|flush)", fn.doc)
+    }
+    assert touching, "no function of the header mentions the store"
+    assert touching <= _native.BLOCKING, touching - _native.BLOCKING
+    assert _native.BLOCKING | _native.DURABLE <= set(_native.SIGNATURES)
+    assert not _native.BLOCKING & _native.DURABLE
+
+
+def test_each_function_holds_or_releases_the_gil_as_the_rule_says():
+    fast, durable = _native.load(), _native.load(durable=True)
+    assert not fast.durable and durable.durable
+    for name in _native.SIGNATURES:
+        assert fast.holds_gil(name) is (name not in _native.BLOCKING), name
+        assert durable.holds_gil(name) is (
+            name not in _native.BLOCKING and name not in _native.DURABLE
+        ), name
+        assert fast.raw(name)._flags_ == getattr(fast, name)._flags_
+    # Both come from one loaded library: the same addresses.
+    for name in ("portcullis_limiter_check", "portcullis_gate_open"):
+        assert ctypes.cast(getattr(fast, name), ctypes.c_void_p).value == ctypes.cast(
+            getattr(durable, name), ctypes.c_void_p).value
