@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 import portcullis
-from portcullis import Outcome, Verdict
+from portcullis import Action, Outcome
 from conftest import GATE_CONFIG, MS, SEC, T0
 
 ORIGIN = "https://app.example.com"
@@ -23,7 +23,7 @@ def test_preflight_is_answered_and_never_charged(gate):
             "OPTIONS", "/login", origin=ORIGIN, request_method="POST",
             request_headers=["content-type"], client_ip="203.0.113.9", now_ns=T0,
         )
-        assert o.verdict is Verdict.PREFLIGHT
+        assert o.action is Action.PREFLIGHT
         assert o.status == 204
         assert not o.allowed
         assert o.header("Access-Control-Allow-Origin") == ORIGIN
@@ -35,7 +35,7 @@ def test_preflight_is_answered_and_never_charged(gate):
 def test_five_logins_then_a_429_with_cors(gate):
     for i in range(5):
         o = login(gate, T0 + i * MS)
-        assert o.verdict is Verdict.PASS and o.allowed
+        assert o.action is Action.PASS and o.allowed
         assert o.status == 0
         assert o.remaining == 4 - i
         assert o.limit == 5
@@ -48,7 +48,7 @@ def test_five_logins_then_a_429_with_cors(gate):
         assert o.reason == "allowed"
         assert o.limited_by is None
     o = login(gate, T0 + 10 * MS)
-    assert o.verdict is Verdict.LIMITED
+    assert o.action is Action.LIMITED
     assert o.status == 429
     assert not o.allowed
     assert o.retry_after_secs == 900
@@ -68,13 +68,13 @@ def test_five_logins_then_a_429_with_cors(gate):
 def test_refused_origin_is_a_403_without_cors_headers(gate):
     o = gate.decide("OPTIONS", "/login", origin="https://evil.example.net",
                     request_method="POST", client_ip="203.0.113.9", now_ns=T0)
-    assert o.verdict is Verdict.FORBIDDEN
+    assert o.action is Action.FORBIDDEN
     assert o.status == 403
     assert o.header("Access-Control-Allow-Origin") is None
     assert "evil.example.net" in o.reason
     actual = gate.decide("POST", "/login", origin="https://evil.example.net",
                          client_ip="203.0.113.9", now_ns=T0)
-    assert actual.verdict is Verdict.FORBIDDEN
+    assert actual.action is Action.FORBIDDEN
     # Never charged.
     assert login(gate, T0).remaining == 4
 
@@ -99,7 +99,7 @@ def test_outcome_holds_leases_until_released(gate):
     first = export()
     assert first.allowed and first.leases == 1 and first.holds_leases
     second = export()
-    assert second.verdict is Verdict.LIMITED
+    assert second.action is Action.LIMITED
     assert second.limited_by == "export"
     assert not second.holds_leases
     # Another principal has its own slot.

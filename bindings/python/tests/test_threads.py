@@ -6,7 +6,7 @@ import threading
 from typing import Callable, List
 
 import portcullis
-from portcullis import Verdict
+from portcullis import Action
 from conftest import T0
 
 THREADS = 8
@@ -64,10 +64,10 @@ def test_gate_shared_by_eight_threads():
 
         def decide(i: int) -> bool:
             o = gate.decide("GET", "/api/items", principal="key-123", now_ns=T0 + i)
-            if o.verdict is Verdict.LIMITED:
+            if o.action is Action.LIMITED:
                 assert o.status == 429 and o.header("Retry-After") is not None
                 return False
-            assert o.verdict is Verdict.PASS
+            assert o.action is Action.PASS
             return True
 
         counts = run(decide)

@@ -41,6 +41,7 @@ from .errors import (
 from .gate import Gate
 from .limiter import Lease, Limiter
 from .types import (
+    Action,
     CorsDecision,
     CorsKind,
     Decision,
@@ -48,7 +49,6 @@ from .types import (
     HeaderStyle,
     KeyKind,
     Outcome,
-    Verdict,
 )
 
 __version__ = "0.1.0"
@@ -71,6 +71,7 @@ def library_version() -> str:
 
 __all__ = [
     "ABI_VERSION",
+    "Action",
     "ClosedError",
     "ConfigError",
     "Cors",
@@ -102,7 +103,6 @@ __all__ = [
     "StoreLockedError",
     "StoreVersionError",
     "UnknownPolicyError",
-    "Verdict",
     "library_version",
     "load_library",
 ]

@@ -26,12 +26,12 @@ _live: "weakref.WeakSet[Handle]" = weakref.WeakSet()
 _H = TypeVar("_H", bound="Handle")
 
 
-def native_error(lib: ctypes.CDLL, rc: int) -> PortcullisError:
+def native_error(lib: _native.Api, rc: int) -> PortcullisError:
     """The exception for result ``rc`` of a call just made on this thread."""
     return error_from_code(rc, _native.result_name(lib, rc), _native.last_error(lib))
 
 
-def open_native(open_fn: Callable[..., int], lib: ctypes.CDLL, data: bytes) -> int:
+def open_native(open_fn: Callable[..., int], lib: _native.Api, data: bytes) -> int:
     """Calls a ``portcullis_*_open*`` function on ``data``: the new pointer, or its error."""
     out = ctypes.c_void_p()
     rc = open_fn(data, len(data), ctypes.byref(out))
@@ -50,11 +50,15 @@ def _close_all() -> None:
 
 
 class Handle:
-    """Base of Gate, Limiter and Cors: owns one native pointer."""
+    """Base of Gate, Limiter and Cors: owns one native pointer.
+
+    ``_lib`` is the :class:`~portcullis._native.Api` its calls go through: which of them hold
+    the GIL and which release it follows the rule of :mod:`portcullis._native`.
+    """
 
     _kind = "handle"
 
-    def __init__(self, lib: ctypes.CDLL, ptr: int, close_fn: Optional[Callable[[int], int]],
+    def __init__(self, lib: _native.Api, ptr: int, close_fn: Optional[Callable[[int], int]],
                  free_fn: Callable[[int], None]) -> None:
         self._lib = lib
         self._ptr: Optional[int] = ptr

@@ -6,7 +6,7 @@ import ipaddress
 import json
 from typing import Dict, List, Optional, Tuple
 
-from .types import Headers, Outcome, Verdict
+from .types import Action, Headers, Outcome
 
 REASONS: Dict[int, str] = {
     204: "No Content",
@@ -101,11 +101,11 @@ def refusal(outcome: Outcome) -> Tuple[int, List[Tuple[str, str]], bytes]:
     A preflight: 204, no body. A CORS refusal: 403 with a short JSON body. A rate limit: 429
     with a short JSON body giving ``retry_after`` (seconds), and ``Retry-After``.
     """
-    status = outcome.status or (204 if outcome.verdict == Verdict.PREFLIGHT else 403)
+    status = outcome.status or (204 if outcome.action == Action.PREFLIGHT else 403)
     headers = merge_headers([], outcome.headers)
     if status == 204:
         return status, headers, b""
-    if outcome.verdict == Verdict.LIMITED:
+    if outcome.action == Action.LIMITED:
         body = {"error": "too many requests", "retry_after": outcome.retry_after_secs}
     else:
         body = {"error": "cross-origin request refused"}

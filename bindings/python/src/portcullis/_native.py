@@ -1,21 +1,53 @@
 """Loading ``libportcullis`` and declaring its C ABI (``include/portcullis.h``) for ctypes.
 
+Finding the library
+-------------------
+
 The library is looked for, in order:
 
 1. the path in the ``PORTCULLIS_LIBRARY`` environment variable (it must exist);
 2. a ``libportcullis.so`` (``.dylib`` on macOS, ``portcullis.dll`` on Windows) next to the
-   package's files;
+   package's files: the copy an installed package (``pip install ./bindings/python``, or its
+   wheel) carries;
 3. ``target/release/`` then ``target/debug/`` of every folder from the package's up to the root
-   (a checkout of the repository after ``cargo build --release --lib``);
+   (a checkout of the repository after ``cargo build --release --lib``: the editable install);
 4. ``$CARGO_TARGET_DIR/release`` then ``$CARGO_TARGET_DIR/debug`` when that variable is set.
 
 It is loaded once, on first use (or by :func:`load`), and refused unless its
 ``portcullis_abi_version()`` is :data:`ABI_VERSION`.
+
+The GIL: held for fast calls, released for calls that can block
+-----------------------------------------------------------------
+
+The library is opened twice, as :class:`ctypes.PyDLL` (its functions run with the GIL held) and
+as :class:`ctypes.CDLL` (its functions release the GIL for the call). Releasing and taking back
+the GIL costs little alone, but threads deciding at once then fight over it on every call: four
+threads checking one hot key made as few as a third of the checks per second of one thread. The
+rule:
+
+- Calls that can wait on the disk or do heavy work release the GIL, always (:data:`BLOCKING`):
+  opening a handle (it parses the config, reads files, opens and restores a sled store),
+  ``*_close`` and the limiter's and gate's ``*_free`` (they write every counter to the store and
+  make it durable), and ``portcullis_gate_reload``.
+- Calls that change a key's state (:data:`DURABLE`: checks, penalties, refunds, resets, lease
+  acquisitions and releases, gate decisions, giving an outcome's leases back) wait until the
+  state is on disk when the policy has ``durability = "immediate"``. A handle whose config
+  gives any policy that durability makes them through the releasing handle
+  (``load(durable=True)``); every other handle makes them with the GIL held.
+- Everything else holds the GIL: it works in memory and returns in about a microsecond or less
+  (peeks, policy lookups, header rendering, outcome and decision getters, CORS decisions,
+  stats, frees of outcomes, decisions, header lists and leases, error messages).
+
+A handle picks its :class:`Api` when it is opened (:func:`immediate_durability` reads the
+config); a gate picks again on ``reload``. A call holding the GIL never waits for Python, so a
+call made while another thread is inside a releasing one cannot deadlock: the library never
+calls back into the interpreter.
 """
 
 from __future__ import annotations
 
 import ctypes
+import enum
 import os
 import sys
 import threading
@@ -33,9 +65,17 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Type, Union
 
 from .errors import LibraryError, error_from_code
+
+try:  # Python 3.11+
+    import tomllib as _toml
+except ImportError:  # pragma: no cover - Python 3.9 and 3.10
+    try:
+        import tomli as _toml  # type: ignore[no-redef]
+    except ImportError:
+        _toml = None  # type: ignore[assignment]
 
 #: The ABI version this binding was written for (``PORTCULLIS_ABI_VERSION`` of the header).
 ABI_VERSION = 1
@@ -46,6 +86,11 @@ ENV_VAR = "PORTCULLIS_LIBRARY"
 #: ``UINT32_MAX``: an outcome's ``remaining`` when no limit applied.
 U32_MAX = 0xFFFF_FFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+
+# The enums of the header. tests/test_native.py compiles the header and checks every value
+# here against it: ``PORTCULLIS_RESULT_<NAME>`` is the constant ``<NAME>`` of this module, and
+# ``PORTCULLIS_<ENUM>_<NAME>`` of ``enum portcullis_<enum>`` is member ``<NAME>`` of the IntEnum
+# named ``<enum>`` in CamelCase (``portcullis_cors_kind``: :class:`CorsKind`).
 
 # Result codes (enum portcullis_result).
 OK = 0
@@ -68,6 +113,86 @@ STORE_CORRUPT = 301
 STORE_FOREIGN = 302
 STORE_VERSION = 303
 STORE_IO = 304
+
+
+class CorsKind(enum.IntEnum):
+    """The kind of request, as the Fetch standard classifies it (``portcullis_cors_kind``)."""
+
+    #: No ``Origin``: not a CORS request.
+    NOT_CORS = 0
+    #: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``.
+    PREFLIGHT = 1
+    #: Any other request with ``Origin``.
+    ACTUAL = 2
+
+
+class Action(enum.IntEnum):
+    """What to do with a request (``portcullis_action``)."""
+
+    #: Call the handler (after ``delay``) and add the headers to its response.
+    PASS = 0
+    #: An allowed preflight: answer 204 with the headers; do not call the handler.
+    PREFLIGHT = 1
+    #: Refused by CORS: answer 403 with the headers.
+    FORBIDDEN = 2
+    #: Rate limited: answer 429 with the headers.
+    LIMITED = 3
+
+
+class HeaderStyle(enum.IntEnum):
+    """Which rate-limit headers to render (``portcullis_header_style``)."""
+
+    #: ``X-RateLimit-Limit``, ``-Remaining``, ``-Reset`` and ``Retry-After`` on a denial.
+    LEGACY = 0
+    #: IETF ``RateLimit-Policy`` and ``RateLimit`` (and ``Retry-After`` on a denial).
+    IETF = 1
+    #: Both.
+    BOTH = 2
+    #: Only ``Retry-After`` on a denial.
+    RETRY_AFTER_ONLY = 3
+
+    @classmethod
+    def parse(cls, value: "HeaderStyle | str | int") -> "HeaderStyle":
+        """A style from its name (``"legacy"``, ``"ietf"``, ``"both"``, ``"retry_after_only"``)."""
+        if isinstance(value, HeaderStyle):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper().replace("-", "_")]
+            except KeyError:
+                names = ", ".join(repr(m.name.lower()) for m in cls)
+                raise ValueError(f"unknown header style {value!r}: use one of {names}") from None
+        if isinstance(value, int):
+            return cls(value)
+        raise TypeError(f"header style must be a str or HeaderStyle, not {type(value).__name__}")
+
+
+class KeyKind(enum.IntEnum):
+    """Which key a gate reset names (``portcullis_key_kind``)."""
+
+    #: A client address (text).
+    IP = 0
+    #: A principal (user id or API key).
+    PRINCIPAL = 1
+    #: A route, by its ``match`` text.
+    ROUTE = 2
+    #: The one key of a global limit.
+    GLOBAL = 3
+
+    @classmethod
+    def parse(cls, value: "KeyKind | str | int") -> "KeyKind":
+        """A kind from its name (``"ip"``, ``"principal"``, ``"route"``, ``"global"``)."""
+        if isinstance(value, KeyKind):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                names = ", ".join(repr(m.name.lower()) for m in cls)
+                raise ValueError(f"unknown key kind {value!r}: use one of {names}") from None
+        if isinstance(value, int):
+            return cls(value)
+        raise TypeError(f"key kind must be a str or KeyKind, not {type(value).__name__}")
 
 
 class Str(Structure):
@@ -126,7 +251,7 @@ class OutcomeInfo(Structure):
     """``portcullis_outcome_info``."""
 
     _fields_ = [
-        ("verdict", c_uint32),
+        ("action", c_uint32),
         ("status", c_uint16),
         ("delay_ns", c_uint64),
         ("retry_after_secs", c_uint64),
@@ -152,6 +277,19 @@ class NativeDecision(Structure):
     ]
 
 
+#: Every struct of the header with a layout, by its C name: the ctypes classes declaring it.
+#: tests/test_native.py checks that the header has no other struct and that each class has
+#: the C struct's size, field names, field offsets and field sizes.
+STRUCTS: Dict[str, Tuple[Type[Structure], ...]] = {
+    "portcullis_str": (Str, InStr),
+    "portcullis_cors_request": (CorsRequest,),
+    "portcullis_cors_info": (CorsInfo,),
+    "portcullis_request": (Request,),
+    "portcullis_outcome_info": (OutcomeInfo,),
+    "portcullis_decision": (NativeDecision,),
+}
+
+
 # Opaque handles travel as void pointers (ints on the Python side).
 _H = c_void_p
 _R = c_uint32
@@ -165,7 +303,8 @@ _DEC_P = POINTER(NativeDecision)
 _BYTES = c_char_p
 _BUF = POINTER(c_uint8)
 
-# name: (restype, argtypes), every function of the header.
+# name: (restype, argtypes), every function of the header (tests/test_abi.py checks each
+# against its prototype: the number of arguments and the type of each).
 SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     # CORS
     "portcullis_cors_open": (_R, [_BYTES, c_size_t, _H_P]),
@@ -249,6 +388,48 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
 }
 
 
+#: Functions that may wait on the disk (or parse a config): they always release the GIL.
+BLOCKING: FrozenSet[str] = frozenset(
+    {
+        "portcullis_cors_open",
+        "portcullis_gate_open",
+        "portcullis_gate_open_file",
+        "portcullis_gate_reload",
+        "portcullis_gate_close",
+        "portcullis_gate_free",
+        "portcullis_limiter_open",
+        "portcullis_limiter_open_file",
+        "portcullis_limiter_close",
+        "portcullis_limiter_free",
+    }
+)
+
+#: Functions that change a key's state, and so wait until it is on disk under a policy with
+#: ``durability = "immediate"``: they release the GIL for the handles of such a config.
+DURABLE: FrozenSet[str] = frozenset(
+    {
+        "portcullis_limiter_check",
+        "portcullis_limiter_check_at",
+        "portcullis_limiter_penalize",
+        "portcullis_limiter_penalize_at",
+        "portcullis_limiter_refund",
+        "portcullis_limiter_refund_at",
+        "portcullis_limiter_reset",
+        "portcullis_limiter_acquire",
+        "portcullis_limiter_acquire_at",
+        "portcullis_limiter_release",
+        "portcullis_limiter_release_at",
+        "portcullis_gate_decide",
+        "portcullis_gate_decide_at",
+        "portcullis_gate_decide_into",
+        "portcullis_gate_decide_into_at",
+        "portcullis_gate_reset",
+        "portcullis_outcome_release",
+        "portcullis_outcome_free",
+    }
+)
+
+
 def library_filename() -> str:
     """The shared library's file name on this platform."""
     if sys.platform == "darwin":
@@ -291,8 +472,10 @@ def find_library(package_dir: Optional[Path] = None) -> Path:
     where = "\n  ".join(str(p) for p in looked)
     raise LibraryError(
         "LIBRARY_NOT_FOUND",
-        f"{library_filename()} not found. Build it with `cargo build --release --lib` in the "
-        f"portcullis repository, or set {ENV_VAR} to its path. Looked at ({ENV_VAR} unset):\n"
+        f"{library_filename()} not found. Install the package with `pip install "
+        f"./bindings/python` from a checkout of the portcullis repository (it builds the "
+        f"library and bundles it), build it with `cargo build --release --lib` there, or set "
+        f"{ENV_VAR} to its path. Looked at ({ENV_VAR} unset):\n"
         f"  {where}",
     )
 
@@ -322,42 +505,148 @@ def check_abi(lib: Any, path: Path, expected: int = ABI_VERSION) -> None:
         )
 
 
+class Api:
+    """The library's functions as one handle calls them: an attribute per function of the
+    header, each a ctypes function that either holds the GIL (from a :class:`ctypes.PyDLL`) or
+    releases it (from a :class:`ctypes.CDLL`), following the rule of this module.
+
+    :func:`load` gives the two there are: ``load()`` releases the GIL for :data:`BLOCKING`
+    functions only; ``load(durable=True)`` for :data:`DURABLE` ones too.
+    """
+
+    def __init__(self, holding: ctypes.PyDLL, releasing: ctypes.CDLL, path: Path,
+                 releases: FrozenSet[str]) -> None:
+        #: The path of the library.
+        self.path = path
+        #: The names of the functions that release the GIL.
+        self.releases: FrozenSet[str] = releases
+        self._holding = holding
+        self._releasing = releasing
+        for name in SIGNATURES:
+            setattr(self, name, getattr(self._lib_of(name), name))
+
+    def _lib_of(self, name: str) -> Any:
+        return self._releasing if name in self.releases else self._holding
+
+    @property
+    def durable(self) -> bool:
+        """Whether the calls of :data:`DURABLE` release the GIL."""
+        return DURABLE <= self.releases
+
+    def raw(self, name: str) -> Any:
+        """A second function object for ``name``, without argtypes (restype: the result code),
+        holding or releasing the GIL as ``name`` does here.
+
+        Calling it with ready-made ctypes values skips ctypes' per-argument conversion, which
+        costs about as much as a check itself.
+        """
+        lib = self._lib_of(name)
+        fn = lib._FuncPtr((name, lib))
+        fn.restype = c_uint32
+        return fn
+
+    def holds_gil(self, name: str) -> bool:
+        """Whether function ``name`` runs with the GIL held (read from its ctypes flags)."""
+        flags: int = getattr(self, name)._flags_
+        return bool(flags & ctypes._FUNCFLAG_PYTHONAPI)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a name that is not a function of the header.
+        raise AttributeError(f"{name} is not a function of include/portcullis.h")
+
+    def __repr__(self) -> str:
+        kind = "durable" if self.durable else "fast"
+        return f"<portcullis._native.Api {kind} {self.path}>"
+
+
 _lock = threading.Lock()
-_lib: Optional[ctypes.CDLL] = None
-_path: Optional[Path] = None
+_apis: Optional[Tuple[Api, Api]] = None
 
 
-def load() -> ctypes.CDLL:
-    """The loaded library (found, declared and checked on the first call)."""
-    global _lib, _path
-    lib = _lib
-    if lib is not None:
-        return lib
+def load(durable: bool = False) -> Api:
+    """The library's functions (found, loaded, declared and checked on the first call).
+
+    ``durable``: the :class:`Api` for a handle with a policy of ``durability = "immediate"``,
+    whose state-changing calls release the GIL; otherwise only :data:`BLOCKING` calls do.
+    """
+    apis = _apis
+    if apis is None:
+        apis = _load()
+    return apis[1] if durable else apis[0]
+
+
+def _load() -> Tuple[Api, Api]:
+    global _apis
     with _lock:
-        if _lib is not None:
-            return _lib
+        if _apis is not None:
+            return _apis
         path = find_library()
         try:
-            lib = ctypes.CDLL(str(path))
+            # One dlopen: the second returns the same handle, so both share the library's
+            # state (and its thread-local last error).
+            releasing = ctypes.CDLL(str(path))
+            holding = ctypes.PyDLL(str(path))
         except OSError as e:
             raise LibraryError("LIBRARY_LOAD_FAILED", f"cannot load {path}: {e}") from e
         # The ABI version first: a library of another ABI may lack or change other symbols.
-        lib.portcullis_abi_version.restype = c_uint32
-        lib.portcullis_abi_version.argtypes = []
-        check_abi(lib, path)
-        declare(lib)
-        _lib, _path = lib, path
-        return lib
+        holding.portcullis_abi_version.restype = c_uint32
+        holding.portcullis_abi_version.argtypes = []
+        check_abi(holding, path)
+        declare(holding)
+        declare(releasing)
+        _apis = (
+            Api(holding, releasing, path, BLOCKING),
+            Api(holding, releasing, path, BLOCKING | DURABLE),
+        )
+        return _apis
 
 
 def library_path() -> Path:
     """The path of the loaded library (loading it if needed)."""
-    load()
-    assert _path is not None
-    return _path
+    return load().path
 
 
-def last_error(lib: ctypes.CDLL) -> str:
+def immediate_durability(config: Union[bytes, str]) -> bool:
+    """Whether a config text may give a policy ``durability = "immediate"``: its handle's
+    state-changing calls can then wait on the disk and must release the GIL.
+
+    Read with :mod:`tomllib` (``tomli`` before Python 3.11); without a TOML parser, or for a
+    text it cannot parse, any ``immediate`` in the text (or an escape that could spell it)
+    counts: a false yes only costs speed, a false no would hold the GIL during a disk write.
+    """
+    if isinstance(config, bytes):
+        try:
+            text = config.decode("utf-8")
+        except UnicodeDecodeError:
+            return True  # the library refuses it anyway
+    else:
+        text = config
+    if _toml is not None:
+        try:
+            doc = _toml.loads(text)
+        except Exception:
+            pass
+        else:
+            policies = doc.get("policy", [])
+            if not isinstance(policies, list):
+                return False  # not a valid config: the library refuses it
+            return any(
+                isinstance(p, dict) and p.get("durability") == "immediate" for p in policies
+            )
+    return "immediate" in text or "\\u" in text or "\\U" in text
+
+
+def file_immediate_durability(path: Union[str, "os.PathLike[str]"]) -> bool:
+    """:func:`immediate_durability` of a config file (True when it cannot be read: the library
+    reports the error when it opens it)."""
+    try:
+        data = Path(os.fsdecode(path)).read_bytes()
+    except (OSError, ValueError):
+        return True
+    return immediate_durability(data)
+
+
+def last_error(lib: Any) -> str:
     """This thread's last error message from the library."""
     size = c_size_t(0)
     buf = (c_uint8 * 1024)()
@@ -371,7 +660,7 @@ def last_error(lib: ctypes.CDLL) -> str:
     return bytes(buf[: size.value]).decode("utf-8", "replace")
 
 
-def result_name(lib: ctypes.CDLL, code: int) -> str:
+def result_name(lib: Any, code: int) -> str:
     """The name of a result code, e.g. ``PORTCULLIS_RESULT_STORE_LOCKED``."""
     name = lib.portcullis_result_name(code)
     return name.decode("ascii", "replace") if name else "PORTCULLIS_RESULT_UNKNOWN"
@@ -386,7 +675,7 @@ def text(s: Str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def json_out(lib: ctypes.CDLL, fn: Any, handle: int, first: int = 4096) -> bytes:
+def json_out(lib: Any, fn: Any, handle: int, first: int = 4096) -> bytes:
     """Calls a ``*_stats_json`` function, growing the buffer on ``INSUFFICIENT_SIZE``."""
     cap = first
     for _ in range(8):

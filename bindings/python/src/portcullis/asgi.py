@@ -21,9 +21,10 @@ through untouched.
 The event loop never waits on the gate: by default (``offload=True``) every ``gate.decide`` runs
 in a worker thread (``anyio.to_thread.run_sync`` when anyio is installed, as it is with
 Starlette and FastAPI, else the loop's default executor, or ``executor`` when given), since a
-decision of a gate with a sled store may wait for a disk flush (``durability = "immediate"``).
-For a gate with a memory store ``offload=False`` decides on the loop itself, which saves the
-thread hop (tens of microseconds) and is safe: such a decision never does I/O.
+decision of a gate with a sled store may wait for a disk flush (``durability = "immediate"``);
+such a decision releases the GIL while it waits, so the loop runs on. For a gate with a memory
+store ``offload=False`` decides on the loop itself, which saves the thread hop (tens of
+microseconds) and is safe: such a decision never does I/O.
 """
 
 from __future__ import annotations

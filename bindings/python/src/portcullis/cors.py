@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 from ctypes import byref, c_size_t, c_void_p
 from pathlib import Path
@@ -29,7 +28,7 @@ class Cors(Handle):
 
     _kind = "CORS policy"
 
-    def __init__(self, ptr: int, lib: ctypes.CDLL) -> None:
+    def __init__(self, ptr: int, lib: _native.Api) -> None:
         """Wraps an open ``portcullis_cors``; use :meth:`from_config` or :meth:`from_file`."""
         super().__init__(lib, ptr, None, lib.portcullis_cors_free)
 

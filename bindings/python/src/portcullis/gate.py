@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 from ctypes import byref, c_bool, c_size_t, c_void_p
@@ -10,13 +9,13 @@ from typing import Any, Iterable, Optional, Type, TypeVar, Union
 
 from . import _native
 from ._handle import Handle, native_error, open_native
-from .types import KeyKind, NativeOutcome, Outcome, Verdict
+from .types import Action, KeyKind, NativeOutcome, Outcome
 
 __all__ = ["Gate", "read_outcome"]
 
 _Self = TypeVar("_Self", bound="Gate")
 
-_VERDICTS = {v.value: v for v in Verdict}
+_ACTIONS = {a.value: a for a in Action}
 
 
 def _header_list(value: Union[None, str, bytes, Iterable[str]]) -> Optional[bytes]:
@@ -36,8 +35,9 @@ def _ip(value: Any) -> Optional[bytes]:
     return str(value).encode("ascii")  # an ipaddress.IPv4Address / IPv6Address
 
 
-def read_outcome(lib: ctypes.CDLL, ptr: int) -> Outcome:
-    """Copies a ``portcullis_outcome`` out; frees it unless it holds leases."""
+def read_outcome(lib: _native.Api, ptr: int) -> Outcome:
+    """Copies a ``portcullis_outcome`` out; frees it unless it holds leases (which ``lib``
+    gives back when the outcome is released)."""
     keep = False
     try:
         info = _native.OutcomeInfo()
@@ -72,11 +72,11 @@ def read_outcome(lib: ctypes.CDLL, ptr: int) -> Outcome:
                 ptr, lib.portcullis_outcome_release, lib.portcullis_outcome_free
             )
             keep = True
-        verdict = _VERDICTS.get(info.verdict, info.verdict)
+        action = _ACTIONS.get(info.action, info.action)
         return Outcome(
-            verdict=verdict,
+            action=action,
             status=info.status,
-            allowed=verdict == Verdict.PASS,
+            allowed=action == Action.PASS,
             headers=headers,
             delay=info.delay_ns / 1e9,
             retry_after_secs=info.retry_after_secs,
@@ -99,12 +99,19 @@ class Gate(Handle):
 
     Thread-safe: share one gate between threads (and between requests). Outcomes stay valid
     after the gate is closed.
+
+    Decisions hold the GIL (they take about a microsecond) unless a policy of the config has
+    ``durability = "immediate"``: a decision may then wait for the disk, and releases the GIL.
     """
 
     _kind = "gate"
 
-    def __init__(self, ptr: int, lib: ctypes.CDLL) -> None:
-        """Wraps an open ``portcullis_gate``; use :meth:`from_config` or :meth:`from_file`."""
+    def __init__(self, ptr: int, lib: _native.Api) -> None:
+        """Wraps an open ``portcullis_gate``; use :meth:`from_config` or :meth:`from_file`.
+
+        ``lib``: ``_native.load(durable=True)`` when a policy of the gate's config has
+        ``durability = "immediate"``, else ``_native.load()``.
+        """
         super().__init__(lib, ptr, lib.portcullis_gate_close, lib.portcullis_gate_free)
 
     @classmethod
@@ -114,14 +121,14 @@ class Gate(Handle):
         Raises ConfigError (every problem at once, each with its line and column) or a
         StoreError (e.g. StoreLockedError when another process holds the sled store).
         """
-        lib = _native.load()
         data = _native.as_bytes(config, "config")
+        lib = _native.load(durable=_native.immediate_durability(data))
         return cls(open_native(lib.portcullis_gate_open, lib, data), lib)
 
     @classmethod
     def from_file(cls: Type[_Self], path: Union[str, "os.PathLike[str]"]) -> _Self:
         """Opens a gate from a config file; errors name the file, line and column."""
-        lib = _native.load()
+        lib = _native.load(durable=_native.file_immediate_durability(path))
         data = os.fsencode(path)
         return cls(open_native(lib.portcullis_gate_open_file, lib, data), lib)
 
@@ -189,16 +196,28 @@ class Gate(Handle):
         """Applies a new config text, keeping the counters of unchanged policies.
 
         An invalid config raises ConfigError and the old one keeps running; a change of
-        ``[store]`` raises ReloadRefusedError.
+        ``[store]`` raises ReloadRefusedError. Whether decisions release the GIL follows the new
+        config's durability.
         """
         data = _native.as_bytes(config, "config")
-        ptr = self._enter()
+        old = self._lib
+        new = _native.load(durable=_native.immediate_durability(data))
+        # Release the GIL from before the new policies apply; hold it again only once the old
+        # ones are gone (outcomes keep the functions they were decided with, see read_outcome).
+        if new.durable:
+            self._lib = new
+        applied = False
         try:
-            rc = self._lib.portcullis_gate_reload(ptr, data, len(data))
+            ptr = self._enter()
+            try:
+                rc = old.portcullis_gate_reload(ptr, data, len(data))
+            finally:
+                self._exit()
+            if rc != _native.OK:
+                raise native_error(old, rc)
+            applied = True
         finally:
-            self._exit()
-        if rc != _native.OK:
-            raise native_error(self._lib, rc)
+            self._lib = new if applied else old
 
     def reset(self, policy: str, kind: Union[KeyKind, str, int], key: Union[str, bytes]) -> bool:
         """Forgets a key's state under a policy (unblocks a user); True if it had state.

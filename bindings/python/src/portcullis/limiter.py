@@ -27,13 +27,6 @@ _NativeDecision = _native.NativeDecision
 _ONE = c_uint32(1)
 
 
-def _raw_function(lib: ctypes.CDLL, name: str) -> Any:
-    """A second function object for ``name``, without argtypes (restype: the result code)."""
-    fn = lib._FuncPtr((name, lib))
-    fn.restype = c_uint32
-    return fn
-
-
 def _u32(value: int, what: str) -> int:
     if not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
@@ -64,6 +57,10 @@ class Limiter(Handle):
     Thread-safe: share one limiter between threads. Times are the system clock unless a call
     is given ``now_ns`` (Unix-epoch nanoseconds), which makes decisions deterministic.
 
+    Checks hold the GIL (they take well under a microsecond) unless a policy of the config has
+    ``durability = "immediate"``: the calls that change a key's state may then wait for the
+    disk, and release the GIL.
+
     >>> limiter = Limiter.from_config('[[policy]]\\nname = "api"\\nlimit = "10/s"\\nburst = 3\\n')
     >>> limiter.check("api", "alice").remaining
     2
@@ -71,21 +68,25 @@ class Limiter(Handle):
 
     _kind = "limiter"
 
-    def __init__(self, ptr: int, lib: ctypes.CDLL) -> None:
-        """Wraps an open ``portcullis_limiter``; use :meth:`from_config` or :meth:`from_file`."""
+    def __init__(self, ptr: int, lib: _native.Api) -> None:
+        """Wraps an open ``portcullis_limiter``; use :meth:`from_config` or :meth:`from_file`.
+
+        ``lib``: ``_native.load(durable=True)`` when a policy of the limiter's config has
+        ``durability = "immediate"``, else ``_native.load()``.
+        """
         super().__init__(lib, ptr, lib.portcullis_limiter_close, lib.portcullis_limiter_free)
         self._policies: Dict[str, int] = {}
         self._names: Dict[int, str] = {}
         # The calls without an explicit time are function objects without argtypes, called
         # with ready-made ctypes values: ctypes' per-argument conversion costs about as much as
         # the check itself. Every value passed to them is built by _decide.
-        self._fn_check = _raw_function(lib, "portcullis_limiter_check")
+        self._fn_check = lib.raw("portcullis_limiter_check")
         self._fn_check_at = lib.portcullis_limiter_check_at
-        self._fn_peek = _raw_function(lib, "portcullis_limiter_peek")
+        self._fn_peek = lib.raw("portcullis_limiter_peek")
         self._fn_peek_at = lib.portcullis_limiter_peek_at
-        self._fn_penalize = _raw_function(lib, "portcullis_limiter_penalize")
+        self._fn_penalize = lib.raw("portcullis_limiter_penalize")
         self._fn_penalize_at = lib.portcullis_limiter_penalize_at
-        self._fn_refund = _raw_function(lib, "portcullis_limiter_refund")
+        self._fn_refund = lib.raw("portcullis_limiter_refund")
         self._fn_refund_at = lib.portcullis_limiter_refund_at
         self._c_ptr = c_void_p(ptr)
         self._c_ids: Dict[int, c_uint32] = {}
@@ -98,14 +99,14 @@ class Limiter(Handle):
 
         Raises ConfigError (every problem with its line and column) or a StoreError.
         """
-        lib = _native.load()
         data = _native.as_bytes(config, "config")
+        lib = _native.load(durable=_native.immediate_durability(data))
         return cls(open_native(lib.portcullis_limiter_open, lib, data), lib)
 
     @classmethod
     def from_file(cls: Type[_Self], path: Union[str, "os.PathLike[str]"]) -> _Self:
         """Opens a limiter from a config file; errors name the file, line and column."""
-        lib = _native.load()
+        lib = _native.load(durable=_native.file_immediate_durability(path))
         data = os.fsencode(path)
         return cls(open_native(lib.portcullis_limiter_open_file, lib, data), lib)
 
@@ -317,7 +318,7 @@ class Limiter(Handle):
         return f"<portcullis.Limiter {state}>"
 
 
-def read_header_list(lib: ctypes.CDLL, headers: int) -> Headers:
+def read_header_list(lib: _native.Api, headers: int) -> Headers:
     """Copies a ``portcullis_headers`` list out, then frees it."""
     try:
         count = ctypes.c_size_t(0)

@@ -7,7 +7,6 @@ whole-second ``Retry-After`` value, rounded up.
 
 from __future__ import annotations
 
-import enum
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from . import _native
 
 __all__ = [
-    "Verdict",
+    "Action",
     "CorsKind",
     "HeaderStyle",
     "KeyKind",
@@ -32,84 +31,11 @@ Headers = List[Tuple[str, str]]
 _NS = 1e9
 
 
-class Verdict(enum.IntEnum):
-    """What to do with a request (``portcullis_verdict``)."""
-
-    #: Call the handler (after ``delay``) and add the headers to its response.
-    PASS = 0
-    #: An allowed preflight: answer 204 with the headers; do not call the handler.
-    PREFLIGHT = 1
-    #: Refused by CORS: answer 403 with the headers.
-    FORBIDDEN = 2
-    #: Rate limited: answer 429 with the headers.
-    LIMITED = 3
-
-
-class CorsKind(enum.IntEnum):
-    """The kind of request, as the Fetch standard classifies it (``portcullis_cors_kind``)."""
-
-    #: No ``Origin``: not a CORS request.
-    NOT_CORS = 0
-    #: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``.
-    PREFLIGHT = 1
-    #: Any other request with ``Origin``.
-    ACTUAL = 2
-
-
-class HeaderStyle(enum.IntEnum):
-    """Which rate-limit headers to render (``portcullis_header_style``)."""
-
-    #: ``X-RateLimit-Limit``, ``-Remaining``, ``-Reset`` and ``Retry-After`` on a denial.
-    LEGACY = 0
-    #: IETF ``RateLimit-Policy`` and ``RateLimit`` (and ``Retry-After`` on a denial).
-    IETF = 1
-    #: Both.
-    BOTH = 2
-    #: Only ``Retry-After`` on a denial.
-    RETRY_AFTER_ONLY = 3
-
-    @classmethod
-    def parse(cls, value: "HeaderStyle | str | int") -> "HeaderStyle":
-        """A style from its name (``"legacy"``, ``"ietf"``, ``"both"``, ``"retry_after_only"``)."""
-        if isinstance(value, HeaderStyle):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper().replace("-", "_")]
-            except KeyError:
-                names = ", ".join(repr(m.name.lower()) for m in cls)
-                raise ValueError(f"unknown header style {value!r}: use one of {names}") from None
-        if isinstance(value, int):
-            return cls(value)
-        raise TypeError(f"header style must be a str or HeaderStyle, not {type(value).__name__}")
-
-
-class KeyKind(enum.IntEnum):
-    """Which key a gate reset names (``portcullis_key_kind``)."""
-
-    #: A client address (text).
-    IP = 0
-    #: A principal (user id or API key).
-    PRINCIPAL = 1
-    #: A route, by its ``match`` text.
-    ROUTE = 2
-    #: The one key of a global limit.
-    GLOBAL = 3
-
-    @classmethod
-    def parse(cls, value: "KeyKind | str | int") -> "KeyKind":
-        """A kind from its name (``"ip"``, ``"principal"``, ``"route"``, ``"global"``)."""
-        if isinstance(value, KeyKind):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                names = ", ".join(repr(m.name.lower()) for m in cls)
-                raise ValueError(f"unknown key kind {value!r}: use one of {names}") from None
-        if isinstance(value, int):
-            return cls(value)
-        raise TypeError(f"key kind must be a str or KeyKind, not {type(value).__name__}")
+# The enums are declared with the rest of the C ABI (checked against the header there).
+Action = _native.Action
+CorsKind = _native.CorsKind
+HeaderStyle = _native.HeaderStyle
+KeyKind = _native.KeyKind
 
 
 @dataclass(frozen=True)
@@ -239,11 +165,11 @@ class Outcome:
     is done, or use the outcome as a context manager.
     """
 
-    #: What to do.
-    verdict: Verdict
-    #: The status to answer with: 204, 403 or 429; 0 when the handler answers.
+    #: What to do: pass the request to the handler, or answer it (204, 403 or 429).
+    action: Action
+    #: The HTTP status to answer with: 204, 403 or 429; 0 when the handler answers.
     status: int
-    #: Whether the handler is to be called (``verdict`` is ``PASS``).
+    #: Whether the handler is to be called (``action`` is ``PASS``).
     allowed: bool
     #: Headers to add to the response. A ``Vary`` value is to be appended to the response's own.
     headers: Headers
