@@ -19,12 +19,13 @@ PolicyUsageError              (202-204, below)                            ValueE
 CostTooHighError              202 COST_TOO_HIGH
 NeedsLeaseError               203 NEEDS_LEASE
 NotConcurrencyError           204 NOT_CONCURRENCY
-StoreError                    (300-304, below)
+StoreError                    (300-305, below)
 StoreLockedError              300 STORE_LOCKED
 StoreCorruptError             301 STORE_CORRUPT
 StoreForeignError             302 STORE_FOREIGN
 StoreVersionError             303 STORE_VERSION
 StoreIOError                  304 STORE_IO
+StoreForkedError              305 STORE_FORKED
 LibraryError                  no code (-1): the library cannot be used    ImportError
 ============================  ==========================================  ==================
 
@@ -58,6 +59,7 @@ __all__ = [
     "StoreForeignError",
     "StoreVersionError",
     "StoreIOError",
+    "StoreForkedError",
     "LibraryError",
     "RateLimited",
 ]
@@ -142,7 +144,8 @@ class StoreError(PortcullisError):
 
 
 class StoreLockedError(StoreError):
-    """Another process (or handle) holds the store."""
+    """Another process (or handle) holds the sled store: several worker processes share one
+    limiter through the shared store (``[store] kind = "shared"``)."""
 
 
 class StoreCorruptError(StoreError):
@@ -159,6 +162,11 @@ class StoreVersionError(StoreError):
 
 class StoreIOError(StoreError):
     """Reading or writing the store failed."""
+
+
+class StoreForkedError(StoreError):
+    """A sled store opened before ``fork()`` (``gunicorn --preload``) was used in the child:
+    open it in each worker, or use the shared store (``[store] kind = "shared"``)."""
 
 
 class LibraryError(PortcullisError, ImportError):  # type: ignore[misc]
@@ -218,6 +226,7 @@ _BY_CODE: Dict[int, Type[PortcullisError]] = {
     302: StoreForeignError,
     303: StoreVersionError,
     304: StoreIOError,
+    305: StoreForkedError,
 }
 
 
