@@ -301,6 +301,16 @@ fn print_inspection(
             "policy {name}: {}",
             count(keys.len() as u64, "live key", "live keys")
         );
+        if let Some(p) = stats.policies.iter().find(|p| p.name == *name) {
+            if p.limited_evictions > 0 {
+                println!(
+                    "  warning: {} of keys being denied (the table of {} slots is too small for \
+                     its traffic: raise capacity)",
+                    count(p.limited_evictions, "eviction", "evictions"),
+                    p.capacity
+                );
+            }
+        }
         for k in keys {
             println!(
                 "  {:<40} {}/{} left{}{}",

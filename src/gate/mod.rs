@@ -572,6 +572,8 @@ impl Gate {
                     denied: s.denied,
                     delayed: s.delayed,
                     live_keys: s.live_keys,
+                    evictions: s.evictions,
+                    limited_evictions: s.limited_evictions,
                     capacity: s.capacity,
                 });
             }

@@ -93,6 +93,10 @@ pub struct PolicyStatsView {
     pub delayed: u64,
     /// Keys with live state.
     pub live_keys: usize,
+    /// Live keys pushed out because the table was full.
+    pub evictions: u64,
+    /// Of those, keys that were being denied: the table is too small for its traffic.
+    pub limited_evictions: u64,
     /// Table slots.
     pub capacity: usize,
 }
