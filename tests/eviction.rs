@@ -28,8 +28,8 @@ fn exhaust(l: &Limiter, id: PolicyId, key: &str) -> bool {
             Ok(d) => d.allowed,
             // Concurrency: hold leases until refused.
             Err(_) => {
-                let (d, lease) = l.acquire(id, key, 1).unwrap();
-                std::mem::forget(lease);
+                // Held, never released: the lease keeps its slot in use.
+                let (d, _lease) = l.acquire(id, key, 1).unwrap();
                 d.allowed
             }
         };
@@ -67,8 +67,7 @@ proptest! {
                 match l.check(id, &key, 1) {
                     Ok(_) => {}
                     Err(_) => {
-                        let (_, lease) = l.acquire(id, &key, 1).unwrap();
-                        std::mem::forget(lease);
+                        let (_, _lease) = l.acquire(id, &key, 1).unwrap();
                     }
                 }
             }
