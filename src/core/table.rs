@@ -84,7 +84,8 @@ fn passed(deadline: u32, now: u32) -> bool {
 fn nonce() -> u32 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pid = std::process::id();
+    // The counter is copied into a forked child: the process id tells the two apart.
+    let pid = crate::core::fork::pid();
     (n ^ pid.rotate_left(16)).wrapping_mul(0x9e37_79b9) | 1
 }
 

@@ -185,6 +185,8 @@ impl SharedStore {
     /// Opens (creating it if needed) the shared store in folder `dir`. Safe to call from any
     /// number of processes at once: they all end up with the same secret.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        // Lock tags tell processes apart by their id, kept up to date across forks.
+        crate::core::fork::watch();
         match std::fs::metadata(dir) {
             Ok(m) if !m.is_dir() => {
                 return Err(io(dir, "is not a folder (the shared store needs a folder)"))
