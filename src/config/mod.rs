@@ -390,6 +390,9 @@ struct RawRoute {
     #[serde(default)]
     limits: Vec<Spanned<RawLimit>>,
     anonymous: Option<Vec<Spanned<RawLimit>>>,
+    /// Match paths whatever the case of their letters.
+    #[serde(default)]
+    case_insensitive: bool,
 }
 
 #[derive(Deserialize)]
@@ -955,7 +958,7 @@ impl Ctx<'_> {
         for r in raw {
             let r = r.get_ref();
             let pattern = match RoutePattern::parse(r.pattern.get_ref()) {
-                Ok(p) => p,
+                Ok(p) => p.case_insensitive(r.case_insensitive),
                 Err(e) => {
                     self.push(r.pattern.span(), e);
                     continue;

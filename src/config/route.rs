@@ -13,6 +13,8 @@ pub struct RoutePattern {
     prefix: bool,
     /// `/a/b` when every segment is a literal: most requests match by one prefix comparison.
     literal: Option<String>,
+    /// Letters match whatever their case (for backends that ignore case).
+    case_insensitive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +77,15 @@ impl RoutePattern {
             segments,
             prefix,
             literal,
+            case_insensitive: false,
         })
+    }
+
+    /// The same pattern, matching paths whatever the case of their letters (`/API/Login`
+    /// matches `/api/login`): for backends that route paths without regard to case.
+    pub fn case_insensitive(mut self, yes: bool) -> Self {
+        self.case_insensitive = yes;
+        self
     }
 
     fn segment(path: &str, seg: &str) -> Result<Segment, String> {
@@ -118,7 +128,15 @@ impl RoutePattern {
         }
         // A path spelled like the pattern, followed by its end, a query, a fragment or (for a
         // prefix) a slash, matches; any other spelling (`//`, a trailing `/`) takes the walk.
-        if let Some(rest) = self.literal.as_deref().and_then(|l| path.strip_prefix(l)) {
+        let rest = self.literal.as_deref().and_then(|l| {
+            if self.case_insensitive {
+                let head = path.get(..l.len())?;
+                head.eq_ignore_ascii_case(l).then(|| &path[l.len()..])
+            } else {
+                path.strip_prefix(l)
+            }
+        });
+        if let Some(rest) = rest {
             match rest.as_bytes().first() {
                 None | Some(b'?' | b'#') => return true,
                 Some(b'/') if self.prefix => return true,
@@ -144,7 +162,13 @@ impl RoutePattern {
                 i += 1;
             }
             if let Segment::Literal(l) = seg {
-                if l.as_bytes() != &bytes[start..i] {
+                let got = &bytes[start..i];
+                let same = if self.case_insensitive {
+                    l.as_bytes().eq_ignore_ascii_case(got)
+                } else {
+                    l.as_bytes() == got
+                };
+                if !same {
                     return false;
                 }
             }

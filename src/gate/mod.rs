@@ -93,6 +93,7 @@ mod compile;
 mod headers;
 mod keys;
 mod outcome;
+mod path;
 mod stats;
 
 use abuse::Abuse;
@@ -307,10 +308,14 @@ impl Gate {
                 return;
             }
         }
+        // Routes match the path as the backend resolves it (see `path`): allocates only for a
+        // target that needs a change.
+        let mut scratch = String::new();
+        let path = path::normalize(req.path, &mut scratch);
         let Some(route) = inner
             .routes
             .iter()
-            .find(|r| r.pattern.matches(req.method, req.path))
+            .find(|r| r.pattern.matches(req.method, path))
         else {
             self.abuse.unrouted.0.add(1);
             out.answer(Action::Pass, Reason::NoRoute);
