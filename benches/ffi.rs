@@ -103,6 +103,8 @@ fn gate(c: &mut Criterion) {
         principal: s("key-1"),
         tier: none,
         private_network: false,
+        forwarded_for: none,
+        forwarded: none,
     };
     let req = GateRequest::new("GET", "/api/v1/things")
         .origin("https://app.example.com")

@@ -36,7 +36,7 @@
  The ABI version of this header. Bumped whenever a signature, a struct layout or a result
  value changes; bindings compare it with [`portcullis_abi_version`] at load.
  */
-#define PORTCULLIS_ABI_VERSION 1
+#define PORTCULLIS_ABI_VERSION 2
 
 /*
  What a call did. Values are stable: never renumbered, retired values stay reserved.
@@ -397,7 +397,10 @@ typedef struct {
    */
   portcullis_str request_headers;
   /*
-   The client address as text (`203.0.113.9`, `2001:db8::1`).
+   The address the request came from as text (`203.0.113.9`, `2001:db8::1`): the TCP peer
+   (nginx `$remote_addr`). Absent (NULL) when there is none: a route limited by address
+   then refuses the request, or skips the limit with `on_missing_key = "skip"`; such
+   requests never share one bucket.
    */
   portcullis_str client_ip;
   /*
@@ -412,6 +415,16 @@ typedef struct {
    Whether `Access-Control-Request-Private-Network: true` was sent.
    */
   bool private_network;
+  /*
+   The `X-Forwarded-For` header (repeated ones joined with `,`): read only when
+   `client_ip` is a trusted proxy (`trusted_proxies` in the config).
+   */
+  portcullis_str forwarded_for;
+  /*
+   The RFC 7239 `Forwarded` header (repeated ones joined with `,`): read only when
+   `client_ip` is a trusted proxy; preferred over `forwarded_for`.
+   */
+  portcullis_str forwarded;
 } portcullis_request;
 
 /*

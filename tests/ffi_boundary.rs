@@ -264,6 +264,8 @@ fn live_handles_with_null_outputs_consume_nothing() {
             principal: none,
             tier: none,
             private_network: false,
+            forwarded_for: none,
+            forwarded: none,
         };
         for _ in 0..20 {
             null_naming(
@@ -496,6 +498,8 @@ fn buffers_lists_and_closed_handles() {
             principal: none,
             tier: none,
             private_network: false,
+            forwarded_for: none,
+            forwarded: none,
         };
         null_naming(
             portcullis_gate_decide_at(gate, &no_method, 0, null_mut()),

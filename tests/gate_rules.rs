@@ -379,7 +379,8 @@ fn tiers_pick_the_quota() {
     // An unknown or missing tier falls back to the default tier.
     let unknown = GateRequest::new("GET", "/api/x")
         .principal("u")
-        .tier("gold");
+        .tier("gold")
+        .ip(ip("192.0.2.12"));
     assert_eq!(gate.decide(&unknown).applied()[0].policy(), "api-free");
 }
 

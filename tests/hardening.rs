@@ -56,3 +56,97 @@ fn path_tricks_do_not_skip_the_login_limit() {
         assert_eq!(o.route(), Some("POST /api/v1/auth/login"), "{trick}");
     }
 }
+
+fn gate_with(extra_top: &str, route_extra: &str) -> Gate {
+    let text = format!(
+        r#"
+        {extra_top}
+        [[policy]]
+        name = "login"
+        algorithm = "fixed_window"
+        limit = "2/15m"
+
+        [[route]]
+        match = "POST /login"
+        limits = [{{ policy = "login", key = "ip" }}]
+        {route_extra}
+        "#
+    );
+    Gate::builder(text.parse().expect("config"))
+        .clock(ManualClock::new(T0))
+        .build()
+        .expect("gate")
+}
+
+/// Behind trusted proxies the client is the rightmost untrusted hop: a client writing its own
+/// `X-Forwarded-For` entries gets nowhere, and one writing garbage is refused rather than put in
+/// the proxy's bucket.
+#[test]
+fn forwarded_addresses_are_read_from_the_right() {
+    let gate = gate_with(r#"trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]"#, "");
+    let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let login = |xff: &'static str| {
+        GateRequest::new("POST", "/login")
+            .ip(proxy)
+            .forwarded_for(xff)
+    };
+    // A client rotating spoofed leftmost entries is still 203.0.113.9.
+    for (i, spoof) in [
+        "1.1.1.1, 203.0.113.9",
+        "2.2.2.2, 203.0.113.9",
+        "3.3.3.3, 203.0.113.9",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let want = if i < 2 { Action::Pass } else { Action::Limited };
+        assert_eq!(gate.decide(&login(spoof)).action(), want, "{spoof}");
+    }
+    // Another client behind the same proxy has its own quota.
+    assert_eq!(gate.decide(&login("198.51.100.4")).action(), Action::Pass);
+    // Garbage in the chain: refused, never counted in the proxy's bucket.
+    let o = gate.decide(&login("198.51.100.4, not-an-address"));
+    assert_eq!(o.action(), Action::Limited);
+    assert!(
+        o.reason().to_string().contains("has none"),
+        "{}",
+        o.reason()
+    );
+    // IPv4-mapped loopback is loopback, a trusted proxy here.
+    let mapped = GateRequest::new("POST", "/login")
+        .ip("::ffff:127.0.0.1".parse().unwrap())
+        .forwarded_for("192.0.2.77");
+    assert_eq!(gate.client_of(&mapped), Some("192.0.2.77".parse().unwrap()));
+    // An untrusted peer's headers are ignored.
+    let direct = GateRequest::new("POST", "/login")
+        .ip("192.0.2.1".parse().unwrap())
+        .forwarded_for("10.9.9.9");
+    assert_eq!(gate.client_of(&direct), Some("192.0.2.1".parse().unwrap()));
+}
+
+/// Requests without a client address never share one bucket: refused by default, or the
+/// address-keyed limits skipped with `on_missing_key = "skip"`.
+#[test]
+fn requests_without_an_address_share_no_bucket() {
+    let deny = gate_with("", "");
+    let anonymous = GateRequest::new("POST", "/login");
+    for _ in 0..5 {
+        let o = deny.decide(&anonymous);
+        assert_eq!(o.action(), Action::Limited);
+        assert_eq!(o.status_code(), Some(429));
+    }
+    // A client with an address is not affected by them.
+    let real = GateRequest::new("POST", "/login").ip("192.0.2.9".parse().unwrap());
+    assert_eq!(deny.decide(&real).action(), Action::Pass);
+
+    let skip = gate_with("", r#"on_missing_key = "skip""#);
+    for _ in 0..5 {
+        assert_eq!(skip.decide(&anonymous).action(), Action::Pass);
+    }
+    let bad = "[[policy]]\nname = \"a\"\nlimit = \"1/s\"\n[[route]]\nmatch = \"/\"\nlimits = []\non_missing_key = \"maybe\"\n";
+    let e = bad.parse::<Config>().unwrap_err().to_string();
+    assert!(e.contains("7:") && e.contains("on_missing_key"), "{e}");
+    let bad = "trusted_proxies = [\"10.0.0.0/40\"]\n[[policy]]\nname = \"a\"\nlimit = \"1/s\"\n";
+    let e = bad.parse::<Config>().unwrap_err().to_string();
+    assert!(e.contains("1:") && e.contains("prefix length"), "{e}");
+}

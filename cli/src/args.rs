@@ -49,10 +49,6 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Take the client address from `X-Forwarded-For` when the peer is loopback (a local
-    /// proxy or load generator).
-    #[arg(long)]
-    pub trust_forwarded: bool,
     /// Worker threads.
     #[arg(long, default_value_t = 16)]
     pub workers: usize,

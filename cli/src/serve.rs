@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -48,7 +48,6 @@ fn install_signals() -> Result<Signals, String> {
 
 struct App {
     gate: Gate,
-    trust_forwarded: bool,
     /// Allowed requests per (policy, key), for the load test's quota check.
     allowed: Mutex<HashMap<(String, String), u64>>,
     started: Instant,
@@ -66,7 +65,6 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let signals = install_signals()?;
     let app = Arc::new(App {
         gate,
-        trust_forwarded: args.trust_forwarded,
         allowed: Mutex::new(HashMap::new()),
         started: Instant::now(),
     });
@@ -154,19 +152,6 @@ fn serve_connection(app: &App, stream: TcpStream) {
     }
 }
 
-fn client_ip(app: &App, peer: SocketAddr, req: &Request) -> IpAddr {
-    if app.trust_forwarded && peer.ip().is_loopback() {
-        let forwarded = req
-            .header("x-forwarded-for")
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if let Some(ip) = forwarded {
-            return ip;
-        }
-    }
-    peer.ip()
-}
-
 fn handle(app: &App, peer: SocketAddr, req: &Request, w: &mut TcpStream) -> std::io::Result<()> {
     let keep = req.keep_alive;
     let path = req.path();
@@ -187,8 +172,12 @@ fn handle(app: &App, peer: SocketAddr, req: &Request, w: &mut TcpStream) -> std:
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|p| !p.is_empty());
-    let ip = client_ip(app, peer, req);
-    let mut greq = GateRequest::new(&req.method, path).ip(ip);
+    // The peer and the forwarding headers: the gate believes them only from the config's
+    // `trusted_proxies`.
+    let mut greq = GateRequest::new(&req.method, path).ip(peer.ip());
+    greq.forwarded_for = req.header("x-forwarded-for");
+    greq.forwarded = req.header("forwarded");
+    let ip = app.gate.client_of(&greq);
     greq.origin = req.header("origin");
     greq.request_method = req.header("access-control-request-method");
     greq.request_headers = req.header("access-control-request-headers");
@@ -214,7 +203,7 @@ fn handle(app: &App, peer: SocketAddr, req: &Request, w: &mut TcpStream) -> std:
             .iter()
             .filter(|a| !a.shadow && a.decision.allowed)
         {
-            let key = app.gate.key_display(a.key, route, Some(ip), principal);
+            let key = app.gate.key_display(a.key, route, ip, principal);
             *counts.entry((a.policy().to_string(), key)).or_default() += 1;
         }
     }

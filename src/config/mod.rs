@@ -37,6 +37,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::cors::{CorsConfigError, CorsConfigErrors, CorsPolicy, CorsPolicyBuilder};
+mod client;
 mod route;
 
 use crate::limit::decision::HeaderStyle;
@@ -45,6 +46,7 @@ use crate::limit::limiter::Limiter;
 use crate::limit::policy::{Algorithm, Policy, PolicyError};
 use crate::limit::quota::{parse_duration, Quota};
 use crate::store::StoreConfig;
+pub use client::{Cidr, TrustedProxies};
 pub use route::RoutePattern;
 
 /// Keys per policy table when neither the store nor the policy says.
@@ -247,6 +249,20 @@ pub struct RouteSettings {
     pub limits: Vec<LimitSettings>,
     /// Limits for requests without a principal.
     pub anonymous: Option<Vec<LimitSettings>>,
+    /// What a request gets when a limit keyed by its client address finds none.
+    pub on_missing_key: MissingKey,
+}
+
+/// What a route does with a request that has no client address (a NULL address over the C
+/// ABI, WSGI on a Unix socket, a forwarding chain with garbage) when one of its limits is keyed
+/// by it: such requests must never share one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingKey {
+    /// Refuse the request (429, with a reason saying why). The default.
+    #[default]
+    Deny,
+    /// Skip the limits keyed by the address; the route's other limits still apply.
+    Skip,
 }
 
 /// A validated config: everything a [`crate::gate::Gate`] is built from.
@@ -264,6 +280,9 @@ pub struct Config {
     pub routes: Vec<RouteSettings>,
     /// The CORS policy (checked), if any.
     pub cors: Option<CorsPolicyBuilder>,
+    /// The proxies whose `X-Forwarded-For` / `Forwarded` headers name the client (none by
+    /// default: the TCP peer is the client).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Config {
@@ -349,6 +368,7 @@ impl FromStr for Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     header_style: Option<Spanned<String>>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
     ipv6_prefix: Option<Spanned<i64>>,
     store: Option<RawStore>,
     #[serde(default)]
@@ -393,6 +413,8 @@ struct RawRoute {
     /// Match paths whatever the case of their letters.
     #[serde(default)]
     case_insensitive: bool,
+    /// What a request without a client address gets: `deny` (default) or `skip`.
+    on_missing_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -581,6 +603,13 @@ impl Ctx<'_> {
             .collect();
         let routes = self.routes(&raw.route, &declared);
         let cors = raw.cors.as_ref().and_then(|c| self.cors(c));
+        let mut trusted_proxies = TrustedProxies::default();
+        for p in raw.trusted_proxies.iter().flatten() {
+            match Cidr::parse(p.get_ref()) {
+                Ok(c) => trusted_proxies.0.push(c),
+                Err(e) => self.push(p.span(), format!("trusted_proxies: {e}")),
+            }
+        }
         Config {
             header_style,
             ipv6_prefix,
@@ -588,6 +617,7 @@ impl Ctx<'_> {
             policies,
             routes,
             cors,
+            trusted_proxies,
         }
     }
 
@@ -981,11 +1011,21 @@ impl Ctx<'_> {
             seen.push((pattern.clone(), r.pattern.span().start));
             let limits = self.limits(&r.limits, policies);
             let anonymous = r.anonymous.as_ref().map(|a| self.limits(a, policies));
+            let on_missing_key = match r.on_missing_key.as_ref().map(|v| (v, v.get_ref().as_str()))
+            {
+                None | Some((_, "deny")) => MissingKey::Deny,
+                Some((_, "skip")) => MissingKey::Skip,
+                Some((v, other)) => {
+                    self.push(v.span(), one_of("on_missing_key", other, &["deny", "skip"]));
+                    MissingKey::Deny
+                }
+            };
             out.push(RouteSettings {
                 text: r.pattern.get_ref().clone(),
                 pattern,
                 limits,
                 anonymous,
+                on_missing_key,
             });
         }
         out

@@ -44,7 +44,10 @@ pub struct portcullis_request {
     pub request_method: portcullis_str,
     /// The `Access-Control-Request-Headers` header (repeated ones joined with `,`).
     pub request_headers: portcullis_str,
-    /// The client address as text (`203.0.113.9`, `2001:db8::1`).
+    /// The address the request came from as text (`203.0.113.9`, `2001:db8::1`): the TCP peer
+    /// (nginx `$remote_addr`). Absent (NULL) when there is none: a route limited by address
+    /// then refuses the request, or skips the limit with `on_missing_key = "skip"`; such
+    /// requests never share one bucket.
     pub client_ip: portcullis_str,
     /// The authenticated user id or API key; absent for anonymous traffic.
     pub principal: portcullis_str,
@@ -52,6 +55,12 @@ pub struct portcullis_request {
     pub tier: portcullis_str,
     /// Whether `Access-Control-Request-Private-Network: true` was sent.
     pub private_network: bool,
+    /// The `X-Forwarded-For` header (repeated ones joined with `,`): read only when
+    /// `client_ip` is a trusted proxy (`trusted_proxies` in the config).
+    pub forwarded_for: portcullis_str,
+    /// The RFC 7239 `Forwarded` header (repeated ones joined with `,`): read only when
+    /// `client_ip` is a trusted proxy; preferred over `forwarded_for`.
+    pub forwarded: portcullis_str,
 }
 
 /// What to do with a request.
@@ -216,6 +225,8 @@ impl<'a> Fields<'a, portcullis_request> {
                 client_ip,
                 principal: r.principal.optional("request.principal")?,
                 tier: r.tier.optional("request.tier")?,
+                forwarded_for: r.forwarded_for.optional("request.forwarded_for")?,
+                forwarded: r.forwarded.optional("request.forwarded")?,
             })
         }
     }

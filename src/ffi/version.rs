@@ -7,7 +7,7 @@ use super::result::portcullis_result;
 
 /// The ABI version of this header. Bumped whenever a signature, a struct layout or a result
 /// value changes; bindings compare it with [`portcullis_abi_version`] at load.
-pub const PORTCULLIS_ABI_VERSION: u32 = 1;
+pub const PORTCULLIS_ABI_VERSION: u32 = 2;
 
 /// The library's version, e.g. `"0.1.0"`: a static NUL-terminated string, never freed.
 #[no_mangle]

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::stats::Counters;
 use super::GateError;
-use crate::config::RoutePattern;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
+use crate::config::{MissingKey, RoutePattern, TrustedProxies};
 use crate::core::clock::TimeSource;
 use crate::core::texts::Texts;
 use crate::cors::CorsPolicy;
@@ -52,6 +52,7 @@ pub(super) struct Route {
     pub(super) text: &'static str,
     pub(super) limits: Vec<Limit>,
     pub(super) anonymous: Option<Vec<Limit>>,
+    pub(super) on_missing_key: MissingKey,
 }
 
 /// A compiled config. Its `&'static str` fields are views into `texts`, valid while this
@@ -64,6 +65,8 @@ pub(super) struct Inner {
     pub(super) cors: Option<CorsPolicy>,
     pub(super) style: HeaderStyle,
     pub(super) keyer: IpKeyer,
+    /// Whose forwarding headers name the client.
+    pub(super) trusted: TrustedProxies,
     /// Owns every text the fields above view.
     #[expect(
         dead_code,
@@ -230,6 +233,7 @@ pub(super) fn compile(
                 .anonymous
                 .as_ref()
                 .map(|a| compile_limits(&r.text, true, a)),
+            on_missing_key: r.on_missing_key,
         })
         .collect();
     if matches!(config.header_style, HeaderStyle::Ietf | HeaderStyle::Both) {
@@ -254,6 +258,7 @@ pub(super) fn compile(
     let keyer = IpKeyer::new(config.ipv6_prefix).unwrap_or_default();
     Ok(Inner {
         style: config.header_style,
+        trusted: config.trusted_proxies.clone(),
         config,
         policies,
         routes,

@@ -77,7 +77,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::config::{Config, KeyKind, StoreKind};
+use crate::config::{Config, KeyKind, MissingKey, StoreKind};
 use crate::core::clock::Clock;
 use crate::core::clock::TimeSource;
 use crate::core::stats::PolicyStats;
@@ -325,19 +325,39 @@ impl Gate {
             (Some(anon), None) => anon,
             _ => &route.limits,
         };
+        let client = client_of(inner, req);
+        let by_address =
+            |k: KeyKind| k == KeyKind::Ip || (k == KeyKind::Principal && req.principal.is_none());
+        if client.is_none()
+            && route.on_missing_key == MissingKey::Deny
+            && limits.iter().any(|l| by_address(l.key))
+        {
+            out.route = Some(route.text);
+            out.answer(
+                Action::Limited,
+                Reason::NoClientAddress {
+                    route: route.text.to_string(),
+                },
+            );
+            return;
+        }
         let applied = &mut out.applied;
         let leases = &mut out.leases;
         let mut denied_by = None;
         let mut store_error: Option<String> = None;
         let buf = &mut out.keys;
         for (i, limit) in limits.iter().enumerate() {
+            if client.is_none() && by_address(limit.key) {
+                // `on_missing_key = "skip"`: this limit does not apply.
+                continue;
+            }
             let slot_index = limit.policy_index(req.tier);
             let slot = &inner.policies[slot_index];
             let key = key_bytes(
                 buf,
                 limit.key,
                 route.text,
-                req.client_ip,
+                client,
                 req.principal,
                 inner.keyer,
             );
@@ -375,36 +395,24 @@ impl Gate {
                 decision.allowed && !decision.delay().is_zero(),
             );
             if !decision.allowed && !limit.shadow {
-                denied_by = Some(i);
+                // Indices of `applied` (skipped limits have no entry) and of `limits`.
+                denied_by = Some((applied.len() - 1, i));
                 break;
             }
         }
-        if let Some(i) = denied_by {
+        if let Some((a_index, i)) = denied_by {
             // All or nothing: give back what the earlier limits took.
             drop(std::mem::take(leases));
-            for (limit, a) in limits.iter().zip(applied.iter()).take(i) {
-                let slot = &inner.policies[limit.policy_index(req.tier)];
+            for a in applied.iter().take(a_index) {
+                let slot = &inner.policies[a.slot as usize];
                 if a.decision.allowed && !slot.concurrency {
-                    let key = key_bytes(
-                        buf,
-                        limit.key,
-                        route.text,
-                        req.client_ip,
-                        req.principal,
-                        inner.keyer,
-                    );
+                    let key = key_bytes(buf, a.key, route.text, client, req.principal, inner.keyer);
                     let _ = slot.limiter.refund_at(slot.id, key, 1, now);
                 }
             }
             let limit = &limits[i];
-            let key = key_display(
-                limit.key,
-                route.text,
-                req.client_ip,
-                req.principal,
-                inner.keyer,
-            );
-            let policy = applied[i].policy.to_string();
+            let key = key_display(limit.key, route.text, client, req.principal, inner.keyer);
+            let policy = applied[a_index].policy.to_string();
             if let Some(message) = store_error {
                 self.rate_headers(inner, applied, headers);
                 out.route = Some(route.text);
@@ -526,6 +534,13 @@ impl Gate {
             KeyKind::Global => limiter_key(kind, "", None, None, inner.keyer),
         };
         slot.limiter.reset(slot.id, bytes)
+    }
+
+    /// The client address the gate keys a request by: the peer, or, when the peer is one of the
+    /// config's `trusted_proxies`, the rightmost untrusted hop of its forwarding headers;
+    /// `None` when there is none (see [`crate::config::TrustedProxies::client`]).
+    pub fn client_of(&self, req: &GateRequest<'_>) -> Option<IpAddr> {
+        client_of(&self.inner.read(), req)
     }
 
     /// Counters per route and limit, per policy, the most limited keys and the latest denials.
@@ -668,5 +683,16 @@ impl Gate {
         principal: Option<&str>,
     ) -> String {
         key_display(kind, route, ip, principal, self.inner.read().keyer)
+    }
+}
+
+/// The client: the peer, or, from a trusted proxy, the rightmost untrusted hop.
+#[inline]
+fn client_of(inner: &Inner, req: &GateRequest<'_>) -> Option<IpAddr> {
+    match req.client_ip {
+        Some(peer) if !inner.trusted.is_empty() => {
+            inner.trusted.client(peer, req.forwarded_for, req.forwarded)
+        }
+        peer => peer.map(|ip| ip.to_canonical()),
     }
 }

@@ -29,10 +29,17 @@ pub struct GateRequest<'a> {
     pub request_headers: Option<&'a str>,
     /// Whether `Access-Control-Request-Private-Network: true` was sent.
     pub request_private_network: bool,
-    /// The client address (the peer, or the address a trusted proxy reports).
+    /// The address the request came from: the TCP peer. With `trusted_proxies` configured
+    /// and the peer one of them, the gate takes the client from the forwarding headers.
     pub client_ip: Option<IpAddr>,
     /// The authenticated user id or API key; `None` for anonymous traffic.
     pub principal: Option<&'a str>,
+    /// The `X-Forwarded-For` header (several joined with `,`), believed only from a trusted
+    /// proxy (`trusted_proxies` in the config).
+    pub forwarded_for: Option<&'a str>,
+    /// The RFC 7239 `Forwarded` header (several joined with `,`), believed only from a
+    /// trusted proxy; preferred over `X-Forwarded-For`.
+    pub forwarded: Option<&'a str>,
     /// The principal's tier (`free`, `premium`, ...).
     pub tier: Option<&'a str>,
 }
@@ -88,6 +95,18 @@ impl<'a> GateRequest<'a> {
         self.tier = Some(tier);
         self
     }
+
+    /// Sets `X-Forwarded-For` (believed only from a trusted proxy).
+    pub fn forwarded_for(mut self, value: &'a str) -> Self {
+        self.forwarded_for = Some(value);
+        self
+    }
+
+    /// Sets `Forwarded` (believed only from a trusted proxy).
+    pub fn forwarded(mut self, value: &'a str) -> Self {
+        self.forwarded = Some(value);
+        self
+    }
 }
 
 /// What to do with the request.
@@ -140,6 +159,13 @@ pub enum Reason {
         /// The route's `match`.
         route: String,
     },
+    /// A limit is keyed by the client address and the request has none (no peer address, or
+    /// a forwarding chain with an entry that is not an address): refused rather than counted
+    /// in one bucket shared by every such request (`on_missing_key = "skip"` skips the limit).
+    NoClientAddress {
+        /// The route's `match`.
+        route: String,
+    },
     /// A limit could not be decided (its store failed), so the request was refused: the gate
     /// fails closed.
     StoreError {
@@ -160,6 +186,10 @@ impl fmt::Display for Reason {
             Reason::Limited { policy, key, route } => {
                 write!(f, "limited by policy {policy} for {key} on route {route}")
             }
+            Reason::NoClientAddress { route } => write!(
+                f,
+                "refused: route {route} limits by client address and the request has none"
+            ),
             Reason::StoreError { policy, message } => {
                 write!(
                     f,

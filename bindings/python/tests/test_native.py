@@ -18,7 +18,7 @@ def test_loaded_library_matches_the_binding():
     assert path.is_file()
     assert path.name == _native.library_filename()
     lib = _native.load()
-    assert lib.portcullis_abi_version() == portcullis.ABI_VERSION == 1
+    assert lib.portcullis_abi_version() == portcullis.ABI_VERSION == 2
     assert portcullis.library_version() == "0.1.0"
     assert _native.result_name(lib, 300) == "PORTCULLIS_RESULT_STORE_LOCKED"
     assert _native.result_name(lib, 12345) == "PORTCULLIS_RESULT_UNKNOWN"
@@ -38,9 +38,9 @@ def test_abi_mismatch_names_both_versions_and_the_path():
     lib = _native.load()
     path = portcullis.load_library()
     with pytest.raises(LibraryError) as e:
-        _native.check_abi(lib, path, expected=2)
+        _native.check_abi(lib, path, expected=3)
     message = str(e.value)
-    assert "ABI version 1" in message and "ABI version 2" in message
+    assert "ABI version 2" in message and "ABI version 3" in message
     assert str(path) in message
     assert e.value.name == "ABI_MISMATCH"
     assert isinstance(e.value, ImportError)

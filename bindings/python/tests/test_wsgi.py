@@ -180,6 +180,8 @@ def test_app_errors_give_leases_back(sleeps):
         assert len(calls) == 3
 
 
-def test_a_remote_addr_that_is_not_an_address_is_ignored(client):
+def test_a_remote_addr_that_is_not_an_address_is_refused_not_shared(client):
+    # A Unix socket gives no client address: clients must not share one bucket, so a route
+    # limited by address refuses the request (on_missing_key = "deny", the default).
     r = client.get("/shaped", environ_base={"REMOTE_ADDR": "unix:/run/app.sock"})
-    assert r.status_code == 200
+    assert r.status_code == 429

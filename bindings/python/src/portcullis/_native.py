@@ -78,7 +78,7 @@ except ImportError:  # pragma: no cover - Python 3.9 and 3.10
         _toml = None  # type: ignore[assignment]
 
 #: The ABI version this binding was written for (``PORTCULLIS_ABI_VERSION`` of the header).
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 #: The environment variable naming the shared library to load.
 ENV_VAR = "PORTCULLIS_LIBRARY"
@@ -245,6 +245,8 @@ class Request(Structure):
         ("principal", InStr),
         ("tier", InStr),
         ("private_network", c_bool),
+        ("forwarded_for", InStr),
+        ("forwarded", InStr),
     ]
 
 

@@ -76,6 +76,13 @@ def default_client_ip(scope: Scope) -> Optional[str]:
     return valid_ip(str(client[0]))
 
 
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if isinstance(raw, (bytes, bytearray)) and raw:
+        return bytes(raw).decode("latin-1")
+    return scope.get("path") or "/"
+
+
 def _none(scope: Scope) -> Optional[str]:
     return None
 
@@ -128,7 +135,8 @@ class PortcullisMiddleware:
         call = functools.partial(
             self.gate.decide,
             scope.get("method", "GET"),
-            scope.get("path") or "/",
+            # The raw target when the server gives it: the gate resolves it as a server would.
+            _raw_path(scope),
             origin=get(b"origin"),
             request_method=get(b"access-control-request-method"),
             request_headers=get(b"access-control-request-headers"),
@@ -136,6 +144,8 @@ class PortcullisMiddleware:
             principal=await _value(self.principal, scope),
             tier=await _value(self.tier, scope),
             private_network=private.strip().lower() == "true",
+            forwarded_for=get(b"x-forwarded-for"),
+            forwarded=get(b"forwarded"),
         )
         if not self.offload:
             return call()

@@ -144,6 +144,8 @@ class Gate(Handle):
         principal: Optional[Union[str, bytes]] = None,
         tier: Optional[str] = None,
         private_network: bool = False,
+        forwarded_for: Optional[str] = None,
+        forwarded: Optional[str] = None,
         now_ns: Optional[int] = None,
     ) -> Outcome:
         """Decides one request.
@@ -155,7 +157,11 @@ class Gate(Handle):
         ``Access-Control-Request-Private-Network: true`` was sent. ``client_ip`` is text
         (``"203.0.113.9"``) or an ``ipaddress`` object; a malformed one raises
         InvalidArgumentError. ``principal`` is the user id or API key (None: anonymous) and
-        ``tier`` its tier. ``now_ns`` (Unix-epoch nanoseconds) decides at an explicit time.
+        ``tier`` its tier. ``client_ip`` is the peer (None: there is none, and a route limited
+        by address refuses the request unless its ``on_missing_key`` is ``"skip"``);
+        ``forwarded_for`` and ``forwarded`` are the ``X-Forwarded-For`` and ``Forwarded``
+        headers, believed only when the peer is one of the config's ``trusted_proxies``.
+        ``now_ns`` (Unix-epoch nanoseconds) decides at an explicit time.
 
         A 429 or a 403 is an :class:`Outcome`, not an exception. Release an outcome that holds
         concurrency leases (``outcome.release()``) when the response is done. Leases are given
@@ -177,6 +183,8 @@ class Gate(Handle):
         set_str(req.principal, opt(principal, "principal"))
         set_str(req.tier, opt(tier, "tier"))
         req.private_network = bool(private_network)
+        set_str(req.forwarded_for, opt(forwarded_for, "forwarded_for"))
+        set_str(req.forwarded, opt(forwarded, "forwarded"))
         out = c_void_p()
         ptr = self._enter()
         try:

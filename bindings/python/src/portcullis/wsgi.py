@@ -42,8 +42,9 @@ StartResponse = Callable[..., Any]
 
 
 def default_client_ip(environ: Environ) -> Optional[str]:
-    """``REMOTE_ADDR`` when it is an IP address (put a trusted proxy fixer in front for
-    ``X-Forwarded-For``)."""
+    """``REMOTE_ADDR`` when it is an IP address (None otherwise, e.g. on a Unix socket): the
+    peer. Behind proxies, list them in the config's ``trusted_proxies``: the gate then takes the
+    client from ``X-Forwarded-For`` / ``Forwarded``, which the middleware passes along."""
     return valid_ip(environ.get("REMOTE_ADDR"))
 
 
@@ -78,7 +79,11 @@ class PortcullisMiddleware:
 
     def decide(self, environ: Environ) -> Outcome:
         """The gate's outcome for a request."""
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        # The raw target when the server gives it (gunicorn RAW_URI, uWSGI REQUEST_URI): the gate
+        # resolves it as a server would, where PATH_INFO is already decoded.
+        path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or (
+            environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        )
         private = environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK", "")
         return self.gate.decide(
             environ.get("REQUEST_METHOD", "GET"),
@@ -90,6 +95,8 @@ class PortcullisMiddleware:
             principal=self.principal(environ),
             tier=self.tier(environ),
             private_network=private.strip().lower() == "true",
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+            forwarded=environ.get("HTTP_FORWARDED"),
         )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
