@@ -204,7 +204,9 @@ mod tests {
     #[test]
     fn the_client_is_the_rightmost_untrusted_hop() {
         let t = proxies(&["10.0.0.0/8", "127.0.0.1"]);
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
+        // (peer, X-Forwarded-For, Forwarded, the client)
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case<'_>] = &[
             // An untrusted peer is the client whatever it claims.
             ("198.51.100.7", Some("1.2.3.4"), None, Some("198.51.100.7")),
             // Spoofed leftmost entry: the proxy appended the real one.
