@@ -150,3 +150,51 @@ fn requests_without_an_address_share_no_bucket() {
     let e = bad.parse::<Config>().unwrap_err().to_string();
     assert!(e.contains("1:") && e.contains("prefix length"), "{e}");
 }
+
+/// A capacity that would not fit in memory is an error when the config is read, naming the
+/// policy and the bytes; a reload with one is refused and the running gate keeps serving.
+#[test]
+fn absurd_capacities_are_refused_before_any_allocation() {
+    let config = |capacity: &str, max_memory: &str| {
+        format!(
+            "[store]\n{max_memory}\n[[policy]]\nname = \"login\"\nlimit = \"5/m\"\ncapacity = {capacity}\n\
+             [[route]]\nmatch = \"/\"\nlimits = [{{ policy = \"login\", key = \"ip\" }}]\n"
+        )
+    };
+    // 2^30 slots is 16 GiB of table: over the default budget (a quarter of the memory) of any
+    // machine with less than 64 GiB.
+    let huge = config("1_073_741_824", "").parse::<Config>();
+    if portcullis::config::default_max_memory() < 17_179_885_568 {
+        let e = huge.unwrap_err().to_string();
+        assert!(e.contains("\"login\"") && e.contains("max_memory"), "{e}");
+        assert!(e.contains("17179885568 bytes"), "{e}");
+    }
+    // An explicit budget.
+    let e = config("1_000_000", "max_memory = \"1MiB\"")
+        .parse::<Config>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("6:") && e.contains("over max_memory (1048576 bytes)"),
+        "{e}"
+    );
+    let e = config("1000", "max_memory = \"lots\"")
+        .parse::<Config>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2:") && e.contains("is not a size"), "{e}");
+
+    let gate = Gate::builder(config("1000", "").parse().unwrap())
+        .clock(ManualClock::new(T0))
+        .build()
+        .unwrap();
+    let req = GateRequest::new("GET", "/").ip("192.0.2.1".parse().unwrap());
+    assert_eq!(gate.decide(&req).action(), Action::Pass);
+    let reloaded = Config::parse(&config("1_000_000", "max_memory = \"1MiB\""));
+    assert!(reloaded.is_err());
+    // The running gate never saw it, and keeps its counters.
+    for _ in 0..4 {
+        assert_eq!(gate.decide(&req).action(), Action::Pass);
+    }
+    assert_eq!(gate.decide(&req).action(), Action::Limited);
+}

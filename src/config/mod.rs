@@ -161,6 +161,47 @@ pub struct StoreSettings {
     pub flush_interval: Duration,
     /// sled's page cache in bytes (sled only; `None`: the store's default).
     pub cache_capacity: Option<u64>,
+    /// The most memory the policies' tables may take together, in bytes (default: a quarter
+    /// of the machine's physical memory). Checked when the config is read, so a capacity that
+    /// would not fit is an error naming the policy, never an aborted process.
+    pub max_memory: u64,
+}
+
+/// A quarter of the machine's physical memory (1 GiB if it cannot be read).
+pub fn default_max_memory() -> u64 {
+    // SAFETY: `sysconf` has no preconditions; a negative answer means unknown.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && size > 0 {
+        (pages as u64).saturating_mul(size as u64) / 4
+    } else {
+        1 << 30
+    }
+}
+
+/// A byte size: `1048576`, `512KiB`, `64MiB`, `2GiB` (also KB, MB, GB as powers of 1000).
+fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 impl Default for StoreSettings {
@@ -171,6 +212,7 @@ impl Default for StoreSettings {
             capacity: DEFAULT_TABLE_CAPACITY,
             flush_interval: Duration::from_millis(100),
             cache_capacity: None,
+            max_memory: default_max_memory(),
         }
     }
 }
@@ -386,6 +428,7 @@ struct RawStore {
     capacity: Option<Spanned<i64>>,
     flush_interval: Option<Spanned<String>>,
     cache_capacity: Option<Spanned<i64>>,
+    max_memory: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -594,6 +637,7 @@ impl Ctx<'_> {
             .map_or(64, |p| p as u8);
         let store = self.store(raw.store.as_ref());
         let policies = self.policies(&raw.policy, store.capacity);
+        self.check_memory(&raw, &store, &policies);
         // References are checked against every declared name: a policy with an error of its
         // own is reported once, not again at each route that uses it.
         let declared: Vec<String> = raw
@@ -619,6 +663,45 @@ impl Ctx<'_> {
             cors,
             trusted_proxies,
         }
+    }
+
+    /// The tables of every policy must fit `max_memory`: said at the largest table's policy.
+    fn check_memory(
+        &mut self,
+        raw: &RawConfig,
+        store: &StoreSettings,
+        policies: &[PolicySettings],
+    ) {
+        let sizes: Vec<(usize, &PolicySettings)> = policies
+            .iter()
+            .map(|p| (Limiter::table_bytes(p.capacity), p))
+            .collect();
+        let total: usize = sizes.iter().map(|(b, _)| *b).fold(0, usize::saturating_add);
+        if total as u64 <= store.max_memory {
+            return;
+        }
+        let Some((bytes, biggest)) = sizes.iter().max_by_key(|(b, _)| *b) else {
+            return;
+        };
+        let name = biggest.policy.name();
+        let span = raw
+            .policy
+            .iter()
+            .find(|p| p.get_ref().name.get_ref() == name)
+            .map(|p| {
+                p.get_ref()
+                    .capacity
+                    .as_ref()
+                    .map_or_else(|| p.span(), |c| c.span())
+            })
+            .unwrap_or(0..0);
+        self.push(
+            span,
+            format!(
+                "the policies' tables need {total} bytes, over max_memory ({} bytes); policy \"{name}\" alone takes {bytes} bytes for {} keys: lower its capacity, or raise [store] max_memory",
+                store.max_memory, biggest.capacity
+            ),
+        );
     }
 
     fn store(&mut self, raw: Option<&RawStore>) -> StoreSettings {
@@ -700,6 +783,18 @@ impl Ctx<'_> {
                 } else {
                     s.flush_interval = d;
                 }
+            }
+        }
+        if let Some(m) = &raw.max_memory {
+            match parse_bytes(m.get_ref()) {
+                Some(bytes) if bytes > 0 => s.max_memory = bytes,
+                _ => self.push(
+                    m.span(),
+                    format!(
+                        "max_memory \"{}\" is not a size: write bytes with a unit, e.g. \"512MiB\" or \"2GiB\"",
+                        m.get_ref()
+                    ),
+                ),
             }
         }
         if let Some(c) = &raw.cache_capacity {

@@ -281,13 +281,24 @@ pub struct Updated<R> {
 impl Table {
     /// A table of at least `capacity` slots (rounded up to a power of two buckets of four),
     /// hashing keys with a seeded hash keyed by the 128-bit secret `hash_key`.
+    ///
+    /// # Panics
+    ///
+    /// When the memory cannot be had; see [`Table::try_new`].
+    #[cfg(any(test, loom))]
     pub fn new(capacity: usize, hash_key: [u8; 16]) -> Self {
-        let buckets: Box<[Bucket]> = (0..Self::bucket_count(capacity))
-            .map(|_| Bucket {
-                tags: std::array::from_fn(|_| AtomicU64::new(0)),
-                words: std::array::from_fn(|_| AtomicU64::new(0)),
-            })
-            .collect();
+        match Self::try_new(capacity, hash_key) {
+            Ok(t) => t,
+            Err(bytes) => panic!("cannot allocate a table of {bytes} bytes"),
+        }
+    }
+
+    /// [`Table::new`], or the bytes it needed when the allocator refused them. The buckets are
+    /// allocated zeroed (an empty slot is all zeros), so the operating system maps their pages
+    /// as they are first written, not at once.
+    pub fn try_new(capacity: usize, hash_key: [u8; 16]) -> Result<Self, usize> {
+        let n = Self::bucket_count(capacity);
+        let buckets = Self::zeroed_buckets(n).ok_or(n.saturating_mul(BUCKET_BYTES))?;
         let claims: Box<[Claim]> = (0..CLAIM_STRIPES)
             .map(|_| Claim(AtomicU64::new(0)))
             .collect();
@@ -299,7 +310,43 @@ impl Table {
             _buckets: buckets,
             _claims: claims,
         };
-        Self::over(bucket_ptr, mask, claim_ptr, backing, hash_key)
+        Ok(Self::over(bucket_ptr, mask, claim_ptr, backing, hash_key))
+    }
+
+    /// `n` empty buckets, or `None` when the allocator refuses.
+    #[cfg(not(loom))]
+    fn zeroed_buckets(n: usize) -> Option<Box<[Bucket]>> {
+        let layout = std::alloc::Layout::array::<Bucket>(n).ok()?;
+        // SAFETY: the layout has a non-zero size (n >= 1, buckets are 64 bytes); a bucket of
+        // zeros is a valid value (atomics of 0: four empty slots); the pointer comes from the
+        // global allocator with the layout of `[Bucket; n]`, as `Box<[Bucket]>` frees it.
+        unsafe {
+            let ptr = std::alloc::alloc_zeroed(layout).cast::<Bucket>();
+            if ptr.is_null() {
+                return None;
+            }
+            Some(Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)))
+        }
+    }
+
+    /// Loom's atomics are not plain words: build them one by one.
+    #[cfg(loom)]
+    fn zeroed_buckets(n: usize) -> Option<Box<[Bucket]>> {
+        Some(
+            (0..n)
+                .map(|_| Bucket {
+                    tags: std::array::from_fn(|_| AtomicU64::new(0)),
+                    words: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
+                .collect(),
+        )
+    }
+
+    /// Bytes a table of `capacity` slots takes: its buckets and claim flags.
+    pub fn bytes_for(capacity: usize) -> usize {
+        Self::bucket_count(capacity)
+            .saturating_mul(BUCKET_BYTES)
+            .saturating_add(CLAIM_STRIPES * CLAIM_BYTES)
     }
 
     /// Buckets of a table of at least `capacity` slots: a power of two.
@@ -382,11 +429,11 @@ impl Table {
     }
 
     /// A table that remembers which pages changed, for a store to write behind.
-    pub fn with_dirty_tracking(capacity: usize, hash_key: [u8; 16]) -> Self {
-        let mut t = Self::new(capacity, hash_key);
+    pub fn with_dirty_tracking(capacity: usize, hash_key: [u8; 16]) -> Result<Self, usize> {
+        let mut t = Self::try_new(capacity, hash_key)?;
         let words = t.pages().div_ceil(64);
         t.dirty = Some((0..words).map(|_| AtomicU64::new(0)).collect());
-        t
+        Ok(t)
     }
 
     /// Pages of [`PAGE_SLOTS`] slots.

@@ -127,9 +127,11 @@ fn store_code(e: &StoreError) -> portcullis_result {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::Quota(_) | Error::Policy(_) | Error::Capacity(_) | Error::NoPolicies => {
-                portcullis_result::InvalidConfig
-            }
+            Error::Quota(_)
+            | Error::Policy(_)
+            | Error::Capacity(_)
+            | Error::NoPolicies
+            | Error::OutOfMemory { .. } => portcullis_result::InvalidConfig,
             Error::UnknownPolicy(_) | Error::BadPolicyId(_) => portcullis_result::UnknownPolicy,
             Error::CostTooHigh { .. } => portcullis_result::CostTooHigh,
             Error::InvalidKey(_) => portcullis_result::InvalidParameter,

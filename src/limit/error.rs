@@ -40,6 +40,14 @@ pub enum Error {
     /// A table size out of range.
     #[error("capacity must be between 4 and 2^30 slots, got {0}")]
     Capacity(usize),
+    /// The memory of a policy's table could not be had.
+    #[error("cannot allocate the {bytes}-byte table of policy {policy:?}: lower its capacity")]
+    OutOfMemory {
+        /// The policy.
+        policy: String,
+        /// The bytes its table needed.
+        bytes: usize,
+    },
     /// A limiter with nothing to apply.
     #[error("a limiter needs at least one policy")]
     NoPolicies,

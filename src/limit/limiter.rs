@@ -235,10 +235,14 @@ impl LimiterBuilder {
             }
             let signature = format!("v2 {:?}", rule);
             let table = match (&store, &shared) {
-                (_, Some(s)) => s.table(policy.name(), &signature, capacity)?,
+                (_, Some(s)) => Ok(s.table(policy.name(), &signature, capacity)?),
                 (Some(_), None) => Table::with_dirty_tracking(capacity, hash_key),
-                (None, None) => Table::new(capacity, hash_key),
-            };
+                (None, None) => Table::try_new(capacity, hash_key),
+            }
+            .map_err(|bytes| Error::OutOfMemory {
+                policy: policy.name().into(),
+                bytes,
+            })?;
             entries.push(Entry {
                 table,
                 max_cost: rule.algo.max_cost(),
@@ -402,6 +406,12 @@ impl Limiter {
     /// The most a key of a policy can have available at once: the `limit` of its decisions.
     pub fn limit(&self, id: PolicyId) -> Option<u32> {
         self.inner.entries.get(id.index()).map(|e| e.max_cost)
+    }
+
+    /// Bytes of memory a policy table of `capacity` keys takes (its slots, rounded up to a
+    /// power of two buckets of four, and its claim flags): what `max_memory` budgets.
+    pub fn table_bytes(capacity: usize) -> usize {
+        Table::bytes_for(capacity)
     }
 
     /// The limiter's clock reading.
