@@ -528,3 +528,69 @@ fn every_error_is_reported_at_once() {
     let as_error: &dyn std::error::Error = &errors;
     assert!(as_error.to_string().starts_with("allow_origins: `null`"));
 }
+
+/// Names on the wrong side: a response header cannot be asked for, a request header cannot be
+/// exposed.
+#[test]
+fn headers_on_the_wrong_side_are_refused() {
+    use portcullis::cors::{CorsConfigErrorKind as K, CorsPolicy};
+    for name in [
+        "Access-Control-Allow-Origin",
+        "retry-after",
+        "Set-Cookie",
+        "X-RateLimit-Limit",
+    ] {
+        let e = CorsPolicy::builder()
+            .allow_origin("https://app.example.com")
+            .allow_headers([name])
+            .build()
+            .unwrap_err();
+        assert!(e.contains(K::ResponseHeaderAllowed), "{name}: {e}");
+    }
+    for name in [
+        "Access-Control-Request-Method",
+        "origin",
+        "Authorization",
+        "Cookie",
+    ] {
+        let e = CorsPolicy::builder()
+            .allow_origin("https://app.example.com")
+            .expose_headers([name])
+            .build()
+            .unwrap_err();
+        assert!(e.contains(K::RequestHeaderExposed), "{name}: {e}");
+    }
+}
+
+/// A preflight whose `Access-Control-Request-Headers` is hundreds of empty elements is refused,
+/// like one naming too many headers.
+#[test]
+fn hundreds_of_empty_request_header_elements_are_refused() {
+    use portcullis::cors::{CorsPolicy, CorsRequest};
+    let policy = CorsPolicy::builder()
+        .allow_origin("https://app.example.com")
+        .allow_methods(["PUT"])
+        .allow_headers(["X-Request-Id"])
+        .build()
+        .unwrap();
+    let empties = ",".repeat(500);
+    let req = CorsRequest {
+        method: "OPTIONS",
+        origin: Some("https://app.example.com"),
+        access_control_request_method: Some("PUT"),
+        access_control_request_headers: Some(&empties),
+        access_control_request_private_network: false,
+    };
+    let d = policy.decide(&req);
+    assert!(!d.is_allowed());
+    assert_eq!(
+        d.reason().map(|r| r.code()),
+        Some("too_many_request_headers")
+    );
+    let few = ", ,X-Request-Id,";
+    let ok = CorsRequest {
+        access_control_request_headers: Some(few),
+        ..req
+    };
+    assert!(policy.decide(&ok).is_allowed());
+}

@@ -299,6 +299,16 @@ impl CorsPolicyBuilder {
                 rule.any = true;
             } else if let Some(e) = header_name_error(FIELD, name) {
                 errors.push(e);
+            } else if is_response_only(name) {
+                errors.push(CorsConfigError::new(
+                    Kind::ResponseHeaderAllowed,
+                    FIELD,
+                    format!(
+                        "`{name}` is a response header: pages never send it, so allowing it \
+                         asks for nothing; remove it (to let pages read it, list it in \
+                         expose_headers)"
+                    ),
+                ));
             } else if token::is_forbidden_request_header(name) {
                 errors.push(CorsConfigError::new(
                     Kind::ForbiddenRequestHeader,
@@ -340,6 +350,16 @@ impl CorsPolicyBuilder {
                 }
             } else if let Some(e) = header_name_error(FIELD, name) {
                 errors.push(e);
+            } else if is_request_only(name) {
+                errors.push(CorsConfigError::new(
+                    Kind::RequestHeaderExposed,
+                    FIELD,
+                    format!(
+                        "`{name}` is a request header: responses do not carry it, so exposing \
+                         it shows nothing; remove it (to let pages send it, list it in \
+                         allow_headers)"
+                    ),
+                ));
             } else if token::is_forbidden_response_header(name) {
                 errors.push(CorsConfigError::new(
                     Kind::ExposedSetCookie,
@@ -409,6 +429,31 @@ fn origin_error(input: &str, problem: &OriginProblem) -> CorsConfigError {
         "allow_origins",
         format!("`{shown}` {problem}{advice}"),
     )
+}
+
+/// Headers only responses carry: the CORS answers themselves and the rate-limit headers.
+fn is_response_only(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("access-control-allow-")
+        || n.starts_with("x-ratelimit-")
+        || matches!(
+            n.as_str(),
+            "access-control-expose-headers"
+                | "access-control-max-age"
+                | "set-cookie"
+                | "set-cookie2"
+                | "www-authenticate"
+                | "retry-after"
+                | "ratelimit"
+                | "ratelimit-policy"
+        )
+}
+
+/// Headers only requests carry: CORS preflight questions and request context.
+fn is_request_only(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("access-control-request-")
+        || matches!(n.as_str(), "origin" | "host" | "cookie" | "authorization")
 }
 
 fn header_name_error(field: &'static str, name: &str) -> Option<CorsConfigError> {

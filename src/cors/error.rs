@@ -55,6 +55,12 @@ pub enum CorsConfigErrorKind {
     ForbiddenRequestHeader,
     /// `Set-Cookie` among exposed headers.
     ExposedSetCookie,
+    /// A response header (`Access-Control-Allow-Origin`, `Retry-After`...) among the request
+    /// headers a page may send.
+    ResponseHeaderAllowed,
+    /// A request header (`Access-Control-Request-Method`, `Origin`...) among the exposed
+    /// (response) headers.
+    RequestHeaderExposed,
     /// `*` exposed headers with credentials.
     ExposeWildcardWithCredentials,
     /// A max age above 86400 seconds.
