@@ -198,3 +198,23 @@ fn absurd_capacities_are_refused_before_any_allocation() {
     }
     assert_eq!(gate.decide(&req).action(), Action::Limited);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Any request target and any forwarding headers: a decision, never a panic; and a path is
+    /// routed as its resolved spelling is.
+    #[test]
+    fn hostile_targets_and_chains_never_panic(
+        target in "[a-zA-Z0-9/%.;:?#\\[\\]@!$&'()*+,=_~é-]{0,80}",
+        xff in proptest::option::of("[0-9a-fA-F:.,\\[\\] \"a-z_]{0,60}"),
+        fwd in proptest::option::of("[0-9a-fA-F:.,;=\\[\\] \"a-z_]{0,60}"),
+    ) {
+        let gate = gate_with(r#"trusted_proxies = ["10.0.0.0/8"]"#, "");
+        let mut req = GateRequest::new("POST", &target).ip("10.1.2.3".parse().unwrap());
+        req.forwarded_for = xff.as_deref();
+        req.forwarded = fwd.as_deref();
+        let o = gate.decide(&req);
+        proptest::prop_assert!(matches!(o.action(), Action::Pass | Action::Limited));
+    }
+}
