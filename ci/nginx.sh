@@ -123,6 +123,21 @@ burst = 1
 max_delay = "3s"
 
 [[policy]]
+name = "pair"
+limit = "2/h"
+burst = 2
+
+[[policy]]
+name = "free"
+limit = "10/h"
+burst = 10
+
+[[policy]]
+name = "pro"
+limit = "1000/h"
+burst = 1000
+
+[[policy]]
 name = "site"
 limit = "1000000/s"
 burst = 1000000
@@ -142,6 +157,14 @@ limits = [{ policy = "api", key = "principal" }]
 [[route]]
 match = "/slow/"
 limits = [{ policy = "conc", key = "global" }]
+
+[[route]]
+match = "/realip/"
+limits = [{ policy = "pair", key = "ip" }]
+
+[[route]]
+match = "/tier/"
+limits = [{ tiers = { free = "free", pro = "pro" }, default_tier = "free", key = "principal" }]
 
 [[route]]
 match = "/shape/"
@@ -194,6 +217,20 @@ gate_server() { # listen address
         }
         location /off/ {
             portcullis off;
+            proxy_pass http://127.0.0.1:$UP;
+        }
+        location /hold/custom/ {
+            portcullis_status_code 503;
+            proxy_pass http://127.0.0.1:$UP;
+        }
+        location /realip/ {
+            # realip in a location runs in preaccess too: the gate must come after it.
+            set_real_ip_from 127.0.0.1;
+            real_ip_header X-Real-IP;
+            proxy_pass http://127.0.0.1:$UP;
+        }
+        location /tier/ {
+            portcullis_tier \$http_x_tier;
             proxy_pass http://127.0.0.1:$UP;
         }
     }
@@ -361,6 +398,16 @@ expect "static file: 200 with X-RateLimit-Limit" \
 expect "nginx's own 404: headers too" \
   [ -n "$(header X-RateLimit-Limit "${a[@]}" "$M/static/nothing.txt")" ]
 expect "portcullis off: no headers" [ -z "$(header X-RateLimit-Limit "${a[@]}" "$M/off/")" ]
+burst 20 "$M/hold/custom/x" -H 'X-Api-Key: custom-1' >/dev/null
+expect "portcullis_status_code 503" [ "$(code -H 'X-Api-Key: custom-1' "$M/hold/custom/x")" = 503 ]
+expect "...with Retry-After" [ -n "$(header Retry-After -H 'X-Api-Key: custom-1' "$M/hold/custom/x")" ]
+r1="$(for _ in 1 2 3; do code -H 'X-Real-IP: 198.51.100.1' "$M/realip/x"; echo; done | tr '\n' ' ')"
+r2="$(code -H 'X-Real-IP: 198.51.100.2' "$M/realip/x")"
+expect "realip in a location: the client address keys the limit ($r1/ $r2)" [ "$r1" = "200 200 429 " -a "$r2" = 200 ]
+expect "...as the log says" grep -q 'limited by policy pair for ip:198.51.100.1' "$T/main/logs/access.log"
+expect "portcullis_tier: free" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t1' -H 'X-Tier: free' "$M/tier/")" = 10 ]
+expect "portcullis_tier: pro" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t2' -H 'X-Tier: pro' "$M/tier/")" = 1000 ]
+expect "portcullis_tier: none, the default tier" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t3' "$M/tier/")" = 10 ]
 grep -q ' 200 PASSED - 49 ' "$T/main/logs/access.log" && ok "log: \$portcullis_status, _remaining" ||
   ko "log: \$portcullis_status, _remaining"
 grep -q ' 429 REJECTED quota 0 "limited by policy quota for principal:quota-1' "$T/main/logs/access.log" &&

@@ -46,8 +46,8 @@
 /* The largest TOML file read. */
 #define NGX_HTTP_PORTCULLIS_MAX_FILE    (16 * 1024 * 1024)
 
-/* Names compared against a response's own headers. */
-#define NGX_HTTP_PORTCULLIS_MAX_NAMES   32
+/* The most headers taken from one decision (it renders about a dozen). */
+#define NGX_HTTP_PORTCULLIS_MAX_HEADERS 32
 
 
 typedef struct {
@@ -932,9 +932,10 @@ ngx_http_portcullis_add_headers(ngx_http_request_t *r,
     ngx_http_portcullis_ctx_t *ctx)
 {
     size_t              count, i, n, k;
+    ngx_int_t           vary;
     ngx_uint_t          j;
-    portcullis_str      name, value, vary;
-    portcullis_str      names[NGX_HTTP_PORTCULLIS_MAX_NAMES];
+    portcullis_str      name[NGX_HTTP_PORTCULLIS_MAX_HEADERS];
+    portcullis_str      value[NGX_HTTP_PORTCULLIS_MAX_HEADERS];
     ngx_list_part_t    *part;
     ngx_table_elt_t    *h;
     portcullis_result   rc;
@@ -948,34 +949,43 @@ ngx_http_portcullis_add_headers(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (count == 0) {
-        return NGX_OK;
+    if (count > NGX_HTTP_PORTCULLIS_MAX_HEADERS) {
+        /* More than the gate ever renders: keep the first ones. */
+        count = NGX_HTTP_PORTCULLIS_MAX_HEADERS;
     }
 
-    /* The names the decision sets, Vary aside. */
+    /* The decision's headers, borrowed from the outcome. */
 
     n = 0;
-    vary.ptr = NULL;
-    vary.len = 0;
+    vary = -1;
 
     for (i = 0; i < count; i++) {
-        rc = portcullis_outcome_header(ctx->outcome, i, &name, &value);
+        rc = portcullis_outcome_header(ctx->outcome, i, &name[n], &value[n]);
 
         if (rc != PORTCULLIS_RESULT_OK) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "portcullis: header %uz: %s", i,
+                          portcullis_result_name(rc));
             break;
         }
 
-        if (name.len == sizeof("Vary") - 1
-            && ngx_strncasecmp((u_char *) name.ptr, (u_char *) "Vary",
-                               sizeof("Vary") - 1) == 0)
-        {
-            vary = value;
+        if (name[n].len == 0) {
             continue;
         }
 
-        if (n < NGX_HTTP_PORTCULLIS_MAX_NAMES) {
-            names[n++] = name;
+        if (vary == -1
+            && name[n].len == sizeof("Vary") - 1
+            && ngx_strncasecmp((u_char *) name[n].ptr, (u_char *) "Vary",
+                               sizeof("Vary") - 1) == 0)
+        {
+            vary = n;
         }
+
+        n++;
+    }
+
+    if (n == 0) {
+        return NGX_OK;
     }
 
     /* The response's own copies go. */
@@ -1009,9 +1019,10 @@ ngx_http_portcullis_add_headers(ngx_http_request_t *r,
         }
 
         for (k = 0; k < n; k++) {
-            if (h[j].key.len == names[k].len
-                && ngx_strncasecmp(h[j].key.data, (u_char *) names[k].ptr,
-                                   names[k].len) == 0)
+            if ((ngx_int_t) k != vary
+                && h[j].key.len == name[k].len
+                && ngx_strncasecmp(h[j].key.data, (u_char *) name[k].ptr,
+                                   name[k].len) == 0)
             {
                 h[j].hash = 0;
                 break;
@@ -1021,21 +1032,9 @@ ngx_http_portcullis_add_headers(ngx_http_request_t *r,
 
     /* The decision's. */
 
-    for (i = 0; i < count; i++) {
-        rc = portcullis_outcome_header(ctx->outcome, i, &name, &value);
+    for (k = 0; k < n; k++) {
 
-        if (rc != PORTCULLIS_RESULT_OK) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "portcullis: header %uz: %s", i,
-                          portcullis_result_name(rc));
-            break;
-        }
-
-        if (name.len == 0) {
-            continue;
-        }
-
-        if (vary.ptr && value.ptr == vary.ptr && value.len == vary.len) {
+        if ((ngx_int_t) k == vary) {
             continue;
         }
 
@@ -1051,24 +1050,24 @@ ngx_http_portcullis_add_headers(ngx_http_request_t *r,
          */
 
         h->hash = 1;
-        h->key.data = (u_char *) name.ptr;
-        h->key.len = name.len;
-        h->value.data = (u_char *) value.ptr;
-        h->value.len = value.len;
+        h->key.data = (u_char *) name[k].ptr;
+        h->key.len = name[k].len;
+        h->value.data = (u_char *) value[k].ptr;
+        h->value.len = value[k].len;
 #if (nginx_version >= 1023000)
         h->next = NULL;
 #endif
 
-        h->lowcase_key = ngx_pnalloc(r->pool, name.len);
+        h->lowcase_key = ngx_pnalloc(r->pool, name[k].len);
         if (h->lowcase_key == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_strlow(h->lowcase_key, h->key.data, name.len);
+        ngx_strlow(h->lowcase_key, h->key.data, name[k].len);
     }
 
-    if (vary.ptr) {
-        return ngx_http_portcullis_merge_vary(r, &vary);
+    if (vary >= 0) {
+        return ngx_http_portcullis_merge_vary(r, &value[vary]);
     }
 
     return NGX_OK;
