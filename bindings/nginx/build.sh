@@ -23,8 +23,7 @@ log() { echo "nginx-module: $*" >&2; }
 missing=()
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -f "$ngx_src/conf_flags" ] || missing+=(nginx-dev)
-command -v make >/dev/null || missing+=(make)
-command -v gcc >/dev/null || missing+=(gcc)
+{ command -v make && command -v cc && [ -f /usr/include/stdio.h ]; } >/dev/null || missing+=(build-essential)
 command -v dpkg-buildflags >/dev/null || missing+=(dpkg-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} (apt-get)"
