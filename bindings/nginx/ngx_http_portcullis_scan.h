@@ -33,6 +33,9 @@ typedef struct {
  * Scans TOML text. Never fails: on text it cannot follow it stops and sets
  * error_line, keeping what it found so far (the gate reports the real error).
  */
+#if defined(__GNUC__)
+__attribute__((visibility("hidden")))
+#endif
 void ngx_http_portcullis_scan(u_char *text, size_t len,
     ngx_http_portcullis_scan_t *out);
 
