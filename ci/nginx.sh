@@ -9,7 +9,6 @@
 # nginx-dev, curl, wrk, python3, valgrind and procps when missing). Prints "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root="$PWD"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -296,7 +295,7 @@ code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 header() { # name, curl args...: the header's value (last one), without CR
   local name="$1"
   shift
-  curl -s -D - -o /dev/null "$@" | tr -d '\r' | awk -v n="$(echo "$name" | tr 'A-Z' 'a-z')" \
+  curl -s -D - -o /dev/null "$@" | tr -d '\r' | awk -v n="$(echo "$name" | tr '[:upper:]' '[:lower:]')" \
     'BEGIN{FS=": "} tolower($1)==n {v=substr($0, length($1)+3)} END{print v}'
 }
 count_header() { # name, curl args...: how many times it appears
@@ -428,12 +427,11 @@ expect "...as the log says" grep -q 'limited by policy pair for ip:198.51.100.1'
 expect "portcullis_tier: free" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t1' -H 'X-Tier: free' "$M/tier/")" = 10 ]
 expect "portcullis_tier: pro" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t2' -H 'X-Tier: pro' "$M/tier/")" = 1000 ]
 expect "portcullis_tier: none, the default tier" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t3' "$M/tier/")" = 10 ]
-grep -q ' 200 PASSED - 49 ' "$T/main/logs/access.log" && ok "log: \$portcullis_status, _remaining" ||
-  ko "log: \$portcullis_status, _remaining"
-grep -q ' 429 REJECTED quota 0 "limited by policy quota for principal:quota-1' "$T/main/logs/access.log" &&
-  ok "log: \$portcullis_policy, \$portcullis_reason" || ko "log: \$portcullis_policy, \$portcullis_reason"
-grep -q '"OPTIONS /api/things HTTP/1.1" 204 PREFLIGHT' "$T/main/logs/access.log" &&
-  ok "log: PREFLIGHT" || ko "log: PREFLIGHT"
+expect "log: \$portcullis_status, \$portcullis_remaining" \
+  grep -q ' 200 PASSED - 49 ' "$T/main/logs/access.log"
+expect "log: \$portcullis_policy, \$portcullis_reason" \
+  grep -q ' 429 REJECTED quota 0 "limited by policy quota for principal:quota-1' "$T/main/logs/access.log"
+expect "log: PREFLIGHT" grep -q '"OPTIONS /api/things HTTP/1.1" 204 PREFLIGHT' "$T/main/logs/access.log"
 
 # ---------------------------------------------------------------------------------------------
 step "concurrency limit 2 in front of a slow upstream; leases back after aborted clients"
@@ -654,7 +652,7 @@ valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=d
   --suppressions=bindings/nginx/t/valgrind.supp --log-file="$T/vg/valgrind.log" \
   $NGINX -p "$T/vg" -c conf/nginx.conf &
 vg_pid=$!
-pids_to_kill+=($vg_pid)
+pids_to_kill+=("$vg_pid")
 up=0
 for _ in $(seq 600); do
   if curl -s -o /dev/null "$V/off/"; then up=1; break; fi

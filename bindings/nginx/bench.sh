@@ -15,7 +15,6 @@
 # The worker is pinned to CPU 0 and wrk to CPU 1 when the machine has two or more.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
 DURATION="${DURATION:-8}"
 ROUNDS="${ROUNDS:-5}"
 CONNECTIONS="${CONNECTIONS:-32}"
