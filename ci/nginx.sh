@@ -61,9 +61,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r PORT UP SLOW ONE VG < <(python3 - <<'EOF'
+read -r PORT UP SLOW ONE VG H2 < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -197,10 +197,11 @@ http_common() { # prefix
 EOF
 }
 
-gate_server() { # listen address
+gate_server() { # listen address, another listen (optional)
   cat <<EOF
     server {
         listen $1;
+        ${2:+listen $2;}
         portcullis on;
         portcullis_principal \$http_x_api_key;
         add_header X-Worker \$pid always;
@@ -228,6 +229,13 @@ gate_server() { # listen address
             set_real_ip_from 127.0.0.1;
             real_ip_header X-Real-IP;
             proxy_pass http://127.0.0.1:$UP;
+        }
+        location /hold/ep/ {
+            error_page 429 = @limited;
+            proxy_pass http://127.0.0.1:$UP;
+        }
+        location @limited {
+            return 429 "slow down\n";
         }
         location /tier/ {
             portcullis_tier \$http_x_tier;
@@ -263,7 +271,7 @@ $(http_common "$T/main")
         location /api/broken { return 500 "broken\n"; }
     }
 
-$(gate_server "127.0.0.1:$PORT reuseport")
+$(gate_server "127.0.0.1:$PORT reuseport" "127.0.0.1:$H2 http2")
 }
 EOF
 
@@ -424,6 +432,15 @@ r1="$(for _ in 1 2 3; do code -H 'X-Real-IP: 198.51.100.1' "$M/realip/x"; echo; 
 r2="$(code -H 'X-Real-IP: 198.51.100.2' "$M/realip/x")"
 expect "realip in a location: the client address keys the limit ($r1/ $r2)" [ "$r1" = "200 200 429 " -a "$r2" = 200 ]
 expect "...as the log says" grep -q 'limited by policy pair for ip:198.51.100.1' "$T/main/logs/access.log"
+expect "ep-1 spent its quota" [ "$(spend "$M/hold/ep/x" ep-1)" -eq 20 ]
+ep=(-H 'X-Api-Key: ep-1' -H "Origin: $ORIGIN")
+expect "error_page 429 = @named: its body" [ "$(curl -s "${ep[@]}" "$M/hold/ep/x")" = "slow down" ]
+expect "...with the decision's headers" \
+  [ -n "$(header Retry-After "${ep[@]}" "$M/hold/ep/x")" -a "$(header Access-Control-Allow-Origin "${ep[@]}" "$M/hold/ep/x")" = "$ORIGIN" ]
+h2=(--http2-prior-knowledge -H 'X-Api-Key: h2' -H "Origin: $ORIGIN")
+expect "HTTP/2: a proxied 200 with the headers" \
+  [ "$(header X-RateLimit-Limit "${h2[@]}" "http://127.0.0.1:$H2/api/ok")" = 50 ]
+expect "HTTP/2: a preflight" [ "$(code "${h2[@]}" -X OPTIONS -H 'Access-Control-Request-Method: PUT' "http://127.0.0.1:$H2/api/ok")" = 204 ]
 expect "portcullis_tier: free" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t1' -H 'X-Tier: free' "$M/tier/")" = 10 ]
 expect "portcullis_tier: pro" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t2' -H 'X-Tier: pro' "$M/tier/")" = 1000 ]
 expect "portcullis_tier: none, the default tier" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: t3' "$M/tier/")" = 10 ]
