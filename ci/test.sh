@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every test, on a fresh Debian machine: formatting, lints, unit/integration/doc tests, the loom
-# models, the C ABI from C and C++ under valgrind, the Python bindings, the CORS browser test
-# (installs Chromium when missing) and a wrk load test against the demo server (installs wrk
-# when missing).
+# Every test, on a fresh Debian machine: formatting, lints, the layer rule, unit/integration/doc
+# tests, the loom models, the C ABI from C and C++ under valgrind, the Python bindings (gunicorn
+# and uvicorn workers on the shared store, a pip install outside the checkout), the CORS browser
+# test (installs Chromium when missing), the nginx module in a real nginx (installs nginx and
+# nginx-dev) and a wrk load test against the demo server (installs wrk when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,9 @@ if [ -x ci/cors-browser.sh ] || [ -f ci/cors-browser.sh ]; then
   step "CORS in a real browser"
   bash ci/cors-browser.sh
 fi
+
+step "nginx: the dynamic module in a real nginx with 4 workers (installs nginx, nginx-dev)"
+bash ci/nginx.sh
 
 step "load: wrk against the demo server"
 bash ci/load.sh
