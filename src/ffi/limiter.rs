@@ -225,58 +225,37 @@ impl Op for Check {
     }
 }
 
-/// `portcullis_limiter_peek`.
-struct Peek;
+/// An operation answered by a `Limiter` method of the same shape (`peek_at`, `penalize_at`,
+/// `refund_at`), its decision converted to the C struct.
+macro_rules! decision_op {
+    ($(#[$doc:meta] $name:ident => $method:ident;)*) => {$(
+        #[$doc]
+        struct $name;
 
-impl Op for Peek {
-    #[inline(always)]
-    fn run(
-        l: &Limiter,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-        out: Out<'_, portcullis_decision>,
-    ) -> Result<(), Error> {
-        out.write(l.peek_at(id, key, cost, now)?.into());
-        Ok(())
-    }
+        impl Op for $name {
+            #[inline(always)]
+            fn run(
+                l: &Limiter,
+                id: PolicyId,
+                key: &[u8],
+                cost: u32,
+                now: Nanos,
+                out: Out<'_, portcullis_decision>,
+            ) -> Result<(), Error> {
+                out.write(l.$method(id, key, cost, now)?.into());
+                Ok(())
+            }
+        }
+    )*};
 }
 
-/// `portcullis_limiter_penalize`.
-struct Penalize;
-
-impl Op for Penalize {
-    #[inline(always)]
-    fn run(
-        l: &Limiter,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-        out: Out<'_, portcullis_decision>,
-    ) -> Result<(), Error> {
-        out.write(l.penalize_at(id, key, cost, now)?.into());
-        Ok(())
-    }
-}
-
-/// `portcullis_limiter_refund`.
-struct Refund;
-
-impl Op for Refund {
-    #[inline(always)]
-    fn run(
-        l: &Limiter,
-        id: PolicyId,
-        key: &[u8],
-        cost: u32,
-        now: Nanos,
-        out: Out<'_, portcullis_decision>,
-    ) -> Result<(), Error> {
-        out.write(l.refund_at(id, key, cost, now)?.into());
-        Ok(())
-    }
+decision_op! {
+    /// `portcullis_limiter_peek`.
+    Peek => peek_at;
+    /// `portcullis_limiter_penalize`.
+    Penalize => penalize_at;
+    /// `portcullis_limiter_refund`.
+    Refund => refund_at;
 }
 
 /// The one body of the eight deciding functions (check, peek, penalize, refund, each with its
