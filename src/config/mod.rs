@@ -183,6 +183,28 @@ pub fn default_max_memory() -> u64 {
     }
 }
 
+/// The sled-only settings present in `[store]` (with `path` too when it is asked for), and
+/// where.
+fn sled_only(raw: &RawStore, with_path: bool) -> Vec<(&'static str, Range<usize>)> {
+    [
+        (
+            "path",
+            raw.path.as_ref().filter(|_| with_path).map(|v| v.span()),
+        ),
+        (
+            "flush_interval",
+            raw.flush_interval.as_ref().map(|v| v.span()),
+        ),
+        (
+            "cache_capacity",
+            raw.cache_capacity.as_ref().map(|v| v.span()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| Some((key, span?)))
+    .collect()
+}
+
 /// A byte size: `1048576`, `512KiB`, `64MiB`, `2GiB` (also KB, MB, GB as powers of 1000).
 fn parse_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -745,27 +767,15 @@ impl Ctx<'_> {
                      to [store]",
                 );
             }
-            let sled_only = [
-                (
-                    "flush_interval",
-                    raw.flush_interval.as_ref().map(|v| v.span()),
-                ),
-                (
-                    "cache_capacity",
-                    raw.cache_capacity.as_ref().map(|v| v.span()),
-                ),
-            ];
-            for (key, span) in sled_only {
-                if let Some(span) = span {
-                    self.push(
-                        span,
-                        format!(
-                            "{key} applies to sled stores only: a shared store's state is in its \
-                             mapped files at once (use durability = \"immediate\" on a policy to \
-                             sync its decisions to disk)"
-                        ),
-                    );
-                }
+            for (key, span) in sled_only(raw, false) {
+                self.push(
+                    span,
+                    format!(
+                        "{key} applies to sled stores only: a shared store's state is in its \
+                         mapped files at once (use durability = \"immediate\" on a policy to \
+                         sync its decisions to disk)"
+                    ),
+                );
             }
         }
         if let Some(c) = &raw.capacity {
@@ -803,26 +813,13 @@ impl Ctx<'_> {
             }
         }
         if s.kind == StoreKind::Memory {
-            let sled_only = [
-                ("path", raw.path.as_ref().map(|v| v.span())),
-                (
-                    "flush_interval",
-                    raw.flush_interval.as_ref().map(|v| v.span()),
-                ),
-                (
-                    "cache_capacity",
-                    raw.cache_capacity.as_ref().map(|v| v.span()),
-                ),
-            ];
-            for (key, span) in sled_only {
-                if let Some(span) = span {
-                    self.push(
-                        span,
-                        format!(
-                            "{key} applies to sled stores only: remove it, or write kind = \"sled\""
-                        ),
-                    );
-                }
+            for (key, span) in sled_only(raw, true) {
+                self.push(
+                    span,
+                    format!(
+                        "{key} applies to sled stores only: remove it, or write kind = \"sled\""
+                    ),
+                );
             }
         }
         s
