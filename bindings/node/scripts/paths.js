@@ -1,0 +1,16 @@
+'use strict';
+const path = require('node:path');
+
+/** The repository root: bindings/node/scripts -> ../../.. */
+const repoRoot = path.resolve(__dirname, '..', '..', '..');
+
+/** The folder holding libportcullis.a (and libportcullis.so). */
+function libDir() {
+  if (process.env.PORTCULLIS_LIB_DIR) return path.resolve(process.env.PORTCULLIS_LIB_DIR);
+  const target = process.env.CARGO_TARGET_DIR
+    ? path.resolve(repoRoot, process.env.CARGO_TARGET_DIR)
+    : path.join(repoRoot, 'target');
+  return path.join(target, 'release');
+}
+
+module.exports = { repoRoot, libDir };
