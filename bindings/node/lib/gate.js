@@ -100,7 +100,9 @@ function requestArgs(req) {
  * `durability = "immediate"` (a decision then waits for the disk).
  */
 class Gate {
+  // The native handle (its collection frees the gate) and the token the calls take.
   #h;
+  #t;
   #file;
 
   /**
@@ -123,6 +125,7 @@ class Gate {
     } else {
       throw typeError('config', 'a string, a Uint8Array or an object with a file or config property', config);
     }
+    this.#t = native.gateToken(this.#h);
   }
 
   /** Opens a gate from a config text (TOML). */
@@ -147,14 +150,14 @@ class Gate {
    */
   decide(request) {
     const a = requestArgs(request);
-    return readOutcome(native.gateDecide(this.#h, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]));
+    return readOutcome(native.gateDecide(this.#t, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]));
   }
 
   /** `decide` on libuv's pool: a Promise of the Outcome. */
   decideAsync(request) {
     try {
       const a = requestArgs(request);
-      return native.gateDecideAsync(this.#h, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
+      return native.gateDecideAsync(this.#t, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -163,13 +166,13 @@ class Gate {
   /** @internal decide from arguments already checked (the middlewares). */
   _decide(method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork) {
     return readOutcome(
-      native.gateDecide(this.#h, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork),
+      native.gateDecide(this.#t, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork),
     );
   }
 
   /** @internal decideAsync from arguments already checked (the middlewares). */
   _decideAsync(method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork) {
-    return native.gateDecideAsync(this.#h, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork);
+    return native.gateDecideAsync(this.#t, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork);
   }
 
   /**
@@ -186,7 +189,7 @@ class Gate {
       config = fs.readFileSync(this.#file);
     }
     checkText(config, 'config');
-    native.gateReload(this.#h, config);
+    native.gateReload(this.#t, config);
   }
 
   /**
@@ -202,12 +205,12 @@ class Gate {
     }
     if (kind === 'global' && key === undefined) key = '';
     checkText(key, 'key');
-    return native.gateReset(this.#h, policy, k, key);
+    return native.gateReset(this.#t, policy, k, key);
   }
 
   /** The gate's counters (per route and limit, per policy, top limited keys, recent denials). */
   stats() {
-    return JSON.parse(native.gateStats(this.#h));
+    return JSON.parse(native.gateStats(this.#t));
   }
 
   /**
@@ -216,12 +219,12 @@ class Gate {
    * flight finish first. Throws a StoreError when the final write failed (freed all the same).
    */
   close() {
-    native.gateClose(this.#h);
+    native.gateClose(this.#t);
   }
 
   /** Whether `close` was called. */
   get closed() {
-    return native.gateClosed(this.#h);
+    return native.gateClosed(this.#t);
   }
 
   [kDispose]() {
@@ -235,15 +238,17 @@ class Gate {
  */
 class Cors {
   #h;
+  #t;
 
   /** @param {string | Uint8Array} config a config text with a `[cors]` table. */
   constructor(config) {
     if (config instanceof Opened) {
       this.#h = config.h;
-      return;
+    } else {
+      checkText(config, 'config');
+      this.#h = native.corsOpen(config);
     }
-    checkText(config, 'config');
-    this.#h = native.corsOpen(config);
+    this.#t = native.corsToken(this.#h);
   }
 
   /** Builds the policy of a config text's `[cors]` table (none: ConfigError INVALID_CORS_POLICY). */
@@ -272,17 +277,17 @@ class Cors {
    */
   decide(request) {
     const a = requestArgs({ path: '/', ...request });
-    return readCorsDecision(native.corsDecide(this.#h, a[0], a[2], a[3], a[4], a[8]));
+    return readCorsDecision(native.corsDecide(this.#t, a[0], a[2], a[3], a[4], a[8]));
   }
 
   /** Frees the policy; later calls throw ClosedError. Idempotent. */
   close() {
-    native.corsClose(this.#h);
+    native.corsClose(this.#t);
   }
 
   /** Whether `close` was called. */
   get closed() {
-    return native.corsClosed(this.#h);
+    return native.corsClosed(this.#t);
   }
 
   [kDispose]() {

@@ -11,6 +11,10 @@ class Opened {
 }
 const STYLES = { legacy: 0, ietf: 1, both: 2, retry_after_only: 3 };
 
+// The hot calls as constants: a call through `native.x` is a property load on an object of
+// some forty properties first.
+const { limiterCheck, limiterPeek, limiterPenalize, limiterRefund } = native;
+
 function checkKey(key) {
   if (!isText(key)) throw typeError('key', 'of type string or an instance of Uint8Array', key);
 }
@@ -27,7 +31,9 @@ function checkCost(cost) {
  * the disk). A denial is a Decision with `allowed` false, not an exception.
  */
 class Limiter {
+  // The native handle (its collection frees the limiter) and the token the calls take.
   #h;
+  #t;
   #ids = new Map();
   #names = new Map();
 
@@ -48,6 +54,7 @@ class Limiter {
     } else {
       throw typeError('config', 'a string, a Uint8Array or an object with a file or config property', config);
     }
+    this.#t = native.limiterToken(this.#h);
   }
 
   /** Opens a limiter from a config text (TOML: `[store]` and `[[policy]]`). */
@@ -66,7 +73,7 @@ class Limiter {
     let id = this.#ids.get(name);
     if (id === undefined) {
       checkText(name, 'policy');
-      id = native.limiterPolicy(this.#h, name);
+      id = native.limiterPolicy(this.#t, name);
       if (typeof name === 'string') {
         this.#ids.set(name, id);
         this.#names.set(id, name);
@@ -96,8 +103,12 @@ class Limiter {
   check(policy, key, cost = 1) {
     const id = this.#id(policy);
     checkKey(key);
-    checkCost(cost);
-    native.limiterCheck(this.#h, id, key, cost);
+    if (cost === 1) {
+      limiterCheck(this.#t, id, key);
+    } else {
+      checkU32(cost, 'cost');
+      limiterCheck(this.#t, id, key, cost);
+    }
     return readDecision();
   }
 
@@ -105,8 +116,12 @@ class Limiter {
   peek(policy, key, cost = 1) {
     const id = this.#id(policy);
     checkKey(key);
-    checkCost(cost);
-    native.limiterPeek(this.#h, id, key, cost);
+    if (cost === 1) {
+      limiterPeek(this.#t, id, key);
+    } else {
+      checkU32(cost, 'cost');
+      limiterPeek(this.#t, id, key, cost);
+    }
     return readDecision();
   }
 
@@ -114,8 +129,12 @@ class Limiter {
   penalize(policy, key, cost = 1) {
     const id = this.#id(policy);
     checkKey(key);
-    checkCost(cost);
-    native.limiterPenalize(this.#h, id, key, cost);
+    if (cost === 1) {
+      limiterPenalize(this.#t, id, key);
+    } else {
+      checkU32(cost, 'cost');
+      limiterPenalize(this.#t, id, key, cost);
+    }
     return readDecision();
   }
 
@@ -123,8 +142,12 @@ class Limiter {
   refund(policy, key, cost = 1) {
     const id = this.#id(policy);
     checkKey(key);
-    checkCost(cost);
-    native.limiterRefund(this.#h, id, key, cost);
+    if (cost === 1) {
+      limiterRefund(this.#t, id, key);
+    } else {
+      checkU32(cost, 'cost');
+      limiterRefund(this.#t, id, key, cost);
+    }
     return readDecision();
   }
 
@@ -153,7 +176,7 @@ class Limiter {
       const id = this.#id(policy);
       checkKey(key);
       checkCost(cost);
-      return fn(this.#h, id, key, cost);
+      return cost === 1 ? fn(this.#t, id, key) : fn(this.#t, id, key, cost);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -163,7 +186,7 @@ class Limiter {
   reset(policy, key) {
     const id = this.#id(policy);
     checkKey(key);
-    return native.limiterReset(this.#h, id, key);
+    return native.limiterReset(this.#t, id, key);
   }
 
   /**
@@ -174,7 +197,7 @@ class Limiter {
     const id = this.#id(policy);
     checkKey(key);
     checkCost(cost);
-    const lease = native.limiterAcquire(this.#h, id, key, cost);
+    const lease = native.limiterAcquire(this.#t, id, key, cost);
     return new Lease(this, lease ?? null, readDecision(), id);
   }
 
@@ -221,12 +244,12 @@ class Limiter {
         packed[i * 9 + j] = fields[j];
       }
     });
-    return readHeaders(native.limiterHeaders(this.#h, st, packed, list.length));
+    return readHeaders(native.limiterHeaders(this.#t, st, packed, list.length));
   }
 
   /** The limiter's counters per policy (the parsed JSON). */
   stats() {
-    return JSON.parse(native.limiterStats(this.#h));
+    return JSON.parse(native.limiterStats(this.#t));
   }
 
   /**
@@ -235,12 +258,12 @@ class Limiter {
    * the last of them). Throws a StoreError when the final write failed (freed all the same).
    */
   close() {
-    native.limiterClose(this.#h);
+    native.limiterClose(this.#t);
   }
 
   /** Whether `close` was called. */
   get closed() {
-    return native.limiterClosed(this.#h);
+    return native.limiterClosed(this.#t);
   }
 
   [kDispose]() {

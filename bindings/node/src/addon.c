@@ -35,13 +35,39 @@
 #define BUF_SEG 16 /* the first slot of the segment lengths */
 #define MAX_SEGS (BUF_LEN - BUF_SEG)
 
+struct handle;
+
+/* A token's slot: a handle, with a generation so that a token of a freed handle never reaches
+ * the handle that reuses its slot. */
+typedef struct {
+  struct handle *h;
+  uint32_t next_free; /* when free: the next free slot + 1, 0 at the end */
+  uint32_t gen;       /* GEN_BITS bits */
+} slot_t;
+
+/* A token is a slot index (SLOT_BITS) and the slot's generation (GEN_BITS) in 31 bits: a small
+ * integer to V8, read by one call. */
+#define SLOT_BITS 20
+#define SLOT_MAX (1u << SLOT_BITS)
+#define GEN_BITS 11
+
 typedef struct {
   napi_ref buffer_ref;  /* the ArrayBuffer behind `buffer` */
   double *buf;          /* its data: BUF_LEN doubles, off the V8 heap, never moved */
   napi_ref make_error;  /* (code, name, message) => Error, from lib/errors.js */
   napi_ref make_decision; /* () => Decision, reading buf */
   napi_ref make_outcome;  /* (raw) => Outcome, reading buf */
+  slot_t *slots;
+  uint32_t nslots, capslots;
+  uint32_t free_head; /* the first free slot + 1, 0 when none */
+  uint32_t live;      /* handles not yet freed: they use `slots` */
+  bool finalized;     /* the environment is gone; freed with the last handle */
 } inst_t;
+
+static void inst_free(inst_t *inst) {
+  free(inst->slots);
+  free(inst);
+}
 
 static void inst_finalize(napi_env env, void *data, void *hint) {
   inst_t *inst = data;
@@ -51,7 +77,9 @@ static void inst_finalize(napi_env env, void *data, void *hint) {
   if (inst->make_error) napi_delete_reference(env, inst->make_error);
   if (inst->make_decision) napi_delete_reference(env, inst->make_decision);
   if (inst->make_outcome) napi_delete_reference(env, inst->make_outcome);
-  free(inst);
+  inst->buffer_ref = inst->make_error = inst->make_decision = inst->make_outcome = NULL;
+  inst->finalized = true;
+  if (inst->live == 0) inst_free(inst); /* else the last handle's free does it */
 }
 
 static inst_t *get_inst(napi_env env) {
@@ -208,13 +236,16 @@ static const napi_type_tag TAGS[K_COUNT] = {
  * it. The struct itself outlives `ptr` while limiter leases point to it (`leases`), and is
  * freed when the object is gone, no work is in flight and no lease is held.
  */
-typedef struct {
+typedef struct handle {
   int kind;
   void *ptr;
   bool closed;    /* close() was called: calls throw PORTCULLIS_RESULT_CLOSED */
   bool finalized; /* the JavaScript object was collected */
   uint32_t inflight;
   uint32_t leases;
+  inst_t *inst;
+  uint32_t *slots; /* the slots of its tokens */
+  uint32_t nslots, capslots;
 } handle_t;
 
 static void free_native(int kind, void *ptr) {
@@ -234,7 +265,62 @@ static void handle_settle(handle_t *h) {
     h->ptr = NULL;
     free_native(h->kind, ptr);
   }
-  if (h->finalized && h->leases == 0) free(h);
+  if (!h->finalized || h->leases != 0) return;
+  inst_t *inst = h->inst;
+  for (uint32_t i = 0; i < h->nslots; i++) {
+    slot_t *s = &inst->slots[h->slots[i]];
+    s->h = NULL;
+    s->gen = (s->gen + 1) & ((1u << GEN_BITS) - 1);
+    s->next_free = inst->free_head;
+    inst->free_head = h->slots[i] + 1;
+  }
+  free(h->slots);
+  free(h);
+  inst->live--;
+  if (inst->finalized && inst->live == 0) inst_free(inst);
+}
+
+/* A new token for h: slot index | generation << SLOT_BITS. -1 and an exception pending when
+ * there is no room. */
+static int64_t token_new(napi_env env, handle_t *h) {
+  inst_t *inst = h->inst;
+  if (h->nslots == h->capslots) {
+    uint32_t cap = h->capslots ? 2 * h->capslots : 4;
+    uint32_t *grown = realloc(h->slots, cap * sizeof *grown);
+    if (grown == NULL) {
+      napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
+      return -1;
+    }
+    h->slots = grown;
+    h->capslots = cap;
+  }
+  uint32_t idx;
+  if (inst->free_head != 0) {
+    idx = inst->free_head - 1;
+    inst->free_head = inst->slots[idx].next_free;
+  } else {
+    if (inst->nslots == SLOT_MAX) {
+      napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "too many handles open at once");
+      return -1;
+    }
+    if (inst->nslots == inst->capslots) {
+      uint32_t cap = inst->capslots ? 2 * inst->capslots : 64;
+      slot_t *grown = realloc(inst->slots, cap * sizeof *grown);
+      if (grown == NULL) {
+        napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
+        return -1;
+      }
+      inst->slots = grown;
+      inst->capslots = cap;
+    }
+    idx = inst->nslots++;
+    inst->slots[idx].gen = 0;
+  }
+  slot_t *s = &inst->slots[idx];
+  s->h = h;
+  s->next_free = 0;
+  h->slots[h->nslots++] = idx;
+  return (int64_t)((uint32_t)s->gen << SLOT_BITS | idx);
 }
 
 static void handle_finalize(napi_env env, void *data, void *hint) {
@@ -249,7 +335,8 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
 /* A new handle object wrapping `ptr` (freed here when wrapping fails). */
 static napi_value wrap_handle(napi_env env, int kind, void *ptr) {
   napi_value obj;
-  handle_t *h = calloc(1, sizeof *h);
+  inst_t *inst = get_inst(env);
+  handle_t *h = inst == NULL ? NULL : calloc(1, sizeof *h);
   if (h == NULL) {
     free_native(kind, ptr);
     napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
@@ -257,10 +344,13 @@ static napi_value wrap_handle(napi_env env, int kind, void *ptr) {
   }
   h->kind = kind;
   h->ptr = ptr;
+  h->inst = inst;
+  inst->live++;
   if (napi_create_object(env, &obj) != napi_ok ||
       napi_wrap(env, obj, h, handle_finalize, NULL, NULL) != napi_ok) {
     free_native(kind, ptr);
     free(h);
+    inst->live--;
     throw_napi(env);
     return NULL;
   }
@@ -303,9 +393,32 @@ static void throw_closed(napi_env env, int kind) {
   throw_error_value(env, make_error(env, PORTCULLIS_RESULT_CLOSED, msg, (size_t)n));
 }
 
-/* An open handle of `kind`, or NULL with an exception pending. */
+static handle_t *token_fail(napi_env env, int kind);
+
+/* The handle of a token of `kind`, or NULL with a TypeError. */
+static handle_t *token_handle(napi_env env, napi_value v, int kind) {
+  uint32_t t = 0;
+  inst_t *inst = get_inst(env);
+  if (inst != NULL && napi_get_value_uint32(env, v, &t) == napi_ok) {
+    uint32_t idx = t & (SLOT_MAX - 1);
+    if (idx < inst->nslots) {
+      slot_t *s = &inst->slots[idx];
+      if (s->h != NULL && s->gen == t >> SLOT_BITS && s->h->kind == kind) return s->h;
+    }
+  }
+  return token_fail(env, kind);
+}
+
+static handle_t *token_fail(napi_env env, int kind) {
+  char msg[96];
+  snprintf(msg, sizeof msg, "expected a token of a live portcullis %s", KIND_NAMES[kind]);
+  throw_type(env, msg);
+  return NULL;
+}
+
+/* The open handle of a token of `kind`, or NULL with an exception pending. */
 static handle_t *open_handle(napi_env env, napi_value v, int kind) {
-  handle_t *h = unwrap_kind(env, v, kind);
+  handle_t *h = token_handle(env, v, kind);
   if (h == NULL) return NULL;
   if (h->closed || h->ptr == NULL) {
     throw_closed(env, kind);
@@ -325,6 +438,13 @@ typedef struct {
   char *heap[16];
   int nheap;
 } arena_t;
+
+static void arena_init(arena_t *a, char *base, size_t cap) {
+  a->base = base;
+  a->cap = cap;
+  a->used = 0;
+  a->nheap = 0;
+}
 
 static void arena_free(arena_t *a) {
   for (int i = 0; i < a->nheap; i++) free(a->heap[i]);
@@ -352,26 +472,63 @@ static const uint8_t EMPTY[1] = {0};
  * Uint8Array / Buffer (its bytes as they are, borrowed: valid during this call only).
  * `optional`: undefined and null give an absent value (ptr NULL).
  */
+/* UTF-16 to UTF-8, a lone surrogate becoming U+FFFD (as V8's own conversion does). `out`
+ * has room for 3 bytes per unit. Returns the length written. */
+static size_t utf16_to_utf8(const uint16_t *s, size_t n, uint8_t *out) {
+  uint8_t *o = out;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t c = s[i];
+    if (c < 0x80) {
+      *o++ = (uint8_t)c;
+    } else if (c < 0x800) {
+      *o++ = (uint8_t)(0xC0 | (c >> 6));
+      *o++ = (uint8_t)(0x80 | (c & 0x3F));
+    } else if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 &&
+               s[i + 1] <= 0xDFFF) {
+      c = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
+      i++;
+      *o++ = (uint8_t)(0xF0 | (c >> 18));
+      *o++ = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
+      *o++ = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+      *o++ = (uint8_t)(0x80 | (c & 0x3F));
+    } else {
+      if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD;
+      *o++ = (uint8_t)(0xE0 | (c >> 12));
+      *o++ = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+      *o++ = (uint8_t)(0x80 | (c & 0x3F));
+    }
+  }
+  return (size_t)(o - out);
+}
+
+#define SHORT_UNITS 128
+
 static bool arg_bytes(napi_env env, napi_value v, arena_t *a, portcullis_str *out,
                       const char *what, bool optional) {
-  napi_valuetype t;
+  napi_valuetype t = napi_string;
+  size_t n = 0;
   out->ptr = NULL;
   out->len = 0;
-  NAPI_BOOL(napi_typeof(env, v, &t));
-  if (t == napi_string) {
-    size_t avail = a->cap - a->used;
-    size_t n = 0;
-    if (avail >= 16) {
-      char *dst = a->base + a->used;
-      NAPI_BOOL(napi_get_value_string_utf8(env, v, dst, avail, &n));
-      /* A truncated copy leaves fewer than 4 bytes (one UTF-8 sequence) and the NUL unused. */
-      if (n + 5 < avail) {
-        out->ptr = (const uint8_t *)dst;
-        out->len = n;
-        a->used += n + 1;
-        return true;
-      }
+  /* Strings first, one call when it is one: a short string's UTF-16 units are copied and
+   * encoded here, which costs far less than V8's own UTF-8 conversion. */
+  uint16_t units[SHORT_UNITS];
+  napi_status st = napi_get_value_string_utf16(env, v, units, SHORT_UNITS, &n);
+  if (st == napi_ok) {
+    if (n + 1 < SHORT_UNITS && a->cap - a->used >= 3 * n) {
+      uint8_t *dst = (uint8_t *)a->base + a->used;
+      size_t len = utf16_to_utf8(units, n, dst);
+      out->ptr = dst;
+      out->len = len;
+      a->used += len;
+      return true;
     }
+  } else if (st == napi_string_expected) {
+    NAPI_BOOL(napi_typeof(env, v, &t));
+  } else {
+    throw_napi(env);
+    return false;
+  }
+  if (t == napi_string) {
     NAPI_BOOL(napi_get_value_string_utf8(env, v, NULL, 0, &n));
     char *heap = arena_heap(env, a, n + 1);
     if (heap == NULL) return false;
@@ -408,16 +565,15 @@ static bool arg_bytes(napi_env env, napi_value v, arena_t *a, portcullis_str *ou
 
 /* An integer argument in 0..max. */
 static bool arg_uint(napi_env env, napi_value v, double max, const char *what, double *out) {
-  napi_valuetype t;
-  NAPI_BOOL(napi_typeof(env, v, &t));
-  if (t != napi_number) {
+  double d = 0;
+  napi_status st = napi_get_value_double(env, v, &d);
+  if (st == napi_number_expected) {
     char msg[96];
     snprintf(msg, sizeof msg, "%s must be a number", what);
     throw_type(env, msg);
     return false;
   }
-  double d = 0;
-  NAPI_BOOL(napi_get_value_double(env, v, &d));
+  NAPI_BOOL(st);
   if (!(d >= 0 && d <= max) || d != (double)(uint64_t)d) {
     char msg[128];
     snprintf(msg, sizeof msg, "%s must be an integer in 0..%.0f", what, max);
@@ -433,6 +589,21 @@ static bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out)
   if (!arg_uint(env, v, 4294967295.0, what, &d)) return false;
   *out = (uint32_t)d;
   return true;
+}
+
+/* A number as uint32 the way JavaScript's `>>> 0` takes it (the JavaScript side checked the
+ * range): one call. */
+static bool arg_u32_fast(napi_env env, napi_value v, const char *what, uint32_t *out) {
+  napi_status st = napi_get_value_uint32(env, v, out);
+  if (st == napi_ok) return true;
+  if (st == napi_number_expected) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a number", what);
+    throw_type(env, msg);
+  } else {
+    throw_napi(env);
+  }
+  return false;
 }
 
 static bool arg_bool(napi_env env, napi_value v, const char *what, bool *out) {
@@ -527,11 +698,11 @@ static void write_decision(double *buf, const portcullis_decision *d) {
   buf[1] = d->limit;
   buf[2] = d->remaining;
   buf[3] = d->policy;
-  buf[4] = (double)d->reset_after_ns / 1e6;
-  buf[5] = (double)d->retry_after_ns / 1e6;
+  buf[4] = (double)d->reset_after_ns * 1e-6;
+  buf[5] = (double)d->retry_after_ns * 1e-6;
   buf[6] = (double)d->retry_after_secs;
-  buf[7] = (double)d->delay_ns / 1e6;
-  buf[8] = (double)d->at_ns / 1e6;
+  buf[7] = (double)d->delay_ns * 1e-6;
+  buf[8] = (double)d->at_ns * 1e-6;
 }
 
 /* A gate lease: an outcome that holds concurrency leases. */
@@ -713,7 +884,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv, &data)) return NULL;
   const open_spec_t *spec = data;
   char stack[256];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str text;
   if (!arg_bytes(env, argv[0], &a, &text, spec->what, false)) {
     arena_free(&a);
@@ -742,7 +914,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   void *data = NULL;
   if (!get_args(env, info, 1, argv, &data)) return NULL;
   int kind = (int)(intptr_t)data;
-  handle_t *h = unwrap_kind(env, argv[0], kind);
+  handle_t *h = token_handle(env, argv[0], kind);
   if (h == NULL || h->closed) return NULL;
   h->closed = true;
   if (h->inflight != 0 || h->ptr == NULL) return NULL;
@@ -769,9 +941,24 @@ static napi_value js_is_closed(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   void *data = NULL;
   if (!get_args(env, info, 1, argv, &data)) return NULL;
-  handle_t *h = unwrap_kind(env, argv[0], (int)(intptr_t)data);
+  handle_t *h = token_handle(env, argv[0], (int)(intptr_t)data);
   if (h == NULL) return NULL;
   NAPI(napi_get_boolean(env, h->closed || h->ptr == NULL, &out));
+  return out;
+}
+
+/* token(handle): a token for calls on the handle: a number, which a call checks far cheaper
+ * than the object (a type tag and an unwrap cost more than the library's check). The object
+ * keeps the handle alive; its tokens stop working when it is collected. */
+static napi_value js_token(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  void *data = NULL;
+  if (!get_args(env, info, 1, argv, &data)) return NULL;
+  handle_t *h = unwrap_kind(env, argv[0], (int)(intptr_t)data);
+  if (h == NULL) return NULL;
+  int64_t t = token_new(env, h);
+  if (t < 0) return NULL;
+  NAPI(napi_create_uint32(env, (uint32_t)t, &out));
   return out;
 }
 
@@ -833,21 +1020,38 @@ typedef portcullis_result (*decide_fn)(const portcullis_limiter *, uint32_t, con
 static const decide_fn DECIDE_FNS[] = {portcullis_limiter_check, portcullis_limiter_peek,
                                        portcullis_limiter_penalize, portcullis_limiter_refund};
 
-/* limiterCheck(h, policyId, key, cost) and peek/penalize/refund: the decision into buf. */
-static napi_value js_limiter_decide(napi_env env, napi_callback_info info) {
+/* The arguments (token, policy, key[, cost]) of the limiter's deciding calls: the cost is 1
+ * when not given. */
+static handle_t *decide_args(napi_env env, napi_callback_info info, void **data, arena_t *a,
+                             portcullis_str *key, uint32_t *policy, uint32_t *cost) {
   napi_value argv[4];
-  void *data = NULL;
-  if (!get_args(env, info, 4, argv, &data)) return NULL;
-  handle_t *h = open_handle(env, argv[0], K_LIMITER);
-  if (h == NULL) return NULL;
-  uint32_t policy, cost;
-  if (!arg_u32(env, argv[1], "policy", &policy) || !arg_u32(env, argv[3], "cost", &cost)) {
+  size_t argc = 4;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, data) != napi_ok) {
+    throw_napi(env);
     return NULL;
   }
+  if (argc < 3) {
+    throw_type(env, "expected a token, a policy and a key");
+    return NULL;
+  }
+  handle_t *h = open_handle(env, argv[0], K_LIMITER);
+  if (h == NULL || !arg_u32_fast(env, argv[1], "policy", policy)) return NULL;
+  *cost = 1;
+  if (argc >= 4 && !arg_u32_fast(env, argv[3], "cost", cost)) return NULL;
+  if (!arg_bytes(env, argv[2], a, key, "key", false)) return NULL;
+  return h;
+}
+
+/* limiterCheck(token, policy, key[, cost]) and peek/penalize/refund: the decision into buf. */
+static napi_value js_limiter_decide(napi_env env, napi_callback_info info) {
+  void *data = NULL;
   char stack[512];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str key;
-  if (!arg_bytes(env, argv[2], &a, &key, "key", false)) {
+  uint32_t policy, cost;
+  handle_t *h = decide_args(env, info, &data, &a, &key, &policy, &cost);
+  if (h == NULL) {
     arena_free(&a);
     return NULL;
   }
@@ -873,7 +1077,8 @@ static napi_value js_limiter_policy(napi_env env, napi_callback_info info) {
   handle_t *h = open_handle(env, argv[0], K_LIMITER);
   if (h == NULL) return NULL;
   char stack[256];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str name;
   if (!arg_bytes(env, argv[1], &a, &name, "policy", false)) {
     arena_free(&a);
@@ -890,15 +1095,16 @@ static napi_value js_limiter_policy(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* limiterReset(token, policy, key): whether the key had state. */
 static napi_value js_limiter_reset(napi_env env, napi_callback_info info) {
   napi_value argv[3], out;
   if (!get_args(env, info, 3, argv, NULL)) return NULL;
-  handle_t *h = open_handle(env, argv[0], K_LIMITER);
-  if (h == NULL) return NULL;
   uint32_t policy;
-  if (!arg_u32(env, argv[1], "policy", &policy)) return NULL;
+  handle_t *h = open_handle(env, argv[0], K_LIMITER);
+  if (h == NULL || !arg_u32(env, argv[1], "policy", &policy)) return NULL;
   char stack[512];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str key;
   if (!arg_bytes(env, argv[2], &a, &key, "key", false)) {
     arena_free(&a);
@@ -941,26 +1147,21 @@ static void lease_finalize(napi_env env, void *data, void *hint) {
   free(l);
 }
 
-/* limiterAcquire(h, policyId, key, cost): the decision into buf; returns a lease object when
+/* limiterAcquire(token, policy, key[, cost]): the decision into buf; returns a lease object when
  * granted, undefined when denied. */
 static napi_value js_limiter_acquire(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  if (!get_args(env, info, 4, argv, NULL)) return NULL;
-  handle_t *h = open_handle(env, argv[0], K_LIMITER);
-  if (h == NULL) return NULL;
-  uint32_t policy, cost;
-  if (!arg_u32(env, argv[1], "policy", &policy) || !arg_u32(env, argv[3], "cost", &cost)) {
-    return NULL;
-  }
   inst_t *inst = get_inst(env);
   if (inst == NULL) {
     napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "the addon's instance data is missing");
     return NULL;
   }
   char stack[512];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str key;
-  if (!arg_bytes(env, argv[2], &a, &key, "key", false)) {
+  uint32_t policy, cost;
+  handle_t *h = decide_args(env, info, NULL, &a, &key, &policy, &cost);
+  if (h == NULL) {
     arena_free(&a);
     return NULL;
   }
@@ -1051,7 +1252,7 @@ static napi_value js_lease_abandon(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* limiterHeaders(h, style, Float64Array of 9 numbers per decision, count): the header
+/* limiterHeaders(token, style, Float64Array of 9 numbers per decision, count): the header
  * segments (name, value, ...). */
 static napi_value js_limiter_headers(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -1177,7 +1378,8 @@ static napi_value js_gate_decide(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char stack[2048];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_request req;
   memset(&req, 0, sizeof req);
   if (!read_request(env, argv + 1, &a, &req)) {
@@ -1201,7 +1403,8 @@ static napi_value js_gate_reload(napi_env env, napi_callback_info info) {
   handle_t *h = open_handle(env, argv[0], K_GATE);
   if (h == NULL) return NULL;
   char stack[256];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str text;
   if (!arg_bytes(env, argv[1], &a, &text, "config", false)) {
     arena_free(&a);
@@ -1222,7 +1425,8 @@ static napi_value js_gate_reset(napi_env env, napi_callback_info info) {
   uint32_t kind;
   if (!arg_u32(env, argv[2], "kind", &kind)) return NULL;
   char stack[512];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str policy, key;
   if (!arg_bytes(env, argv[1], &a, &policy, "policy", false) ||
       !arg_bytes(env, argv[3], &a, &key, "key", false)) {
@@ -1286,7 +1490,8 @@ static napi_value js_cors_decide(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char stack[1024];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_cors_request req;
   memset(&req, 0, sizeof req);
   if (!arg_bytes(env, argv[1], &a, &req.method, "method", false) ||
@@ -1512,21 +1717,16 @@ static bool copy_fields(napi_env env, async_t *w, portcullis_str **dst, const po
   return true;
 }
 
-/* limiterCheckAsync(h, policyId, key, cost) (and the other ops): a Promise of the Decision. */
+/* limiterCheckAsync(token, policy, key[, cost]) (and the other ops): a Promise of the Decision. */
 static napi_value js_limiter_decide_async(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
   void *data = NULL;
-  if (!get_args(env, info, 4, argv, &data)) return NULL;
-  handle_t *h = open_handle(env, argv[0], K_LIMITER);
-  if (h == NULL) return NULL;
-  uint32_t policy, cost;
-  if (!arg_u32(env, argv[1], "policy", &policy) || !arg_u32(env, argv[3], "cost", &cost)) {
-    return NULL;
-  }
   char stack[512];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_str key;
-  if (!arg_bytes(env, argv[2], &a, &key, "key", false)) {
+  uint32_t policy, cost;
+  handle_t *h = decide_args(env, info, &data, &a, &key, &policy, &cost);
+  if (h == NULL) {
     arena_free(&a);
     return NULL;
   }
@@ -1558,7 +1758,8 @@ static napi_value js_gate_decide_async(napi_env env, napi_callback_info info) {
   handle_t *h = open_handle(env, argv[0], K_GATE);
   if (h == NULL) return NULL;
   char stack[2048];
-  arena_t a = {stack, sizeof stack, 0, {0}, 0};
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
   portcullis_request req;
   memset(&req, 0, sizeof req);
   if (!read_request(env, argv + 1, &a, &req)) {
@@ -1650,6 +1851,9 @@ NAPI_MODULE_INIT() {
       {"limiterOpen", js_open, (void *)&OPEN_SPECS[2]},
       {"limiterOpenFile", js_open, (void *)&OPEN_SPECS[3]},
       {"corsOpen", js_open, (void *)&OPEN_SPECS[4]},
+      {"gateToken", js_token, K(K_GATE)},
+      {"limiterToken", js_token, K(K_LIMITER)},
+      {"corsToken", js_token, K(K_CORS)},
       {"gateClose", js_close, K(K_GATE)},
       {"limiterClose", js_close, K(K_LIMITER)},
       {"corsClose", js_close, K(K_CORS)},

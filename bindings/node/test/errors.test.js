@@ -156,26 +156,44 @@ test('closed handles throw ClosedError with code PORTCULLIS_RESULT_CLOSED', asyn
 test('the native functions called directly with the wrong things throw, never crash', () => {
   const gateHandle = native.gateOpen(GATE_CONFIG);
   const limiterHandle = native.limiterOpen(LIMITER_CONFIG);
+  const gate = native.gateToken(gateHandle);
+  const limiter = native.limiterToken(limiterHandle);
+  const stale = native.limiterToken(native.limiterOpen(LIMITER_CONFIG));
   const calls = [
-    () => native.limiterCheck(gateHandle, 0, 'k', 1),
-    () => native.limiterCheck({}, 0, 'k', 1),
-    () => native.limiterCheck(null, 0, 'k', 1),
-    () => native.limiterCheck(undefined, 0, 'k', 1),
-    () => native.limiterCheck(42, 0, 'k', 1),
-    () => native.limiterCheck(limiterHandle),
-    () => native.limiterCheck(limiterHandle, 'x', 'k', 1),
-    () => native.limiterCheck(limiterHandle, 0, 'k', -3),
-    () => native.limiterCheck(limiterHandle, 0, Symbol('k'), 1),
-    () => native.gateDecide(limiterHandle, 'GET', '/', null, null, null, null, null, null, false),
-    () => native.gateDecide(gateHandle, 'GET', '/', null, null, null, null, null, null, 'yes'),
-    () => native.gateDecide(gateHandle, 'GET'),
-    () => native.gateClose(limiterHandle),
+    // Tokens of the wrong kind, made up, or not numbers; handles that are not handles.
+    () => native.limiterCheck(gate, 0, 'k'),
+    () => native.limiterCheck((1 << 20) - 1, 0, 'k'),
+    () => native.limiterCheck(limiter + (1 << 20), 0, 'k'),
+    () => native.limiterCheck(2 ** 31 - 1, 0, 'k'),
+    () => native.limiterCheck({}, 0, 'k'),
+    () => native.limiterCheck(null, 0, 'k'),
+    () => native.limiterCheck(undefined, 0, 'k'),
+    () => native.limiterCheck(limiterHandle, 0, 'k'),
+    () => native.limiterToken(gateHandle),
+    () => native.limiterToken({}),
+    () => native.limiterToken(null),
+    () => native.gateToken(42),
+    // Missing or mistyped arguments.
+    () => native.limiterCheck(limiter),
+    () => native.limiterCheck(limiter, 'x', 'k'),
+    () => native.limiterCheck(limiter, 0, Symbol('k')),
+    () => native.limiterCheck(limiter, 0, {}),
+    () => native.limiterCheck(limiter, 0, 'k', 'one'),
+    () => native.limiterCheck(limiter, 0, 'k', 2 ** 32 - 1),
+    () => native.limiterCheck(limiter, 2 ** 32 - 1, 'k'),
+    () => native.gateDecide(limiter, 'GET', '/', null, null, null, null, null, null, false),
+    () => native.gateDecide(gate, 'GET', '/', null, null, null, null, null, null, 'yes'),
+    () => native.gateDecide(gate, 'GET'),
+    () => native.gateDecide(gate, 'GET', 5, null, null, null, null, null, null, false),
+    () => native.gateClose(limiter),
     () => native.leaseRelease(gateHandle),
     () => native.leaseRelease({}),
+    () => native.leaseRelease(limiter),
     () => native.outcomeRelease(limiterHandle),
-    () => native.limiterHeaders(limiterHandle, 0, new Float64Array(9), 2),
-    () => native.limiterHeaders(limiterHandle, 0, new Float32Array(9), 1),
-    () => native.limiterHeaders(limiterHandle, 0, new Float64Array(9).fill(-1), 1),
+    () => native.limiterHeaders(limiter, 0, new Float64Array(9), 2),
+    () => native.limiterHeaders(limiter, 0, new Float32Array(9), 1),
+    () => native.limiterHeaders(limiter, 0, new Float64Array(9).fill(-1), 1),
+    () => native.limiterHeaders(limiter, 0, null, 1),
     () => native.init(1, 2, 3),
     () => native.gateOpen(),
     () => native.resultName('x'),
@@ -183,12 +201,16 @@ test('the native functions called directly with the wrong things throw, never cr
   for (const call of calls) {
     assert.throws(call, (err) => err instanceof Error && typeof err.code === 'string', String(call));
   }
-  assert.throws(() => native.limiterHeaders(limiterHandle, 99, new Float64Array(9), 1), { code: 'PORTCULLIS_RESULT_INVALID_PARAMETER' });
+  assert.throws(() => native.limiterHeaders(limiter, 99, new Float64Array(9), 1), { code: 'PORTCULLIS_RESULT_INVALID_PARAMETER' });
   assert.equal(native.resultName(300), 'PORTCULLIS_RESULT_STORE_LOCKED');
   assert.equal(native.resultName(12345), 'PORTCULLIS_RESULT_UNKNOWN');
   assert.equal(portcullis.resultName(105), 'PORTCULLIS_RESULT_CLOSED');
-  native.gateClose(gateHandle);
-  native.limiterClose(limiterHandle);
+  native.gateClose(gate);
+  native.limiterClose(limiter);
+  native.limiterClose(stale);
+  assert.throws(() => native.limiterCheck(limiter, 0, 'k'), { code: 'PORTCULLIS_RESULT_CLOSED' });
+  assert.throws(() => native.limiterCheck(stale, 0, 'k'), { code: 'PORTCULLIS_RESULT_CLOSED' });
+  assert.throws(() => native.gateDecide(gate, 'GET', '/', null, null, null, null, null, null, false), { code: 'PORTCULLIS_RESULT_CLOSED' });
 });
 
 test('a store folder that is a file: StoreError', () => {
