@@ -3,13 +3,14 @@
   # over include/portcullis.h, linking the static library cargo builds
   # (target/release/libportcullis.a, or $CARGO_TARGET_DIR/release) into the .node file.
   "variables": {
-    "portcullis_lib_dir%": "<!(node scripts/libdir.js)"
+    "portcullis_lib_dir%": "<!(node scripts/libdir.js)",
+    "portcullis_include_dir%": "<!(node scripts/libdir.js --include)"
   },
   "targets": [
     {
       "target_name": "portcullis",
       "sources": ["src/addon.c"],
-      "include_dirs": ["../../include"],
+      "include_dirs": ["<(portcullis_include_dir)"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "libraries": [

@@ -62,16 +62,15 @@ function isThenable(v) {
   return v !== null && typeof v === 'object' && typeof v.then === 'function';
 }
 
-/** Appends Vary tokens to what a response already has (leaving `Vary: *` alone). */
-function appendVary(get, set, value) {
-  const existing = get('vary');
-  if (existing === undefined || existing === null || existing === '') {
-    set('Vary', value);
-    return;
-  }
+/**
+ * The Vary value of a response that has `existing` once `value`'s tokens are appended (none
+ * repeated, `Vary: *` left alone), or null when it stays as it is.
+ */
+function mergeVary(existing, value) {
+  if (existing === undefined || existing === null || existing === '') return value;
   const current = String(Array.isArray(existing) ? existing.join(', ') : existing);
   const tokens = current.split(',').map((t) => t.trim()).filter(Boolean);
-  if (tokens.includes('*')) return;
+  if (tokens.includes('*')) return null;
   const seen = new Set(tokens.map((t) => t.toLowerCase()));
   let changed = false;
   for (const t of value.split(',')) {
@@ -82,7 +81,7 @@ function appendVary(get, set, value) {
       changed = true;
     }
   }
-  if (changed) set('Vary', tokens.join(', '));
+  return changed ? tokens.join(', ') : null;
 }
 
 function isVary(name) {
@@ -181,7 +180,8 @@ function express(gate, options = {}) {
     for (let i = 0; i < hs.length; i++) {
       const name = hs[i][0];
       if (isVary(name)) {
-        appendVary((n) => res.getHeader(n), (n, v) => res.setHeader(n, v), hs[i][1]);
+        const vary = mergeVary(res.getHeader('vary'), hs[i][1]);
+        if (vary !== null) res.setHeader('Vary', vary);
       } else {
         res.setHeader(name, hs[i][1]);
       }
@@ -287,7 +287,8 @@ function fastify(instance, options, done) {
     for (let i = 0; i < hs.length; i++) {
       const name = hs[i][0];
       if (isVary(name)) {
-        appendVary((n) => reply.getHeader(n), (n, v) => reply.header(n, v), hs[i][1]);
+        const vary = mergeVary(reply.getHeader('vary'), hs[i][1]);
+        if (vary !== null) reply.header('vary', vary);
       } else {
         reply.header(name, hs[i][1]);
       }
@@ -362,4 +363,4 @@ fastify[Symbol.for('skip-override')] = true;
 fastify[Symbol.for('fastify.display-name')] = 'portcullis';
 fastify[Symbol.for('plugin-meta')] = { name: 'portcullis', fastify: '>=4.0.0' };
 
-module.exports = { express, fastify, normalizeIp, appendVary };
+module.exports = { express, fastify, normalizeIp, mergeVary };

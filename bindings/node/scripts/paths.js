@@ -13,4 +13,10 @@ function libDir() {
   return path.join(target, 'release');
 }
 
-module.exports = { repoRoot, libDir };
+/** The folder holding portcullis.h. */
+function includeDir() {
+  if (process.env.PORTCULLIS_INCLUDE_DIR) return path.resolve(process.env.PORTCULLIS_INCLUDE_DIR);
+  return path.join(repoRoot, 'include');
+}
+
+module.exports = { repoRoot, libDir, includeDir };

@@ -57,6 +57,7 @@ typedef struct {
   napi_ref make_error;  /* (code, name, message) => Error, from lib/errors.js */
   napi_ref make_decision; /* () => Decision, reading buf */
   napi_ref make_outcome;  /* (raw) => Outcome, reading buf */
+  portcullis_outcome *scratch; /* decided into again and again by gateDecide */
   slot_t *slots;
   uint32_t nslots, capslots;
   uint32_t free_head; /* the first free slot + 1, 0 when none */
@@ -65,6 +66,7 @@ typedef struct {
 } inst_t;
 
 static void inst_free(inst_t *inst) {
+  portcullis_outcome_free(inst->scratch);
   free(inst->slots);
   free(inst);
 }
@@ -685,9 +687,23 @@ static napi_value make_segments(napi_env env, inst_t *inst, const seg_t *segs, s
   for (size_t i = 0; i < n; i++) {
     if (segs[i].len) memcpy(text + at, segs[i].ptr, segs[i].len);
     at += segs[i].len;
-    inst->buf[BUF_SEG + i] = utf16_len(segs[i].ptr, segs[i].len);
   }
-  napi_status st = napi_create_string_utf8(env, text, total, &result);
+  /* Headers are nearly always ASCII: then the lengths are the byte counts, and V8 copies the
+   * bytes as they are (Latin-1) instead of decoding UTF-8. */
+  uint64_t high = 0;
+  size_t i8 = 0;
+  for (; i8 + 8 <= total; i8 += 8) {
+    uint64_t w;
+    memcpy(&w, text + i8, 8);
+    high |= w;
+  }
+  for (; i8 < total; i8++) high |= (uint8_t)text[i8];
+  bool ascii = (high & 0x8080808080808080ULL) == 0;
+  for (size_t i = 0; i < n; i++) {
+    inst->buf[BUF_SEG + i] = ascii ? (double)segs[i].len : utf16_len(segs[i].ptr, segs[i].len);
+  }
+  napi_status st = ascii ? napi_create_string_latin1(env, text, total, &result)
+                         : napi_create_string_utf8(env, text, total, &result);
   if (text != stack) free(text);
   NAPI(st);
   return result;
@@ -719,10 +735,21 @@ static void outcome_lease_finalize(napi_env env, void *data, void *hint) {
   free(l);
 }
 
+/* Done with an outcome: the instance's scratch outcome is kept (its leases given back), any
+ * other freed. */
+static void outcome_drop(inst_t *inst, portcullis_outcome *o) {
+  if (o == inst->scratch) {
+    portcullis_outcome_release(o); /* a no-op unless it holds leases; its result says nothing new */
+  } else {
+    portcullis_outcome_free(o);
+  }
+}
+
 /*
  * Reads an outcome into the shared buffer and the returned value: the segments string (reason,
  * limited-by, then each header's name and value), or [segments, lease] when the outcome holds
- * leases (the lease object then owns it). Frees the outcome otherwise, also on failure.
+ * leases (the lease object then owns it, and the scratch outcome is replaced at the next
+ * decision). Drops the outcome otherwise, also on failure.
  */
 static napi_value outcome_result(napi_env env, inst_t *inst, portcullis_outcome *o) {
   portcullis_outcome_info info;
@@ -739,7 +766,7 @@ static napi_value outcome_result(napi_env env, inst_t *inst, portcullis_outcome 
   if (count > 32) {
     segs = malloc((2 + 2 * count) * sizeof *segs);
     if (segs == NULL) {
-      portcullis_outcome_free(o);
+      outcome_drop(inst, o);
       napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
       return NULL;
     }
@@ -769,25 +796,26 @@ static napi_value outcome_result(napi_env env, inst_t *inst, portcullis_outcome 
   if (segs != stack_segs) free(segs);
   segs = stack_segs;
   if (text == NULL) {
-    portcullis_outcome_free(o);
+    outcome_drop(inst, o);
     return NULL;
   }
   if (info.leases == 0) {
-    portcullis_outcome_free(o);
+    outcome_drop(inst, o);
     return text;
   }
   /* Keep the outcome (its leases) in a lease object. */
   outcome_lease_t *l = malloc(sizeof *l);
   if (l == NULL) {
-    portcullis_outcome_free(o);
+    outcome_drop(inst, o);
     napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
     return NULL;
   }
   l->outcome = o;
+  if (o == inst->scratch) inst->scratch = NULL;
   napi_value lease, pair;
   if (napi_create_object(env, &lease) != napi_ok ||
       napi_wrap(env, lease, l, outcome_lease_finalize, NULL, NULL) != napi_ok) {
-    portcullis_outcome_free(o);
+    outcome_drop(inst, o);
     free(l);
     throw_napi(env);
     return NULL;
@@ -801,7 +829,7 @@ static napi_value outcome_result(napi_env env, inst_t *inst, portcullis_outcome 
 fail:
   if (segs != stack_segs) free(segs);
   throw_result(env, rc);
-  portcullis_outcome_free(o);
+  outcome_drop(inst, o);
   return result;
 }
 
@@ -1386,14 +1414,15 @@ static napi_value js_gate_decide(napi_env env, napi_callback_info info) {
     arena_free(&a);
     return NULL;
   }
-  portcullis_outcome *o = NULL;
-  portcullis_result rc = portcullis_gate_decide(h->ptr, &req, &o);
+  portcullis_result rc = PORTCULLIS_RESULT_OK;
+  if (inst->scratch == NULL) rc = portcullis_outcome_new(&inst->scratch);
+  if (rc == PORTCULLIS_RESULT_OK) rc = portcullis_gate_decide_into(h->ptr, &req, inst->scratch);
   arena_free(&a);
   if (rc != PORTCULLIS_RESULT_OK) {
     throw_result(env, rc);
     return NULL;
   }
-  return outcome_result(env, inst, o);
+  return outcome_result(env, inst, inst->scratch);
 }
 
 /* gateReload(h, config) */

@@ -78,3 +78,42 @@ test('the middleware works on a plain node:http server', async () => {
     gate.close();
   }
 });
+
+test('the Vary merge and the client address normalisation', () => {
+  const { mergeVary, normalizeIp } = require('../lib/middleware');
+  assert.equal(mergeVary(undefined, 'Origin'), 'Origin');
+  assert.equal(mergeVary('Accept-Encoding', 'Origin'), 'Accept-Encoding, Origin');
+  assert.equal(mergeVary('origin', 'Origin'), null);
+  assert.equal(mergeVary('*', 'Origin'), null);
+  assert.equal(mergeVary(['A', 'B'], 'B, C'), 'A, B, C');
+  assert.equal(normalizeIp('::ffff:127.0.0.1'), '127.0.0.1');
+  assert.equal(normalizeIp('fe80::1%eth0'), 'fe80::1');
+  assert.equal(normalizeIp('::1'), '::1');
+  assert.equal(normalizeIp('203.0.113.9'), '203.0.113.9');
+  assert.equal(normalizeIp('/run/app.sock'), undefined);
+  assert.equal(normalizeIp(''), undefined);
+  assert.equal(normalizeIp(undefined), undefined);
+});
+
+test('express: X-Forwarded-For without "trust proxy" warns once', async () => {
+  const gate = portcullis.Gate.fromConfig(GATE_CONFIG);
+  const warnings = [];
+  const onWarning = (w) => {
+    if (w.code === 'PORTCULLIS_TRUST_PROXY') warnings.push(w);
+  };
+  process.on('warning', onWarning);
+  const server = await start(gate, {});
+  try {
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${server.url}/api/things`, { headers: { 'x-forwarded-for': '198.51.100.7' } });
+      assert.equal(res.status, 200);
+    }
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(warnings.length, 1);
+  } finally {
+    process.off('warning', onWarning);
+    await server.close();
+    gate.close();
+  }
+});
