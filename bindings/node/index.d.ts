@@ -183,6 +183,7 @@ export class Gate implements Disposable {
 
 /** `Gate#stats()`: see docs/GATE.md (Visibility). */
 export interface GateStats {
+  /** Per route and limit. */
   limits: Array<{
     route: string;
     policy: string;
@@ -193,8 +194,39 @@ export interface GateStats {
     denied: number;
     delayed: number;
   }>;
+  /** Per policy. */
+  policies: Array<{
+    name: string;
+    algorithm: string;
+    allowed: number;
+    denied: number;
+    delayed: number;
+    live_keys: number;
+    capacity: number;
+    [key: string]: unknown;
+  }>;
+  unrouted: number;
+  preflights: number;
+  cors_refused: number;
+  /** The most limited keys (a Space-Saving sketch). */
+  top_limited: unknown[];
+  /** The latest denials. */
+  recent_denials: unknown[];
+  denials_unlogged: number;
   [key: string]: unknown;
 }
+
+/** `Limiter#stats()`: one entry per policy. */
+export type LimiterStats = Array<{
+  name: string;
+  allowed: number;
+  denied: number;
+  delayed: number;
+  live_keys: number;
+  evictions: number;
+  capacity: number;
+  [key: string]: unknown;
+}>;
 
 export type PolicyRef = string | number;
 export type HeaderStyle = 'legacy' | 'ietf' | 'both' | 'retry_after_only';
@@ -225,7 +257,7 @@ export class Limiter implements Disposable {
   /** The response headers for the decisions that applied to one request. */
   headers(decisions: Decision | Decision[], style?: HeaderStyle): HeaderPairs;
   /** The counters per policy (the parsed JSON). */
-  stats(): unknown;
+  stats(): LimiterStats;
   close(): void;
   readonly closed: boolean;
   [Symbol.dispose](): void;

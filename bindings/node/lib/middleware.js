@@ -88,8 +88,16 @@ function isVary(name) {
   return name.length === 4 && name.toLowerCase() === 'vary';
 }
 
-/** Gives a lease back once, on the first of the response's finish and close. */
+/**
+ * Gives a lease back once, on the first of the response's finish and close. Returns false
+ * (having given it back) when the response is already closed: the client went away while the
+ * decision was made off the loop.
+ */
 function releaseOnDone(res, lease) {
+  if (res.destroyed === true || res.closed === true) {
+    lease.release();
+    return false;
+  }
   let done = false;
   const release = () => {
     if (done) return;
@@ -104,6 +112,7 @@ function releaseOnDone(res, lease) {
   };
   res.once('finish', release);
   res.once('close', release);
+  return true;
 }
 
 /** The status and body of a refused request (preflight, 403, 429). */
@@ -200,7 +209,7 @@ function express(gate, options = {}) {
       }
       return;
     }
-    if (lease !== null) releaseOnDone(res, lease);
+    if (lease !== null && !releaseOnDone(res, lease)) return;
     if (outcome.delayMs > 0) setTimeout(next, outcome.delayMs);
     else next();
   };
@@ -306,7 +315,7 @@ function fastify(instance, options, done) {
       }
       return;
     }
-    if (lease !== null) releaseOnDone(reply.raw, lease);
+    if (lease !== null && !releaseOnDone(reply.raw, lease)) return;
     if (outcome.delayMs > 0) setTimeout(next, outcome.delayMs);
     else next();
   };

@@ -3,9 +3,12 @@
  *
  * - Per-environment state lives in instance data (NAPI_MODULE_INIT, no statics that hold
  *   JavaScript values), so the addon loads in any number of worker threads.
- * - Every native handle is a plain object carrying a napi_wrap'ed `handle_t` and a type tag:
- *   a call given something else throws a TypeError instead of reading the wrong memory. The
- *   wrap's finalizer only frees; `close` (explicit) closes and frees at once.
+ * - Every native handle is a plain object carrying a napi_wrap'ed `handle_t` and a type tag;
+ *   the wrap's finalizer only frees, `close` (explicit) closes and frees at once. Calls take a
+ *   token instead (`token`): a small integer naming a slot of a per-environment table, with
+ *   the slot's generation, checked by one napi_get_value_uint32 where a type-tag check and an
+ *   unwrap cost several times the library's own check. A call given anything else (another
+ *   kind, a stale token, not a number) throws a TypeError; it never reads the wrong memory.
  * - The synchronous fast path returns no object: numbers go into one Float64Array shared with
  *   JavaScript (`buffer`), strings into one string plus their lengths (see make_segments), and
  *   lib/native.js builds the plain objects, which V8 does far cheaper than Node-API calls.

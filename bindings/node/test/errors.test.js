@@ -124,11 +124,21 @@ test('long arguments and many of them', () => {
   const long = '/api/' + 'é'.repeat(50_000);
   assert.equal(gate.decide({ method: 'GET', path: long, principal: 'p'.repeat(100_000), ip: '192.0.2.1' }).allowed, true);
   const limiter = Limiter.fromConfig(LIMITER_CONFIG);
-  // Keys of every length around the stack buffer, with multi-byte characters at its edge.
-  for (let n = 480; n < 530; n++) {
+  // Keys of every length around the buffers (128 UTF-16 units, 512 bytes), with a character
+  // of two units and four bytes at their edge.
+  const lengths = [0, 1, 2, 3];
+  for (let n = 120; n < 132; n++) lengths.push(n);
+  for (let n = 480; n < 530; n++) lengths.push(n);
+  for (const n of lengths) {
     const key = 'k'.repeat(n) + '😀';
     assert.equal(limiter.check('api', key).remaining, 2, `length ${n}`);
     assert.equal(limiter.peek('api', Buffer.from(key)).remaining, 1, `bytes of length ${n}`);
+  }
+  // A lone surrogate at the end, or at the edge of the buffer, is U+FFFD as V8 encodes it.
+  for (const n of [0, 126, 127, 128, 600]) {
+    const key = 'a'.repeat(n) + '\ud83d';
+    assert.equal(limiter.check('api', key).remaining, 2);
+    assert.equal(limiter.check('api', Buffer.from(key, 'utf8')).remaining, 1, `lone surrogate after ${n}`);
   }
   gate.close();
   limiter.close();

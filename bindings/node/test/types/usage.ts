@@ -103,3 +103,6 @@ gate.decide({ method: 'GET' });
 gate.reset('api', 'user', 'k');
 // @ts-expect-error outcomes are read-only data, not promises
 void outcome.then;
+const limiterStats = Limiter.fromConfig(config).stats();
+void limiterStats[0]?.live_keys;
+void new Gate(config).stats().policies[0]?.capacity;
