@@ -36,6 +36,10 @@ class Limiter {
   #t;
   #ids = new Map();
   #names = new Map();
+  // The policy of the last call by name, and its id: most callers use one or two policies, and
+  // comparing a string with itself costs less than a Map lookup.
+  #lastName = undefined;
+  #lastId = 0;
 
   /**
    * @param {string | Uint8Array | {file: string | Buffer | URL} | {config: string | Uint8Array}} config
@@ -88,12 +92,18 @@ class Limiter {
   }
 
   #id(policy) {
+    if (policy === this.#lastName) return this.#lastId;
     if (typeof policy === 'number') {
       checkU32(policy, 'policy');
       return policy;
     }
-    const id = this.#ids.get(policy);
-    return id === undefined ? this.policy(policy) : id;
+    let id = this.#ids.get(policy);
+    if (id === undefined) id = this.policy(policy);
+    if (typeof policy === 'string') {
+      this.#lastName = policy;
+      this.#lastId = id;
+    }
+    return id;
   }
 
   /**

@@ -150,3 +150,22 @@ test('Cors decides alone', () => {
   fs.writeFileSync(file, '[[policy]]\nname = "a"\nlimit = "1/s"\n');
   assert.throws(() => Cors.fromFile(file), (err) => err.code === 'PORTCULLIS_RESULT_INVALID_CORS_POLICY' && err.message.startsWith(file));
 });
+
+test('a gate on a sled store with immediate durability: decideAsync, and the counters survive a reopen', async () => {
+  const dir = tempDir();
+  const config =
+    `[store]\nkind = "sled"\npath = ${JSON.stringify(path.join(dir, 'data'))}\n\n` +
+    '[[policy]]\nname = "login"\nalgorithm = "fixed_window"\nlimit = "3/15m"\ndurability = "immediate"\n\n' +
+    '[[route]]\nmatch = "POST /login"\nlimits = [{ policy = "login", key = "ip" }]\n';
+  const gate = Gate.fromConfig(config);
+  const req = { method: 'POST', path: '/login', ip: '192.0.2.50' };
+  const first = await Promise.all([gate.decideAsync(req), gate.decideAsync(req)]);
+  assert.deepEqual(first.map((o) => o.status), [0, 0]);
+  gate.close();
+  const again = Gate.fromConfig(config);
+  assert.equal((await again.decideAsync(req)).status, 0);
+  const limited = await again.decideAsync(req);
+  assert.equal(limited.status, 429);
+  assert.equal(limited.limitedBy, 'login');
+  again.close();
+});
