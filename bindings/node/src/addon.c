@@ -742,10 +742,11 @@ static void outcome_lease_finalize(napi_env env, void *data, void *hint) {
  * other freed. */
 static void outcome_drop(inst_t *inst, portcullis_outcome *o) {
   if (o == inst->scratch) {
-    portcullis_outcome_release(o); /* a no-op unless it holds leases; its result says nothing new */
-  } else {
-    portcullis_outcome_free(o);
+    if (portcullis_outcome_release(o) == PORTCULLIS_RESULT_OK) return;
+    /* One that could not give its leases back is not decided into again: freeing it does. */
+    inst->scratch = NULL;
   }
+  portcullis_outcome_free(o);
 }
 
 /*
@@ -1684,20 +1685,30 @@ static void async_complete(napi_env env, napi_status status, void *data) {
       ok = value != NULL;
     }
     if (value == NULL) value = take_exception(env);
-    if (value == NULL) napi_get_undefined(env, &value);
-    if (ok) {
-      napi_resolve_deferred(env, w->deferred, value);
-    } else {
-      napi_reject_deferred(env, w->deferred, value);
+    if (value == NULL && napi_get_undefined(env, &value) != napi_ok) value = NULL;
+    /* Settling consumes the deferred whatever its status; a failure here has no caller to go
+     * to, and an exception left pending would reach the process as an uncaught one: both
+     * are cleared, the promise then stays pending. */
+    napi_status st = napi_generic_failure;
+    if (value != NULL) {
+      st = ok ? napi_resolve_deferred(env, w->deferred, value)
+              : napi_reject_deferred(env, w->deferred, value);
     }
-    napi_delete_async_work(env, w->work);
+    if (napi_delete_async_work(env, w->work) != napi_ok) st = napi_generic_failure;
+    if (st != napi_ok) (void)take_exception(env);
   }
   h->inflight--;
   async_free(w);
   handle_settle(h);
 }
 
-/* Queues `w` and returns its promise; frees it on failure. */
+/* Rejects a promise with the error of the Node-API call that just failed. */
+static void reject_now(napi_env env, napi_deferred deferred) {
+  napi_value e = take_exception(env);
+  if (e == NULL || napi_reject_deferred(env, deferred, e) != napi_ok) (void)take_exception(env);
+}
+
+/* Queues `w` and returns its promise (rejected when queueing failed; `w` is freed then). */
 static napi_value async_queue(napi_env env, async_t *w, const char *name) {
   napi_value promise, resource_name;
   if (napi_create_promise(env, &w->deferred, &promise) != napi_ok) {
@@ -1708,15 +1719,13 @@ static napi_value async_queue(napi_env env, async_t *w, const char *name) {
   if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
       napi_create_async_work(env, NULL, resource_name, async_execute, async_complete, w,
                              &w->work) != napi_ok) {
-    napi_value e = take_exception(env);
-    if (e != NULL) napi_reject_deferred(env, w->deferred, e);
+    reject_now(env, w->deferred);
     async_free(w);
     return promise;
   }
   if (napi_queue_async_work(env, w->work) != napi_ok) {
-    napi_value e = take_exception(env);
-    if (e != NULL) napi_reject_deferred(env, w->deferred, e);
-    napi_delete_async_work(env, w->work);
+    reject_now(env, w->deferred);
+    if (napi_delete_async_work(env, w->work) != napi_ok) (void)take_exception(env);
     async_free(w);
     return promise;
   }
