@@ -15,6 +15,9 @@ const STYLES = { legacy: 0, ietf: 1, both: 2, retry_after_only: 3 };
 // some forty properties first.
 const { limiterCheck, limiterPeek, limiterPenalize, limiterRefund } = native;
 
+/** What #lastName holds before any lookup: equal to nothing a caller can pass. */
+const NO_NAME = Symbol('no policy looked up yet');
+
 function checkKey(key) {
   if (!isText(key)) throw typeError('key', 'of type string or an instance of Uint8Array', key);
 }
@@ -38,7 +41,7 @@ class Limiter {
   #names = new Map();
   // The policy of the last call by name, and its id: most callers use one or two policies, and
   // comparing a string with itself costs less than a Map lookup.
-  #lastName = undefined;
+  #lastName = NO_NAME;
   #lastId = 0;
 
   /**
