@@ -594,3 +594,49 @@ fn hundreds_of_empty_request_header_elements_are_refused() {
     };
     assert!(policy.decide(&ok).is_allowed());
 }
+
+/// Wildcards are checked against the full Public Suffix List, private section included: a base
+/// that is a public suffix is refused with credentials, and a wildcard above nested public
+/// suffixes (`*.amazonaws.com` above `s3.amazonaws.com`) never echoes an origin registered
+/// under one of them.
+#[test]
+fn wildcards_never_cross_a_public_suffix() {
+    use portcullis::cors::{CorsConfigErrorKind as K, CorsPolicy, CorsRequest};
+    for base in [
+        "*.s3.amazonaws.com",
+        "*.pages.dev",
+        "*.github.io",
+        "*.co.uk",
+    ] {
+        let e = CorsPolicy::builder()
+            .allow_origin(format!("https://{base}"))
+            .allow_credentials(true)
+            .build()
+            .unwrap_err();
+        assert!(
+            e.contains(K::PublicSuffixWildcardWithCredentials),
+            "{base}: {e}"
+        );
+    }
+    let policy = CorsPolicy::builder()
+        .allow_origin("https://*.amazonaws.com")
+        .allow_credentials(true)
+        .build()
+        .expect("amazonaws.com is not itself a public suffix");
+    let get = |origin: &'static str| CorsRequest {
+        method: "GET",
+        origin: Some(origin),
+        access_control_request_method: None,
+        access_control_request_headers: None,
+        access_control_request_private_network: false,
+    };
+    assert!(!policy
+        .decide(&get("https://customer-bucket.s3.amazonaws.com"))
+        .is_allowed());
+    assert!(!policy
+        .decide(&get("https://x.execute-api.us-east-1.amazonaws.com"))
+        .is_allowed());
+    assert!(policy
+        .decide(&get("https://console.amazonaws.com"))
+        .is_allowed());
+}

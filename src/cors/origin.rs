@@ -464,6 +464,8 @@ impl HostRule {
                 host.len() > suffix.len()
                     && host.ends_with(suffix.as_str())
                     && are_labels(&host[..host.len() - suffix.len()])
+                    // Never across a public suffix nested in the base (see `suffix`).
+                    && !super::suffix::crosses_public_suffix(host, &suffix[1..])
             }
         }
     }

@@ -1,107 +1,17 @@
-//! A small built-in list of public suffixes: the domains under which unrelated parties register
-//! names, so that `*.suffix` would trust strangers.
+//! Public suffixes: the domains under which unrelated parties register names (`com`, `co.uk`,
+//! and hosting platforms such as `github.io` or `s3.amazonaws.com`), from the full Public Suffix
+//! List with its private section, as the maintained `psl` crate carries it.
 //!
-//! This is not the full Public Suffix List: it holds the common multi-label suffixes (country
-//! second levels and hosting platforms), and every single-label suffix (`com`, `io`, `uk`, ...)
-//! counts as public. A pattern on a suffix missing here is accepted, so review patterns on
-//! shared hosting domains yourself.
-
-/// Multi-label public suffixes, lower case, sorted for binary search.
-const MULTI_LABEL: &[&str] = &[
-    "ac.in",
-    "ac.jp",
-    "ac.nz",
-    "ac.uk",
-    "ac.za",
-    "amplifyapp.com",
-    "appspot.com",
-    "azurestaticapps.net",
-    "azurewebsites.net",
-    "bitbucket.io",
-    "blob.core.windows.net",
-    "blogspot.com",
-    "cloudapp.net",
-    "cloudfront.net",
-    "co.id",
-    "co.il",
-    "co.in",
-    "co.jp",
-    "co.kr",
-    "co.nz",
-    "co.th",
-    "co.uk",
-    "co.za",
-    "codeberg.page",
-    "com.ar",
-    "com.au",
-    "com.br",
-    "com.cn",
-    "com.co",
-    "com.eg",
-    "com.hk",
-    "com.mx",
-    "com.my",
-    "com.ng",
-    "com.pe",
-    "com.ph",
-    "com.pk",
-    "com.sa",
-    "com.sg",
-    "com.tr",
-    "com.tw",
-    "com.ua",
-    "com.vn",
-    "deno.dev",
-    "edu.au",
-    "edu.cn",
-    "elasticbeanstalk.com",
-    "firebaseapp.com",
-    "fly.dev",
-    "github.io",
-    "githubusercontent.com",
-    "gitlab.io",
-    "glitch.me",
-    "go.jp",
-    "gov.au",
-    "gov.cn",
-    "gov.uk",
-    "herokuapp.com",
-    "ltd.uk",
-    "me.uk",
-    "ne.jp",
-    "net.au",
-    "net.br",
-    "net.cn",
-    "net.in",
-    "netlify.app",
-    "ngrok-free.app",
-    "ngrok.io",
-    "now.sh",
-    "onrender.com",
-    "or.jp",
-    "or.kr",
-    "org.au",
-    "org.br",
-    "org.cn",
-    "org.in",
-    "org.nz",
-    "org.uk",
-    "org.za",
-    "pages.dev",
-    "plc.uk",
-    "pythonanywhere.com",
-    "r2.dev",
-    "readthedocs.io",
-    "repl.co",
-    "s3.amazonaws.com",
-    "sch.uk",
-    "surge.sh",
-    "trycloudflare.com",
-    "up.railway.app",
-    "vercel.app",
-    "web.app",
-    "workers.dev",
-];
+//! Two questions are asked of it:
+//!
+//! * at build time, whether a wildcard's base is itself a public suffix (`*.github.io`), which
+//!   with credentials is refused;
+//! * at match time, whether an origin matched by a wildcard lies under a public suffix nested
+//!   inside the wildcard's base (`evil.s3.amazonaws.com` under `*.amazonaws.com`): such an
+//!   origin belongs to whoever registered it there, not to the base's owner, so the wildcard
+//!   never matches it. (The list cannot be asked which suffixes lie under a base, so a base
+//!   that is only the parent of public suffixes is caught here, per origin, instead of at build
+//!   time.)
 
 /// Whether `host` (lower-case ASCII, no trailing dot) is a public suffix.
 pub(crate) fn is_public_suffix(host: &str) -> bool {
@@ -109,7 +19,16 @@ pub(crate) fn is_public_suffix(host: &str) -> bool {
     if host == "localhost" {
         return false;
     }
-    !host.contains('.') || MULTI_LABEL.binary_search(&host).is_ok()
+    match psl::suffix(host.as_bytes()) {
+        Some(suffix) => suffix.as_bytes() == host.as_bytes(),
+        None => !host.contains('.'),
+    }
+}
+
+/// Whether `host`, matched by a wildcard on `base`, lies under a public suffix longer than
+/// `base` (a suffix nested inside it): then the wildcard must not match it.
+pub(crate) fn crosses_public_suffix(host: &str, base: &str) -> bool {
+    psl::suffix(host.as_bytes()).is_some_and(|s| s.as_bytes().len() > base.len())
 }
 
 #[cfg(test)]
@@ -117,20 +36,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn list_is_sorted_and_lower_case() {
-        assert!(MULTI_LABEL.windows(2).all(|w| w[0] < w[1]));
-        assert!(MULTI_LABEL
-            .iter()
-            .all(|s| s.bytes().all(|b| !b.is_ascii_uppercase())));
+    fn suffixes() {
+        for public in [
+            "com",
+            "github.io",
+            "co.uk",
+            "s3.amazonaws.com",
+            "pages.dev",
+            "web.app",
+        ] {
+            assert!(is_public_suffix(public), "{public}");
+        }
+        for private in [
+            "example.com",
+            "me.github.io",
+            "localhost",
+            "amazonaws.com",
+            "app.co.uk",
+        ] {
+            assert!(!is_public_suffix(private), "{private}");
+        }
     }
 
     #[test]
-    fn suffixes() {
-        assert!(is_public_suffix("com"));
-        assert!(is_public_suffix("github.io"));
-        assert!(is_public_suffix("co.uk"));
-        assert!(!is_public_suffix("example.com"));
-        assert!(!is_public_suffix("me.github.io"));
-        assert!(!is_public_suffix("localhost"));
+    fn nested_suffixes_are_crossed() {
+        assert!(crosses_public_suffix(
+            "evil.s3.amazonaws.com",
+            "amazonaws.com"
+        ));
+        assert!(crosses_public_suffix("someone.github.io", "io"));
+        assert!(!crosses_public_suffix("api.example.com", "example.com"));
+        assert!(!crosses_public_suffix("a.b.example.co.uk", "example.co.uk"));
+        assert!(!crosses_public_suffix("me.github.io", "github.io"));
     }
 }
