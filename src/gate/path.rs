@@ -21,19 +21,55 @@
 /// The normalised path of `target`, borrowed when the target needs no change (most requests),
 /// else written into `buf`.
 pub(crate) fn normalize<'a>(target: &'a str, buf: &'a mut String) -> &'a str {
-    let path = strip_target(target);
-    if is_normal(path) {
+    if let Some(path) = already_normal(target) {
         return path;
     }
+    let path = strip_target(target);
     buf.clear();
     resolve(path, buf);
     buf.as_str()
 }
 
+/// The path of an origin-form target that needs no change, found in one pass over its bytes
+/// (the path of nearly every request): `None` when any step of [`resolve`] would change it.
+#[inline]
+fn already_normal(target: &str) -> Option<&str> {
+    let b = target.as_bytes();
+    if b.first() != Some(&b'/') {
+        return None;
+    }
+    let mut i = 1;
+    let mut prev = b'/';
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'?' | b'#' => return Some(&target[..i]),
+            b'%' | b';' => return None,
+            b'/' if prev == b'/' => return None,
+            b'.' if prev == b'/' => {
+                let next = b.get(i + 1).copied();
+                let dotdot =
+                    next == Some(b'.') && matches!(b.get(i + 2), None | Some(b'/' | b'?' | b'#'));
+                if matches!(next, None | Some(b'/' | b'?' | b'#')) || dotdot {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+        prev = c;
+        i += 1;
+    }
+    Some(target)
+}
+
 /// The path of a target: the absolute form's authority dropped, the query and fragment cut.
 fn strip_target(target: &str) -> &str {
     let mut path = target;
-    if let Some(scheme_end) = target.find("://") {
+    // Origin-form targets (nearly all) start with '/': only others can be absolute-form.
+    if let Some(scheme_end) = (!target.starts_with('/'))
+        .then(|| target.find("://"))
+        .flatten()
+    {
         let scheme = &target[..scheme_end];
         if !scheme.is_empty()
             && scheme
@@ -44,35 +80,11 @@ fn strip_target(target: &str) -> &str {
             path = rest.find('/').map_or("/", |i| &rest[i..]);
         }
     }
-    let end = path.find(['?', '#']).unwrap_or(path.len());
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
     &path[..end]
-}
-
-/// Already what [`resolve`] would make of it: starts with `/`, and has no `%`, `;`, `//` and no
-/// dot segment.
-fn is_normal(path: &str) -> bool {
-    let b = path.as_bytes();
-    if b.first() != Some(&b'/') {
-        return false;
-    }
-    let mut prev = b'/';
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'%' | b';' => return false,
-            b'/' if prev == b'/' && i > 0 => return false,
-            b'.' if prev == b'/' => {
-                let next = b.get(i + 1).copied();
-                if matches!(next, None | Some(b'/'))
-                    || (next == Some(b'.') && matches!(b.get(i + 2), None | Some(b'/')))
-                {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-        prev = c;
-    }
-    true
 }
 
 fn hex(b: u8) -> Option<u8> {
