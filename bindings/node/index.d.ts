@@ -144,6 +144,10 @@ export interface RequestInfo {
   requestMethod?: Text | null;
   /** The Access-Control-Request-Headers header (repeated ones joined with ','). */
   requestHeaders?: Text | string[] | null;
+  /** The X-Forwarded-For header (instead of `headers`): believed only from a trusted proxy. */
+  forwardedFor?: Text | string[] | null;
+  /** The RFC 7239 Forwarded header (instead of `headers`): believed only from a trusted proxy. */
+  forwarded?: Text | string[] | null;
   /** Whether Access-Control-Request-Private-Network: true was sent. */
   privateNetwork?: boolean | string | null;
 }

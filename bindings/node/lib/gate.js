@@ -57,14 +57,17 @@ function header(headers, name) {
 
 /**
  * The arguments of native.gateDecide from a request description:
- * {method, path, ip, principal, tier, headers, origin, requestMethod, requestHeaders, privateNetwork}.
+ * {method, path, ip, principal, tier, headers, origin, requestMethod, requestHeaders,
+ * forwardedFor, forwarded, privateNetwork}. `ip` is the peer; `forwardedFor` / `forwarded`
+ * (`X-Forwarded-For` / `Forwarded`, also read from `headers`) are believed only when the peer
+ * is one of the config's `trusted_proxies`.
  */
 function requestArgs(req) {
   if (req === null || typeof req !== 'object') throw typeError('request', 'an object', req);
   const { method, path } = req;
   checkText(method, 'request.method');
   checkText(path, 'request.path');
-  let { origin, requestMethod, requestHeaders, privateNetwork } = req;
+  let { origin, requestMethod, requestHeaders, privateNetwork, forwardedFor, forwarded } = req;
   const headers = req.headers;
   if (headers != null) {
     if (typeof headers !== 'object') throw typeError('request.headers', 'an object', headers);
@@ -74,7 +77,13 @@ function requestArgs(req) {
     if (privateNetwork === undefined) {
       privateNetwork = header(headers, 'access-control-request-private-network');
     }
+    if (forwardedFor === undefined) forwardedFor = header(headers, 'x-forwarded-for');
+    if (forwarded === undefined) forwarded = header(headers, 'forwarded');
   }
+  forwardedFor = joinHeader(forwardedFor);
+  forwarded = joinHeader(forwarded);
+  checkOptionalText(forwardedFor, 'request.forwardedFor');
+  checkOptionalText(forwarded, 'request.forwarded');
   origin = joinHeader(origin);
   requestMethod = joinHeader(requestMethod);
   requestHeaders = joinHeader(requestHeaders);
@@ -89,7 +98,10 @@ function requestArgs(req) {
   else if (typeof privateNetwork !== 'boolean') {
     throw typeError('request.privateNetwork', 'of type boolean', privateNetwork);
   }
-  return [method, path, origin, requestMethod, requestHeaders, req.ip, req.principal, req.tier, privateNetwork];
+  return [
+    method, path, origin, requestMethod, requestHeaders, req.ip, req.principal, req.tier,
+    forwardedFor, forwarded, privateNetwork,
+  ];
 }
 
 /**
@@ -150,29 +162,29 @@ class Gate {
    */
   decide(request) {
     const a = requestArgs(request);
-    return readOutcome(native.gateDecide(this.#t, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]));
+    return readOutcome(native.gateDecide(this.#t, ...a));
   }
 
   /** `decide` on libuv's pool: a Promise of the Outcome. */
   decideAsync(request) {
     try {
       const a = requestArgs(request);
-      return native.gateDecideAsync(this.#t, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
+      return native.gateDecideAsync(this.#t, ...a);
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
   /** @internal decide from arguments already checked (the middlewares). */
-  _decide(method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork) {
+  _decide(method, path, origin, requestMethod, requestHeaders, ip, principal, tier, forwardedFor, forwarded, privateNetwork) {
     return readOutcome(
-      native.gateDecide(this.#t, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork),
+      native.gateDecide(this.#t, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, forwardedFor, forwarded, privateNetwork),
     );
   }
 
   /** @internal decideAsync from arguments already checked (the middlewares). */
-  _decideAsync(method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork) {
-    return native.gateDecideAsync(this.#t, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, privateNetwork);
+  _decideAsync(method, path, origin, requestMethod, requestHeaders, ip, principal, tier, forwardedFor, forwarded, privateNetwork) {
+    return native.gateDecideAsync(this.#t, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, forwardedFor, forwarded, privateNetwork);
   }
 
   /**
@@ -277,7 +289,7 @@ class Cors {
    */
   decide(request) {
     const a = requestArgs({ path: '/', ...request });
-    return readCorsDecision(native.corsDecide(this.#t, a[0], a[2], a[3], a[4], a[8]));
+    return readCorsDecision(native.corsDecide(this.#t, a[0], a[2], a[3], a[4], a[10]));
   }
 
   /** Frees the policy; later calls throw ClosedError. Idempotent. */

@@ -146,9 +146,12 @@ function decideFor(gate, offload, req, url, principal, tier, ip) {
   const origin = joinHeader(h.origin);
   const acrm = joinHeader(h['access-control-request-method']);
   const acrh = joinHeader(h['access-control-request-headers']);
+  // The gate believes these only from the config's trusted_proxies.
+  const xff = joinHeader(h['x-forwarded-for']);
+  const fwd = joinHeader(h.forwarded);
   return offload
-    ? gate._decideAsync(method, url, origin, acrm, acrh, ip, principal, tier, privateNetwork)
-    : gate._decide(method, url, origin, acrm, acrh, ip, principal, tier, privateNetwork);
+    ? gate._decideAsync(method, url, origin, acrm, acrh, ip, principal, tier, xff, fwd, privateNetwork)
+    : gate._decide(method, url, origin, acrm, acrh, ip, principal, tier, xff, fwd, privateNetwork);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1381,16 +1381,19 @@ fail:
 /* Gate                                                                                      */
 
 /* The request fields in argument order after the handle: method, path, origin,
- * requestMethod, requestHeaders, ip, principal, tier; then privateNetwork. */
-#define REQ_FIELDS 8
+ * requestMethod, requestHeaders, ip, principal, tier, forwardedFor, forwarded; then
+ * privateNetwork. */
+#define REQ_FIELDS 10
 static const char *const REQ_NAMES[REQ_FIELDS] = {
-    "method", "path", "origin", "requestMethod", "requestHeaders", "ip", "principal", "tier"};
+    "method", "path",      "origin",    "requestMethod", "requestHeaders",
+    "ip",     "principal", "tier",      "forwardedFor",  "forwarded"};
 
 static bool read_request(napi_env env, napi_value *argv, arena_t *a, portcullis_request *req) {
   portcullis_str *fields[REQ_FIELDS] = {&req->method,          &req->path,
                                         &req->origin,          &req->request_method,
                                         &req->request_headers, &req->client_ip,
-                                        &req->principal,       &req->tier};
+                                        &req->principal,       &req->tier,
+                                        &req->forwarded_for,   &req->forwarded};
   for (int i = 0; i < REQ_FIELDS; i++) {
     if (!arg_bytes(env, argv[i], a, fields[i], REQ_NAMES[i], i >= 2)) return false;
   }
@@ -1398,7 +1401,7 @@ static bool read_request(napi_env env, napi_value *argv, arena_t *a, portcullis_
 }
 
 /* gateDecide(h, method, path, origin, requestMethod, requestHeaders, ip, principal, tier,
- * privateNetwork): the outcome's numbers into buf; returns its segments, or [segments, lease]. */
+ * forwardedFor, forwarded, privateNetwork): the outcome's numbers into buf; returns its segments, or [segments, lease]. */
 static napi_value js_gate_decide(napi_env env, napi_callback_info info) {
   napi_value argv[1 + REQ_FIELDS + 1];
   if (!get_args(env, info, 1 + REQ_FIELDS + 1, argv, NULL)) return NULL;
@@ -1816,13 +1819,15 @@ static napi_value js_gate_decide_async(napi_env env, napi_callback_info info) {
   w->h = h;
   w->op = -1;
   w->req.private_network = req.private_network;
-  portcullis_str src[REQ_FIELDS] = {req.method,    req.path,      req.origin,
+  portcullis_str src[REQ_FIELDS] = {req.method,    req.path,          req.origin,
                                     req.request_method, req.request_headers, req.client_ip,
-                                    req.principal, req.tier};
+                                    req.principal, req.tier,          req.forwarded_for,
+                                    req.forwarded};
   portcullis_str *dst[REQ_FIELDS] = {&w->req.method,          &w->req.path,
                                      &w->req.origin,          &w->req.request_method,
                                      &w->req.request_headers, &w->req.client_ip,
-                                     &w->req.principal,       &w->req.tier};
+                                     &w->req.principal,       &w->req.tier,
+                                     &w->req.forwarded_for,   &w->req.forwarded};
   bool copied = copy_fields(env, w, dst, src, REQ_FIELDS);
   arena_free(&a);
   if (!copied) {

@@ -194,10 +194,10 @@ test('the native functions called directly with the wrong things throw, never cr
     () => native.limiterCheck(limiter, 0, 'k', 'one'),
     () => native.limiterCheck(limiter, 0, 'k', 2 ** 32 - 1),
     () => native.limiterCheck(limiter, 2 ** 32 - 1, 'k'),
-    () => native.gateDecide(limiter, 'GET', '/', null, null, null, null, null, null, false),
-    () => native.gateDecide(gate, 'GET', '/', null, null, null, null, null, null, 'yes'),
+    () => native.gateDecide(limiter, 'GET', '/', null, null, null, null, null, null, null, null, false),
+    () => native.gateDecide(gate, 'GET', '/', null, null, null, null, null, null, null, null, 'yes'),
     () => native.gateDecide(gate, 'GET'),
-    () => native.gateDecide(gate, 'GET', 5, null, null, null, null, null, null, false),
+    () => native.gateDecide(gate, 'GET', 5, null, null, null, null, null, null, null, null, false),
     () => native.gateClose(limiter),
     () => native.leaseRelease(gateHandle),
     () => native.leaseRelease({}),
@@ -223,7 +223,7 @@ test('the native functions called directly with the wrong things throw, never cr
   native.limiterClose(stale);
   assert.throws(() => native.limiterCheck(limiter, 0, 'k'), { code: 'PORTCULLIS_RESULT_CLOSED' });
   assert.throws(() => native.limiterCheck(stale, 0, 'k'), { code: 'PORTCULLIS_RESULT_CLOSED' });
-  assert.throws(() => native.gateDecide(gate, 'GET', '/', null, null, null, null, null, null, false), { code: 'PORTCULLIS_RESULT_CLOSED' });
+  assert.throws(() => native.gateDecide(gate, 'GET', '/', null, null, null, null, null, null, null, null, false), { code: 'PORTCULLIS_RESULT_CLOSED' });
 });
 
 test('a store folder that is a file: StoreError', () => {

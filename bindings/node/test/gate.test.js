@@ -169,3 +169,31 @@ test('a gate on a sled store with immediate durability: decideAsync, and the cou
   assert.equal(limited.limitedBy, 'login');
   again.close();
 });
+
+test('the client comes from X-Forwarded-For only behind a trusted proxy', () => {
+  const gate = new Gate(`
+trusted_proxies = ["10.0.0.0/8"]
+[[policy]]
+name = "login"
+algorithm = "fixed_window"
+limit = "1/m"
+[[route]]
+match = "POST /login"
+limits = [{ policy = "login", key = "ip" }]
+`);
+  try {
+    const viaProxy = (xff) => gate.decide({
+      method: 'POST', path: '/login', ip: '10.0.0.1', headers: { 'x-forwarded-for': xff },
+    });
+    // A rotating spoofed leftmost entry does not make a new client.
+    assert.equal(viaProxy('1.1.1.1, 203.0.113.9').allowed, true);
+    assert.equal(viaProxy('2.2.2.2, 203.0.113.9').allowed, false);
+    assert.equal(viaProxy('198.51.100.4').allowed, true);
+    // From an untrusted peer the header is ignored.
+    const direct = { method: 'POST', path: '/login', ip: '192.0.2.1', forwardedFor: '203.0.113.77' };
+    assert.equal(gate.decide(direct).allowed, true);
+    assert.equal(gate.decide(direct).allowed, false);
+  } finally {
+    gate.close();
+  }
+});
