@@ -200,16 +200,21 @@ fn spawn(dir: &Path, n: usize, flood: bool) -> Child {
 
 /// What a worker printed as its count, once it has exited; a worker that has not finished
 /// within 60 s (it would be waiting on a dead worker's claim forever) fails the test.
-fn allowed_of(mut child: Child) -> Option<usize> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a worker is stuck");
+fn allowed_of(child: Child) -> Option<usize> {
+    // A watchdog kills the worker if it has not exited within 60 s; the wait itself blocks.
+    let pid = child.id() as libc::pid_t;
+    let (done, exited) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let stuck = exited.recv_timeout(Duration::from_secs(60)).is_err();
+        if stuck {
+            // SAFETY: signals a child of this process that has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        stuck
+    });
     let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert!(!watchdog.join().unwrap(), "a worker is stuck");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("allowed ")?.trim().parse().ok())
