@@ -133,6 +133,16 @@ enum portcullis_result
    after the fork, or use the shared store.
    */
   PORTCULLIS_RESULT_STORE_FORKED = 305,
+  /*
+   The Redis store cannot be used as configured: a bad URL or key prefix, an unreachable
+   server or refused credentials at open (the message says which).
+   */
+  PORTCULLIS_RESULT_STORE_REDIS = 306,
+  /*
+   The Redis store did not answer within its timeout, for an operation that has no
+   fallback (peek, penalize, refund, reset). Checks never get this: `on_error` decides.
+   */
+  PORTCULLIS_RESULT_STORE_UNAVAILABLE = 307,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -12,6 +12,7 @@
 
 mod error;
 mod memory;
+pub mod redis;
 mod shared;
 mod sled;
 pub(crate) mod writer;
@@ -120,6 +121,9 @@ pub enum StoreConfig {
     Shared(Arc<SharedStore>),
     /// A store made by the caller (e.g. a [`MemoryStore`] shared by successive limiters).
     Custom(Arc<dyn Store>, WriterConfig),
+    /// A Redis server shared by every host (see [`redis::RedisStore`]): each decision is one
+    /// script run on the server.
+    Redis(Arc<redis::RedisStore>),
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -128,6 +132,7 @@ impl std::fmt::Debug for StoreConfig {
             StoreConfig::Memory => f.write_str("Memory"),
             StoreConfig::Sled(c) => f.debug_tuple("Sled").field(c).finish(),
             StoreConfig::Shared(s) => f.debug_tuple("Shared").field(&s.path()).finish(),
+            StoreConfig::Redis(s) => f.debug_tuple("Redis").field(&s.url()).finish(),
             StoreConfig::Custom(s, w) => f
                 .debug_tuple("Custom")
                 .field(&s.location())
@@ -181,6 +186,14 @@ impl StoreConfig {
         )?)))
     }
 
+    /// A Redis store, connected now: an unreachable server, a bad URL, refused credentials
+    /// or a bad key prefix are errors here.
+    pub fn redis(options: redis::RedisOptions) -> Result<Self, StoreError> {
+        Ok(StoreConfig::Redis(Arc::new(redis::RedisStore::open(
+            options,
+        )?)))
+    }
+
     /// A store made by the caller.
     pub fn custom(store: Arc<dyn Store>) -> Self {
         StoreConfig::Custom(store, WriterConfig::default())
@@ -191,7 +204,7 @@ impl StoreConfig {
         match &mut self {
             StoreConfig::Sled(c) => c.writer.flush_interval = every,
             StoreConfig::Custom(_, w) => w.flush_interval = every,
-            StoreConfig::Memory | StoreConfig::Shared(_) => {}
+            StoreConfig::Memory | StoreConfig::Shared(_) | StoreConfig::Redis(_) => {}
         }
         self
     }
@@ -207,7 +220,7 @@ impl StoreConfig {
     /// Opens the store (none for memory, nor for the shared store, whose tables are its state).
     pub(crate) fn open(&self) -> Result<Option<Opened>, StoreError> {
         Ok(match self {
-            StoreConfig::Memory | StoreConfig::Shared(_) => None,
+            StoreConfig::Memory | StoreConfig::Shared(_) | StoreConfig::Redis(_) => None,
             StoreConfig::Sled(c) => Some((
                 Arc::new(SledStore::open(&c.path, c.cache_capacity)?),
                 c.writer,
