@@ -86,6 +86,7 @@ use crate::limit::decision::render_with_main;
 use crate::limit::decision::Decision;
 use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
+use crate::store::redis::RedisStore;
 use crate::store::{SharedStore, SledStore, Store};
 
 mod abuse;
@@ -97,7 +98,7 @@ mod path;
 mod stats;
 
 use abuse::Abuse;
-use compile::{compile, Inner, Select};
+use compile::{compile, Inner, Select, Stores};
 use headers::{CorsInto, HeaderBuf};
 use keys::{key_bytes, key_display};
 use outcome::KeptConfig;
@@ -164,8 +165,17 @@ impl GateBuilder {
             (StoreKind::Shared, Some(path)) => Some(Arc::new(SharedStore::open(path)?)),
             _ => None,
         };
+        let redis = match (&self.config.store.kind, &self.config.store.redis) {
+            (StoreKind::Redis, Some(o)) => Some(Arc::new(RedisStore::open(o.clone())?)),
+            _ => None,
+        };
         let abuse = Arc::new(Abuse::restore(store.as_deref())?);
-        let inner = compile(self.config, None, &clock, store.as_ref(), shared.as_ref())?;
+        let shared_stores = Stores {
+            store: store.clone(),
+            shared: shared.clone(),
+            redis: redis.clone(),
+        };
+        let inner = compile(self.config, None, &clock, &shared_stores)?;
         static GATES: AtomicU64 = AtomicU64::new(0);
         Ok(Gate {
             inner: RwLock::new(Arc::new(inner)),
@@ -175,6 +185,7 @@ impl GateBuilder {
             abuse,
             store,
             shared,
+            redis,
         })
     }
 }
@@ -193,6 +204,8 @@ pub struct Gate {
     store: Option<Arc<dyn Store>>,
     /// The shared store, when the config names one: new and changed policies get its tables.
     shared: Option<Arc<SharedStore>>,
+    /// The Redis store, when the config names one: opened once, used by every policy.
+    redis: Option<Arc<RedisStore>>,
 }
 
 impl fmt::Debug for Gate {
@@ -471,13 +484,12 @@ impl Gate {
     /// The old config keeps running if the new one cannot be applied.
     pub fn reload(&self, config: Config) -> Result<ReloadSummary, GateError> {
         let old = self.inner.read().clone();
-        let inner = compile(
-            config,
-            Some(&old),
-            &self.clock,
-            self.store.as_ref(),
-            self.shared.as_ref(),
-        )?;
+        let stores = Stores {
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+            redis: self.redis.clone(),
+        };
+        let inner = compile(config, Some(&old), &self.clock, &stores)?;
         let mut summary = ReloadSummary::default();
         for p in &inner.policies {
             let kept = old
@@ -595,6 +607,8 @@ impl Gate {
                     evictions: s.evictions,
                     limited_evictions: s.limited_evictions,
                     capacity: s.capacity,
+                    store_fallbacks: s.store_fallbacks,
+                    deny_cache_hits: s.deny_cache_hits,
                 });
             }
         }

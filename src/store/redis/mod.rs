@@ -110,6 +110,21 @@ pub fn prefix_error(prefix: &str) -> Option<String> {
     })
 }
 
+/// Why a URL is not a Redis URL, if it is not (nothing is connected).
+pub fn url_error(url: &str) -> Option<String> {
+    if url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
+        return Some(
+            "rediss:// (TLS) needs portcullis built with the feature \"redis-tls\"".into(),
+        );
+    }
+    ::redis::Client::open(url).err().map(|e| {
+        format!(
+            "{:?} is not a Redis URL ({e}): write redis://[:password@]host:port/db, e.g. redis://127.0.0.1:6379/0",
+            redact(url)
+        )
+    })
+}
+
 /// The URL with any password replaced, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -239,16 +254,10 @@ impl RedisStore {
         if options.timeout.is_zero() {
             return Err(err("timeout must be longer than zero, e.g. \"50ms\"".into()));
         }
-        if options.url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
-            return Err(err(
-                "rediss:// (TLS) needs portcullis built with the feature \"redis-tls\"".into(),
-            ));
+        if let Some(e) = url_error(&options.url) {
+            return Err(err(e));
         }
-        let client = ::redis::Client::open(options.url.as_str()).map_err(|e| {
-            err(format!(
-                "not a Redis URL ({e}): write redis://host:port/db, e.g. redis://127.0.0.1:6379/0"
-            ))
-        })?;
+        let client = ::redis::Client::open(options.url.as_str()).map_err(|e| err(e.to_string()))?;
         let pool = Pool::new(client, options.pool_size, options.timeout);
         let mut conn = pool
             .take()
