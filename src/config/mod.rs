@@ -855,7 +855,10 @@ impl Ctx<'_> {
             ("timeout", raw.timeout.as_ref().map(|v| v.span())),
             ("key_prefix", raw.key_prefix.as_ref().map(|v| v.span())),
             ("on_error", raw.on_error.as_ref().map(|v| v.span())),
-            ("expected_hosts", raw.expected_hosts.as_ref().map(|v| v.span())),
+            (
+                "expected_hosts",
+                raw.expected_hosts.as_ref().map(|v| v.span()),
+            ),
             ("deny_cache", raw.deny_cache.as_ref().map(|v| v.span())),
         ];
         if s.kind != StoreKind::Redis {
@@ -872,7 +875,9 @@ impl Ctx<'_> {
         for (key, span) in sled_only(raw, true) {
             self.push(
                 span,
-                format!("{key} applies to sled stores only: a Redis store's state is on the server"),
+                format!(
+                    "{key} applies to sled stores only: a Redis store's state is on the server"
+                ),
             );
         }
         let Some(url) = &raw.url else {
