@@ -4,7 +4,8 @@
 # and uvicorn workers on the shared store, a pip install outside the checkout), the CORS browser
 # test (installs Chromium when missing), the nginx module in a real nginx (installs nginx and
 # nginx-dev), the Node.js addon (npm packages from the registry) and a wrk load test against the
-# demo server (installs wrk when missing).
+# demo server (installs wrk when missing), and the Redis store against a real redis-server
+# (installs it when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,9 @@ bash ci/nginx.sh
 
 step "Node.js: the N-API addon, Express and Fastify middleware, cluster (npm test)"
 bash ci/node.sh
+
+step "Redis store: model, two hosts, faults, bad input (installs redis-server when missing)"
+bash ci/redis.sh
 
 step "load: wrk against the demo server"
 bash ci/load.sh

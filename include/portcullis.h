@@ -719,6 +719,17 @@ portcullis_result portcullis_gate_stats_json(const portcullis_gate *gate,
                                              size_t *out_len);
 
 /*
+ Whether a decision may wait on the network (a Redis store: up to its `timeout`, then the
+ store's `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+ refuse such a gate.
+
+ # Safety
+ `gate` is NULL or live; `out_may_block` is writable.
+ */
+portcullis_result portcullis_gate_may_block(const portcullis_gate *gate,
+                                            bool *out_may_block);
+
+/*
  Writes every counter to the store and makes it durable, then refuses further calls with
  `PORTCULLIS_RESULT_CLOSED`. Call once, when no other thread uses the handle.
 
@@ -1076,6 +1087,17 @@ portcullis_result portcullis_limiter_stats_json(const portcullis_limiter *limite
                                                 uint8_t *buf,
                                                 size_t cap,
                                                 size_t *out_len);
+
+/*
+ Whether a check may wait on the network (a Redis store: up to its `timeout`, then the
+ store's `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+ refuse such a limiter.
+
+ # Safety
+ `limiter` is NULL or live; `out_may_block` is writable.
+ */
+portcullis_result portcullis_limiter_may_block(const portcullis_limiter *limiter,
+                                               bool *out_may_block);
 
 /*
  Writes every counter to the store and makes it durable, then refuses further calls with

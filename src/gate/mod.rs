@@ -555,6 +555,13 @@ impl Gate {
         client_of(&self.inner.read(), req)
     }
 
+    /// Whether a decision may wait on the network (a Redis store: up to its timeout, after
+    /// which its `on_error` answers). An event loop that must never block (nginx, Node.js)
+    /// cannot use such a gate.
+    pub fn may_block(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Counters per route and limit, per policy, the most limited keys and the latest denials.
     pub fn stats(&self) -> GateStats {
         let inner = self.inner.read();

@@ -1038,6 +1038,13 @@ impl Limiter {
         Ok(())
     }
 
+    /// Whether a check may wait on the network (a policy on a Redis store: up to the store's
+    /// timeout, after which its `on_error` answers). An event loop that must never block
+    /// (nginx, Node.js) cannot use such a limiter.
+    pub fn may_block(&self) -> bool {
+        self.inner.entries.iter().any(|e| e.remote.is_some())
+    }
+
     /// Counters and table occupancy per policy. Counting live keys scans the tables.
     pub fn stats(&self) -> Vec<PolicyStats> {
         let now = self.inner.clock.now();
