@@ -40,8 +40,8 @@ fn fallbacks(l: &Limiter) -> u64 {
 }
 
 /// Eight checks of a fresh key while Redis is away: each is a counted fallback that does what
-/// `mode` says.
-fn while_away(l: &Limiter, id: PolicyId, mode: OnError, key: &str) {
+/// `mode` says (with `others`, load from other threads, their fallbacks count too).
+fn while_away(l: &Limiter, id: PolicyId, mode: OnError, key: &str, others: bool) {
     let before = fallbacks(l);
     let mut allowed = Vec::new();
     for _ in 0..8 {
@@ -53,11 +53,11 @@ fn while_away(l: &Limiter, id: PolicyId, mode: OnError, key: &str) {
         }
         allowed.push(d.allowed);
     }
-    assert_eq!(
-        fallbacks(l) - before,
-        8,
-        "{mode:?}: every check is a counted fallback"
-    );
+    let counted = fallbacks(l) - before;
+    match others {
+        false => assert_eq!(counted, 8, "{mode:?}: every check is a counted fallback"),
+        true => assert!(counted >= 8, "{mode:?}: every check is a counted fallback"),
+    }
     let want: Vec<bool> = match mode {
         OnError::FailClosed => vec![false; 8],
         OnError::FailOpen => vec![true; 8],
@@ -109,7 +109,7 @@ fn killed_mid_load_and_restarted() {
             })
             .collect();
         server.kill();
-        while_away(&l, id, mode, "during-kill");
+        while_away(&l, id, mode, "during-kill", true);
         server.restart();
         recovers(&l, id);
         stop.store(true, Ordering::Relaxed);
@@ -131,7 +131,7 @@ fn paused_longer_than_the_timeout() {
             .arg(&["PAUSE", "1500", "ALL"][..])
             .query(&mut server.conn(None))
             .unwrap();
-        while_away(&l, id, mode, "during-pause");
+        while_away(&l, id, mode, "during-pause", false);
         recovers(&l, id);
     }
 }
@@ -154,7 +154,7 @@ fn a_wrong_password() {
             .arg(&["KILL", "TYPE", "normal"][..])
             .query(&mut admin)
             .unwrap();
-        while_away(&l, id, mode, "during-auth");
+        while_away(&l, id, mode, "during-auth", false);
         let _: () = redis::cmd("CONFIG")
             .arg(&["SET", "requirepass", "secret"][..])
             .query(&mut admin)
@@ -175,7 +175,7 @@ fn a_full_redis() {
             .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", "1"][..])
             .query(&mut admin)
             .unwrap();
-        while_away(&l, id, mode, "during-oom");
+        while_away(&l, id, mode, "during-oom", false);
         let _: () = redis::cmd("CONFIG")
             .arg(&["SET", "maxmemory", "0"][..])
             .query(&mut admin)
