@@ -114,6 +114,8 @@ STORE_FOREIGN = 302
 STORE_VERSION = 303
 STORE_IO = 304
 STORE_FORKED = 305
+STORE_REDIS = 306
+STORE_UNAVAILABLE = 307
 
 
 class CorsKind(enum.IntEnum):
@@ -328,6 +330,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "portcullis_gate_decide_into_at": (_R, [_H, POINTER(Request), c_uint64, _H]),
     "portcullis_gate_reset": (_R, [_H, _BYTES, c_size_t, c_uint32, _BYTES, c_size_t, _BOOL_P]),
     "portcullis_gate_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
+    "portcullis_gate_may_block": (_R, [_H, _BOOL_P]),
     "portcullis_gate_close": (_R, [_H]),
     "portcullis_gate_free": (None, [_H]),
     # Outcomes
@@ -381,6 +384,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "portcullis_lease_free": (None, [_H]),
     "portcullis_limiter_headers": (_R, [_H, c_uint32, _DEC_P, c_size_t, _H_P]),
     "portcullis_limiter_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
+    "portcullis_limiter_may_block": (_R, [_H, _BOOL_P]),
     "portcullis_limiter_close": (_R, [_H]),
     "portcullis_limiter_free": (None, [_H]),
     # Library
