@@ -183,3 +183,20 @@ fn a_full_redis() {
         recovers(&l, id);
     }
 }
+
+#[test]
+#[ignore = "needs a redis-server: ci/redis.sh"]
+fn scripts_flushed_from_redis_are_loaded_again() {
+    let server = RedisServer::start();
+    let (l, id) = limiter(&server.url(), OnError::FailClosed);
+    assert!(l.check(id, "k", 1).unwrap().allowed);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut server.conn(None))
+        .unwrap();
+    // EVALSHA answers NOSCRIPT; the client loads the script and runs it: no fallback.
+    assert!(l.check(id, "k", 1).unwrap().allowed);
+    assert_eq!(fallbacks(&l), 0);
+    let d = l.peek(id, "k", 1).unwrap();
+    assert_eq!(d.remaining(), 7, "10/h, two spent, one more asked for");
+}

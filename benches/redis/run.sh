@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
-venv=target/python-venv
+venv=target/redis-bench-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q "limits[redis]==5.8.0"
+"$venv/bin/python" -m pip install -q "limits[redis]==5.8.0"
 (cd benches/redis && npm install --no-audit --no-fund --silent)
 
 dir="$(mktemp -d)"

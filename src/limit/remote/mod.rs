@@ -30,21 +30,23 @@ use crate::store::StoreError;
 
 /// The check script of an algorithm: the shared head, the algorithm's step, the shared tail.
 fn check_source(algo: &Algo) -> &'static str {
+    // Each script carries only the helpers its algorithm uses: Redis runs the whole chunk,
+    // closures included, on every call.
     macro_rules! script {
-        ($file:literal) => {
+        ($($file:literal),*) => {
             concat!(
                 include_str!("prelude.lua"),
-                include_str!($file),
+                $(include_str!($file),)*
                 include_str!("epilogue.lua")
             )
         };
     }
     match algo {
         Algo::Gcra(_) => script!("gcra.lua"),
-        Algo::FixedWindow(_) => script!("fixed_window.lua"),
-        Algo::SlidingWindow(_) => script!("sliding_window.lua"),
+        Algo::FixedWindow(_) => script!("windows.lua", "fixed_window.lua"),
+        Algo::SlidingWindow(_) => script!("windows.lua", "sliding_window.lua"),
         Algo::Leaky(_) => script!("leaky.lua"),
-        Algo::Concurrency(_) => script!("concurrency.lua"),
+        Algo::Concurrency(_) => script!("windows.lua", "concurrency.lua"),
     }
 }
 
@@ -394,7 +396,7 @@ fn encode(rule: &Rule, state: u64, now: Nanos) -> String {
     if state == 0 || rule.recovered(state, now) {
         return String::new();
     }
-    let time = |t: u64| format!("{} {}", t / NS_PER_S, t % NS_PER_S);
+    let time = |t: u64| format!("{} {} 0", t / NS_PER_S, t % NS_PER_S);
     if state & BLOCKED != 0 {
         return format!("4 {}", time(state & !BLOCKED));
     }
@@ -403,7 +405,7 @@ fn encode(rule: &Rule, state: u64, now: Nanos) -> String {
         Algo::FixedWindow(f) => {
             let (idx, count) = single::unpack(state);
             let w = now / f.params().0;
-            format!("2 {} {count}", unwrap_index(idx, w, single::IDX_BITS))
+            format!("2 {} {count} 0", unwrap_index(idx, w, single::IDX_BITS))
         }
         Algo::SlidingWindow(_) | Algo::Concurrency(_) => {
             let p = match &rule.algo {
