@@ -719,8 +719,8 @@ portcullis_result portcullis_gate_stats_json(const portcullis_gate *gate,
                                              size_t *out_len);
 
 /*
- Whether a decision may wait on the network (a Redis store: up to its `timeout`, then the
- store's `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+ Whether a decision may wait on the network (on Redis: up to its `timeout`, then
+ `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
  refuse such a gate.
 
  # Safety
@@ -1089,8 +1089,8 @@ portcullis_result portcullis_limiter_stats_json(const portcullis_limiter *limite
                                                 size_t *out_len);
 
 /*
- Whether a check may wait on the network (a Redis store: up to its `timeout`, then the
- store's `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+ Whether a check may wait on the network (on Redis: up to its `timeout`, then
+ `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
  refuse such a limiter.
 
  # Safety

@@ -413,8 +413,8 @@ pub unsafe extern "C" fn portcullis_gate_stats_json(
     })
 }
 
-/// Whether a decision may wait on the network (a Redis store: up to its `timeout`, then the
-/// store's `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+/// Whether a decision may wait on the network (on Redis: up to its `timeout`, then
+/// `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
 /// refuse such a gate.
 ///
 /// # Safety

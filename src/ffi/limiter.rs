@@ -649,8 +649,8 @@ pub unsafe extern "C" fn portcullis_limiter_stats_json(
     })
 }
 
-/// Whether a check may wait on the network (a Redis store: up to its `timeout`, then the
-/// store's `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+/// Whether a check may wait on the network (on Redis: up to its `timeout`, then
+/// `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
 /// refuse such a limiter.
 ///
 /// # Safety

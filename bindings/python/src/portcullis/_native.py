@@ -412,7 +412,8 @@ BLOCKING: FrozenSet[str] = frozenset(
 )
 
 #: Functions that change a key's state, and so wait until it is on disk under a policy with
-#: ``durability = "immediate"``: they release the GIL for the handles of such a config.
+#: ``durability = "immediate"``, or change it on the Redis store (a round trip): they release
+#: the GIL for the handles of such a config. (A peek on Redis holds the GIL for its round trip.)
 DURABLE: FrozenSet[str] = frozenset(
     {
         "portcullis_limiter_check",
@@ -614,8 +615,9 @@ def library_path() -> Path:
 
 
 def immediate_durability(config: Union[bytes, str]) -> bool:
-    """Whether a config text may give a policy ``durability = "immediate"``: its handle's
-    state-changing calls can then wait on the disk and must release the GIL.
+    """Whether a config text may give a policy ``durability = "immediate"``, or names the
+    Redis store (``[store] kind = "redis"``): its handle's state-changing calls can then wait
+    on the disk or the network and must release the GIL.
 
     Read with :mod:`tomllib` (``tomli`` before Python 3.11); without a TOML parser, or for a
     text it cannot parse, any ``immediate`` in the text (or an escape that could spell it)
@@ -634,13 +636,16 @@ def immediate_durability(config: Union[bytes, str]) -> bool:
         except Exception:
             pass
         else:
+            store = doc.get("store", {})
+            if isinstance(store, dict) and store.get("kind") == "redis":
+                return True
             policies = doc.get("policy", [])
             if not isinstance(policies, list):
                 return False  # not a valid config: the library refuses it
             return any(
                 isinstance(p, dict) and p.get("durability") == "immediate" for p in policies
             )
-    return "immediate" in text or "\\u" in text or "\\U" in text
+    return "immediate" in text or "redis" in text or "\\u" in text or "\\U" in text
 
 
 def file_immediate_durability(path: Union[str, "os.PathLike[str]"]) -> bool:
