@@ -193,3 +193,47 @@ fn a_denied_keys_flood_costs_no_round_trips() {
     }
     assert_eq!(evalsha_calls(&server), calls + 10);
 }
+
+#[test]
+#[ignore = "needs a redis-server: ci/redis.sh"]
+fn threads_batched_on_one_connection_stay_exact() {
+    let server = RedisServer::start();
+    let mut o = RedisOptions::new(server.url());
+    o.pool_size = 1;
+    o.timeout = Duration::from_secs(2);
+    o.deny_cache = false;
+    let store = StoreConfig::redis(o).unwrap();
+    let StoreConfig::Redis(redis) = &store else {
+        unreachable!()
+    };
+    let redis = Arc::clone(redis);
+    let limiter = Arc::new(
+        Limiter::builder()
+            .policy(Policy::fixed_window("api", Quota::per_hour(500).unwrap()))
+            .store(store)
+            .build()
+            .unwrap(),
+    );
+    let id = limiter.policy_id("api").unwrap();
+    let start = Arc::new(std::sync::Barrier::new(8));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (l, start) = (Arc::clone(&limiter), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                (0..200)
+                    .filter(|_| l.check(id, "one-key", 1).unwrap().allowed)
+                    .count()
+            })
+        })
+        .collect();
+    let allowed: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    // The window could turn over mid-test only at the top of an hour: then each window's 500.
+    assert!(allowed == 500 || allowed == 1000, "{allowed}");
+    let s = redis.stats();
+    assert_eq!(s.round_trips, 1600);
+    assert!(
+        s.batches < s.round_trips,
+        "8 threads on one connection shared writes: {s:?}"
+    );
+}

@@ -4,13 +4,16 @@
 //! arguments" and reads the reply. What it owns:
 //!
 //! * a small pool of synchronous connections (`pool_size`), each with the per-call timeout on
-//!   its socket, so a call never blocks longer than the timeout (waiting for a free connection
-//!   is bounded by the same timeout);
+//!   its socket, so a call never blocks much longer than the timeout (a call queued behind a
+//!   busy connection waits for at most about three);
+//! * the calls of threads waiting at once are sent together, one write and one read of all
+//!   their replies (`batch.rs`);
 //! * scripts by SHA (`EVALSHA`, loading the script on `NOSCRIPT`, by the client crate);
 //! * the failure state: after a failed call the store is *down* and answers every call at once
 //!   with [`Failure`] (no network) until a backoff has passed (exponential from 50 ms, capped at
 //!   2 s); then one caller probes, and a success brings the store back.
 
+mod batch;
 mod pool;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::store::StoreError;
 
+use batch::{Batcher, Job};
 use pool::Pool;
 
 /// How to reach a Redis server.
@@ -26,7 +30,9 @@ pub struct RedisOptions {
     /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS (needs the crate feature
     /// `redis-tls`).
     pub url: String,
-    /// Connections kept per process (default 16): calls beyond that wait for a free one.
+    /// Connections kept per process (default 4). Calls of threads that find them all busy are
+    /// queued and sent together, in one write, by a thread that holds one: a few connections
+    /// serve many threads, with fewer system calls on both sides than a connection each.
     pub pool_size: usize,
     /// The longest a call (or waiting for a connection) may take (default 50 ms).
     pub timeout: Duration,
@@ -76,7 +82,7 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 16,
+            pool_size: 4,
             timeout: Duration::from_millis(50),
             key_prefix: "portcullis:".into(),
             on_error: OnError::FailClosed,
@@ -188,8 +194,11 @@ pub struct Failure {
 /// What the store has done, for the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RedisStats {
-    /// Round trips made to Redis (script calls and deletes, including failed ones).
+    /// Calls made to Redis (script calls and deletes, including failed ones).
     pub round_trips: u64,
+    /// Writes of one or more script calls together (fewer than the calls when threads' calls
+    /// were sent in one batch).
+    pub batches: u64,
     /// Calls that failed (timeout, connection, authentication, server errors).
     pub failures: u64,
     /// Calls answered at once without the network because the store was backing off.
@@ -208,6 +217,7 @@ pub struct RedisStore {
     options: RedisOptions,
     shown_url: String,
     pool: Pool,
+    batcher: Batcher,
     epoch: Instant,
     /// Nanoseconds since `epoch` until which calls fail at once; 0 when up.
     down_until: AtomicU64,
@@ -270,6 +280,7 @@ impl RedisStore {
         Ok(Self {
             shown_url,
             pool,
+            batcher: Batcher::new(),
             epoch: Instant::now(),
             down_until: AtomicU64::new(0),
             failures_in_row: AtomicU32::new(0),
@@ -314,16 +325,22 @@ impl RedisStore {
         }
     }
 
-    /// Runs `script` on one key with `args` (one round trip; two when Redis had to load it).
+    /// Runs `script` on one key with `args`: one round trip, shared with the calls of other
+    /// threads waiting at the same time (see `batch.rs`); two when Redis had to load the script.
     pub fn eval(&self, script: &Script, key: &[u8], args: &[Arg<'_>]) -> Result<Reply, Failure> {
-        let mut inv = script.script.key(key);
+        let mut cmd = ::redis::cmd("EVALSHA");
+        cmd.arg(script.sha()).arg(1).arg(key);
         for a in args {
             match a {
-                Arg::Int(i) => inv.arg(*i),
-                Arg::Bytes(b) => inv.arg(*b),
+                Arg::Int(i) => cmd.arg(*i),
+                Arg::Bytes(b) => cmd.arg(*b),
             };
         }
-        self.call(|c| inv.invoke::<::redis::Value>(c)).map(convert)
+        let job = Job::new(cmd.get_packed_command(), script.source);
+        let probe = self.gate()?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let result = self.batcher.run(&self.pool, job, self.options.timeout);
+        self.settle(result, probe).map(convert)
     }
 
     /// Deletes a key; returns whether it existed.
@@ -336,6 +353,7 @@ impl RedisStore {
     pub fn stats(&self) -> RedisStats {
         RedisStats {
             round_trips: self.round_trips.load(Ordering::Relaxed),
+            batches: self.batcher.batches(),
             failures: self.failures.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             connects: self.pool.connects(),
@@ -357,27 +375,51 @@ impl RedisStore {
         }
     }
 
+    /// Whether a call may go to Redis now: `Ok(true)` for the one probe after a backoff,
+    /// `Ok(false)` when Redis is up, `Err` (no network) while backing off.
+    fn gate(&self) -> Result<bool, Failure> {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Ok(false);
+        }
+        let now = self.elapsed();
+        if now < until {
+            return Err(self.fail_fast(until, now));
+        }
+        // The backoff is over: one caller probes, the rest keep failing without the network.
+        if self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(self.fail_fast(now, now));
+        }
+        Ok(true)
+    }
+
+    /// Records a call's outcome: a success brings Redis back, a failure starts (or extends) the
+    /// backoff.
+    fn settle<T>(&self, result: Result<T, String>, probe: bool) -> Result<T, Failure> {
+        match result {
+            Ok(v) => {
+                if probe || self.down_until.load(Ordering::Relaxed) != 0 {
+                    self.failures_in_row.store(0, Ordering::Relaxed);
+                    self.down_until.store(0, Ordering::Release);
+                }
+                if probe {
+                    self.probing.store(false, Ordering::Release);
+                }
+                Ok(v)
+            }
+            Err(detail) => Err(self.went_down(detail, probe)),
+        }
+    }
+
     fn call<T>(
         &self,
         op: impl FnOnce(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
     ) -> Result<T, Failure> {
-        let until = self.down_until.load(Ordering::Acquire);
-        let mut probe = false;
-        if until != 0 {
-            let now = self.elapsed();
-            if now < until {
-                return Err(self.fail_fast(until, now));
-            }
-            // The backoff is over: one caller probes, the rest keep failing without the network.
-            if self
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                return Err(self.fail_fast(now, now));
-            }
-            probe = true;
-        }
+        let probe = self.gate()?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = match self.pool.take() {
             Ok(mut conn) => match op(conn.get()) {
@@ -401,25 +443,23 @@ impl RedisStore {
             },
             Err(e) => Err(e),
         };
-        match result {
-            Ok(v) => {
-                if until != 0 || probe {
-                    self.failures_in_row.store(0, Ordering::Relaxed);
-                    self.down_until.store(0, Ordering::Release);
-                }
-                if probe {
-                    self.probing.store(false, Ordering::Release);
-                }
-                Ok(v)
-            }
-            Err(detail) => Err(self.went_down(detail, probe)),
-        }
+        self.settle(result, probe)
     }
 
     #[cold]
     fn went_down(&self, detail: String, probe: bool) -> Failure {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let n = self.failures_in_row.fetch_add(1, Ordering::Relaxed).min(16);
+        // The calls of one failed batch, or of threads failing together, are one failure of
+        // Redis: only a failure while up, or of a probe, lengthens the backoff.
+        let already = self.down_until.load(Ordering::Acquire) > self.elapsed();
+        let n = match already && !probe {
+            true => self
+                .failures_in_row
+                .load(Ordering::Relaxed)
+                .saturating_sub(1),
+            false => self.failures_in_row.fetch_add(1, Ordering::Relaxed),
+        }
+        .min(16);
         let backoff = BACKOFF_FIRST
             .saturating_mul(1u32 << n.min(10))
             .min(BACKOFF_CAP);

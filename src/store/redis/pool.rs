@@ -72,6 +72,21 @@ impl Pool {
         }
     }
 
+    /// An idle connection, or a new one while fewer than `size` are open; `None` when all are
+    /// busy (never waits for one).
+    pub(super) fn try_take(&self) -> Option<Result<Taken, String>> {
+        let mut idle = self.idle.lock();
+        if let Some(c) = idle.conns.pop() {
+            return Some(Ok(Taken(c)));
+        }
+        if idle.open < self.size {
+            idle.open += 1;
+            drop(idle);
+            return Some(self.connect().inspect_err(|_| self.idle.lock().open -= 1));
+        }
+        None
+    }
+
     fn connect(&self) -> Result<Taken, String> {
         self.connects.fetch_add(1, Ordering::Relaxed);
         let c = self
