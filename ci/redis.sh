@@ -2,15 +2,16 @@
 # The Redis store against a real redis-server (Debian's package, installed when missing):
 # starts one on a free port of 127.0.0.1 with no persistence in a temporary folder, exports
 # PORTCULLIS_REDIS_URL, runs the Redis tests (ignored by a plain `cargo test`, which lists them
-# as ignored), and stops the server on exit. Tests that kill, pause or reconfigure Redis start
-# their own servers from the same binary (PORTCULLIS_REDIS_SERVER).
+# as ignored), then the TLS test with the feature redis-tls, and stops the server on exit.
+# Tests that kill, pause or reconfigure Redis start their own servers from the same binary
+# (PORTCULLIS_REDIS_SERVER).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq redis-server >/dev/null
+  apt-get install -y -qq redis-server openssl >/dev/null
   # The package starts a system service; these tests run their own servers.
   (service redis-server stop || systemctl stop redis-server || true) >/dev/null 2>&1
 fi
@@ -38,3 +39,5 @@ echo "redis-server $("$PORTCULLIS_REDIS_SERVER" --version | sed 's/.*v=\([^ ]*\)
 cargo test --release -p portcullis \
   --test redis_model --test redis_hosts --test redis_faults --test redis_open \
   -- --include-ignored
+# rediss:// with the TLS feature (a private CA made with openssl, a TLS-only server).
+cargo test --release -p portcullis --features redis-tls --test redis_tls -- --include-ignored

@@ -35,6 +35,31 @@ impl RedisServer {
         s
     }
 
+    /// A server speaking only TLS on its port, with `dir`'s `server.crt` / `server.key`.
+    pub fn start_tls(dir: &std::path::Path) -> Self {
+        let file = |f: &str| dir.join(f).display().to_string();
+        let port = free_port();
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            extra: vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                file("server.crt"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        };
+        s.restart();
+        s
+    }
+
     /// Starts the server (again) on its port; returns once it accepts connections.
     pub fn restart(&mut self) {
         let bin =
