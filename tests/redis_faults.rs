@@ -200,3 +200,29 @@ fn scripts_flushed_from_redis_are_loaded_again() {
     let d = l.peek(id, "k", 1).unwrap();
     assert_eq!(d.remaining(), 7, "10/h, two spent, one more asked for");
 }
+
+#[test]
+#[ignore = "needs a redis-server: ci/redis.sh"]
+fn a_key_of_another_type_falls_back_alone() {
+    let server = RedisServer::start();
+    let (l, id) = limiter(&server.url(), OnError::FailOpen);
+    assert!(l.check(id, "fine", 1).unwrap().allowed);
+    // Another program wrote a hash where this policy's key goes.
+    let mut admin = server.conn(None);
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*fine}").query(&mut admin).unwrap();
+    let mut bad = keys[0].clone();
+    bad.truncate(bad.len() - "fine}".len());
+    bad.extend_from_slice(b"bad}");
+    let _: i64 = redis::cmd("HSET")
+        .arg(&bad)
+        .arg("a")
+        .arg(1)
+        .query(&mut admin)
+        .unwrap();
+    assert!(l.check(id, "bad", 1).unwrap().allowed, "fail_open answers");
+    assert_eq!(fallbacks(&l), 1);
+    // Redis did not go into backoff: the next key is decided there at once.
+    assert!(l.check(id, "fine", 1).unwrap().allowed);
+    assert_eq!(fallbacks(&l), 1);
+    assert_eq!(l.peek(id, "fine", 1).unwrap().remaining(), 7);
+}

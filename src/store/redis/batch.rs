@@ -13,6 +13,13 @@ use parking_lot::{Condvar, Mutex};
 
 use super::pool::{Pool, Taken};
 
+/// A server's error as it said it: `CODE detail`.
+macro_rules! server_error {
+    ($e:expr) => {
+        format!("{} {}", $e.code(), $e.details().unwrap_or_default())
+    };
+}
+
 /// One queued script call.
 pub(super) struct Job {
     /// The packed `EVALSHA` command.
@@ -173,12 +180,12 @@ impl Batcher {
                     .query::<String>(c)
                     .map_err(|e| e.to_string())?;
                 match c.req_packed_command(&j.packed) {
-                    Ok(::redis::Value::ServerError(e)) => Err(format!("{e:?}")),
+                    Ok(::redis::Value::ServerError(e)) => Err(server_error!(e)),
                     Ok(v) => Ok(v),
                     Err(e) => Err(e.to_string()),
                 }
             }
-            ::redis::Value::ServerError(e) => Err(format!("{e:?}")),
+            ::redis::Value::ServerError(e) => Err(server_error!(e)),
             v => Ok(v),
         }
     }

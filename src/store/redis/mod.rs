@@ -411,6 +411,20 @@ impl RedisStore {
                 }
                 Ok(v)
             }
+            // Redis answered, about this key only (another program wrote a key of another type
+            // under the prefix): this call falls back, Redis stays up for every other key.
+            Err(detail) if detail.starts_with("WRONGTYPE") => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if probe {
+                    self.failures_in_row.store(0, Ordering::Relaxed);
+                    self.down_until.store(0, Ordering::Release);
+                    self.probing.store(false, Ordering::Release);
+                }
+                Err(Failure {
+                    detail,
+                    retry_in: Duration::ZERO,
+                })
+            }
             Err(detail) => Err(self.went_down(detail, probe)),
         }
     }
