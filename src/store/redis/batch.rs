@@ -79,12 +79,12 @@ impl Batcher {
             }
             match pool.try_take() {
                 Some(Ok(conn)) => self.combine(pool, conn, &job),
-                Some(Err(e)) => {
-                    if self.withdraw(&job) {
-                        return Err(e);
-                    }
-                }
-                None => {
+                // No connection could be made; unless a batch already carries this call, that
+                // is its answer.
+                Some(Err(e)) if self.withdraw(&job) => return Err(e),
+                // Every connection is busy (or the call is in a batch): its answer comes from
+                // the thread that sends it, or a connection comes free.
+                _ => {
                     let mut r = job.result.lock();
                     if r.is_none() {
                         job.ready.wait_for(&mut r, timeout);
