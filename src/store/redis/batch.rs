@@ -6,6 +6,7 @@
 //! atomically on the server: this changes no decision, only how many writes, reads and wake-ups
 //! a busy host makes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ pub(super) struct Job {
     source: &'static str,
     result: Mutex<Option<Result<::redis::Value, String>>>,
     ready: Condvar,
+    /// Set when a connection came free for this call while it was queued: its owner takes it
+    /// rather than wait (checked under `result`'s lock, so the wake-up is never lost).
+    kick: AtomicBool,
 }
 
 impl Job {
@@ -37,6 +41,7 @@ impl Job {
             source,
             result: Mutex::new(None),
             ready: Condvar::new(),
+            kick: AtomicBool::new(false),
         })
     }
 
@@ -60,7 +65,7 @@ impl Batcher {
     }
 
     pub(super) fn batches(&self) -> u64 {
-        self.batches.load(std::sync::atomic::Ordering::Relaxed)
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Runs `job` (with whatever else is queued) and returns its reply. Waits at most about
@@ -86,7 +91,7 @@ impl Batcher {
                 // the thread that sends it, or a connection comes free.
                 _ => {
                     let mut r = job.result.lock();
-                    if r.is_none() {
+                    if r.is_none() && !job.kick.swap(false, Ordering::AcqRel) {
                         job.ready.wait_for(&mut r, timeout);
                     }
                     if let Some(r) = r.take() {
@@ -117,8 +122,7 @@ impl Batcher {
         loop {
             let batch = std::mem::take(&mut *self.queue.lock());
             if !batch.is_empty() {
-                self.batches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.batches.fetch_add(1, Ordering::Relaxed);
             }
             if !batch.is_empty() && !Self::send(&mut conn, &batch) {
                 pool.discard(conn);
@@ -130,7 +134,10 @@ impl Batcher {
             }
         }
         // A call queued meanwhile may have found no connection: wake it to take one.
-        if let Some(first) = self.queue.lock().first() {
+        let first = self.queue.lock().first().cloned();
+        if let Some(first) = first {
+            first.kick.store(true, Ordering::Release);
+            let _held = first.result.lock();
             first.ready.notify_one();
         }
     }
