@@ -36,6 +36,14 @@ fn closed_port() -> u16 {
 }
 
 #[test]
+fn local_stores_never_block() {
+    let text = "[[policy]]\nname = \"api\"\nlimit = \"5/h\"\n";
+    let c = Config::parse(text).unwrap();
+    assert!(!c.limiter().unwrap().may_block());
+    assert!(!Gate::new(c).unwrap().may_block());
+}
+
+#[test]
 fn the_config_reads_every_redis_setting() {
     let c = Config::parse(
         "[store]\nkind = \"redis\"\nurl = \"redis://:pw@127.0.0.1:6390/2\"\npool_size = 4\n\
@@ -130,6 +138,9 @@ fn a_gate_runs_on_redis_from_its_config() {
         server.url()
     );
     let gate = Gate::new(Config::parse(&text).unwrap()).unwrap();
+    // A decision may wait on the network: nginx and Node refuse such a gate.
+    assert!(gate.may_block());
+    assert!(Config::parse(&text).unwrap().limiter().unwrap().may_block());
     let req = GateRequest::new("GET", "/").ip("203.0.113.9".parse().unwrap());
     let statuses: Vec<_> = (0..3).map(|_| gate.decide(&req).status_code()).collect();
     assert_eq!(statuses, [None, None, Some(429)]);
