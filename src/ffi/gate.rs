@@ -227,6 +227,8 @@ impl<'a> Fields<'a, portcullis_request> {
                 tier: r.tier.optional("request.tier")?,
                 forwarded_for: r.forwarded_for.optional("request.forwarded_for")?,
                 forwarded: r.forwarded.optional("request.forwarded")?,
+                // A C front end passes the tier it vouches for in `tier`.
+                tier_claim: None,
             })
         }
     }

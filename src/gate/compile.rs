@@ -1,5 +1,6 @@
 //! A config compiled for deciding: policies bound to their limiters, routes to indices.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::stats::Counters;
@@ -67,6 +68,8 @@ pub(super) struct Inner {
     pub(super) keyer: IpKeyer,
     /// Whose forwarding headers name the client.
     pub(super) trusted: TrustedProxies,
+    /// Tiers by principal (`[principals]`).
+    pub(super) principals: HashMap<Box<str>, Box<str>>,
     /// Owns every text the fields above view.
     #[expect(
         dead_code,
@@ -259,6 +262,11 @@ pub(super) fn compile(
     Ok(Inner {
         style: config.header_style,
         trusted: config.trusted_proxies.clone(),
+        principals: config
+            .principals
+            .iter()
+            .map(|(p, t)| (p.as_str().into(), t.as_str().into()))
+            .collect(),
         config,
         policies,
         routes,
@@ -280,6 +288,17 @@ impl Inner {
 
 impl Limit {
     #[inline]
+    /// Every policy the limit may apply.
+    pub(super) fn policies(&self) -> impl Iterator<Item = usize> + '_ {
+        let (fixed, tiers) = match &self.select {
+            Select::Fixed(i) => (Some(*i), None),
+            Select::Tiers { tiers, default } => (Some(*default), Some(tiers)),
+        };
+        fixed
+            .into_iter()
+            .chain(tiers.into_iter().flatten().map(|(_, i)| *i))
+    }
+
     pub(super) fn policy_index(&self, tier: Option<&str>) -> usize {
         match &self.select {
             Select::Fixed(i) => *i,

@@ -71,7 +71,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -86,7 +86,7 @@ use crate::limit::decision::render_with_main;
 use crate::limit::decision::Decision;
 use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
-use crate::store::{SharedStore, SledStore, Store};
+use crate::store::{Durability, SharedStore, SledStore, Store};
 
 mod abuse;
 mod compile;
@@ -167,7 +167,10 @@ impl GateBuilder {
         let abuse = Arc::new(Abuse::restore(store.as_deref())?);
         let inner = compile(self.config, None, &clock, store.as_ref(), shared.as_ref())?;
         static GATES: AtomicU64 = AtomicU64::new(0);
+        let persistent = store.is_some() || shared.is_some();
         Ok(Gate {
+            waits_on_disk: AtomicBool::new(persistent && any_immediate(&inner)),
+            has_tier_header: AtomicBool::new(inner.config.tier_header.is_some()),
             inner: RwLock::new(Arc::new(inner)),
             generation: AtomicU64::new(0),
             id: GATES.fetch_add(1, Ordering::Relaxed),
@@ -185,6 +188,10 @@ pub struct Gate {
     /// Bumped after every reload, so an outcome that kept this gate's config knows whether it
     /// is still the one in force.
     generation: AtomicU64,
+    /// Whether the config names a `tier_header`: front ends ask per request.
+    has_tier_header: AtomicBool,
+    /// Whether some policy has immediate durability over a persistent store.
+    waits_on_disk: AtomicBool,
     /// Tells this gate's configs apart from other gates' in an outcome.
     id: u64,
     clock: TimeSource,
@@ -341,6 +348,7 @@ impl Gate {
             );
             return;
         }
+        let tier = tier_of(inner, req);
         let applied = &mut out.applied;
         let leases = &mut out.leases;
         let mut denied_by = None;
@@ -351,7 +359,7 @@ impl Gate {
                 // `on_missing_key = "skip"`: this limit does not apply.
                 continue;
             }
-            let slot_index = limit.policy_index(req.tier);
+            let slot_index = limit.policy_index(tier);
             let slot = &inner.policies[slot_index];
             let key = key_bytes(
                 buf,
@@ -494,7 +502,12 @@ impl Gate {
                 summary.removed.push(o.name.to_string());
             }
         }
+        let has_tier_header = inner.config.tier_header.is_some();
+        let waits_on_disk = self.waits_on_disk(&inner);
         *self.inner.write() = Arc::new(inner);
+        self.has_tier_header
+            .store(has_tier_header, Ordering::Release);
+        self.waits_on_disk.store(waits_on_disk, Ordering::Release);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(summary)
     }
@@ -505,6 +518,45 @@ impl Gate {
         path: impl AsRef<std::path::Path>,
     ) -> Result<ReloadSummary, GateError> {
         self.reload(Config::load(path)?)
+    }
+
+    /// Whether deciding `req` may wait on the disk: its route has a policy of immediate
+    /// durability over a persistent store. An async front end decides such requests off its
+    /// runtime's threads (the tower layer uses `spawn_blocking`); every other decision is a
+    /// few atomic operations. One atomic load for configs without such a policy.
+    pub fn may_block(&self, req: &GateRequest<'_>) -> bool {
+        if !self.waits_on_disk.load(Ordering::Acquire) {
+            return false;
+        }
+        let inner = self.inner.read();
+        let mut scratch = String::new();
+        let path = path::normalize(req.path, &mut scratch);
+        let Some(route) = inner
+            .routes
+            .iter()
+            .find(|r| r.pattern.matches(req.method, path))
+        else {
+            return false;
+        };
+        route
+            .limits
+            .iter()
+            .chain(route.anonymous.iter().flatten())
+            .any(|l| l.policies().any(|i| inner.policies[i].settings.durability == Durability::Immediate))
+    }
+
+    /// The request header the config names as carrying the tier (`tier_header`, lowercase),
+    /// for front ends to fill [`GateRequest::tier_claim`]; `None` for most configs, at the cost
+    /// of one atomic load.
+    pub fn tier_header(&self) -> Option<String> {
+        if !self.has_tier_header.load(Ordering::Acquire) {
+            return None;
+        }
+        self.inner.read().config.tier_header.clone()
+    }
+
+    fn waits_on_disk(&self, inner: &Inner) -> bool {
+        (self.store.is_some() || self.shared.is_some()) && any_immediate(inner)
     }
 
     /// The config in force.
@@ -541,6 +593,12 @@ impl Gate {
     /// `None` when there is none (see [`crate::config::TrustedProxies::client`]).
     pub fn client_of(&self, req: &GateRequest<'_>) -> Option<IpAddr> {
         client_of(&self.inner.read(), req)
+    }
+
+    /// Whether `peer` is one of the config's `trusted_proxies` (whose forwarding headers are
+    /// believed), e.g. for a reverse proxy deciding which headers to pass on.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.inner.read().trusted.contains(peer.to_canonical())
     }
 
     /// Counters per route and limit, per policy, the most limited keys and the latest denials.
@@ -684,6 +742,30 @@ impl Gate {
     ) -> String {
         key_display(kind, route, ip, principal, self.inner.read().keyer)
     }
+}
+
+fn any_immediate(inner: &Inner) -> bool {
+    inner
+        .policies
+        .iter()
+        .any(|p| p.settings.durability == Durability::Immediate)
+}
+
+/// The request's tier: the application's, a trusted proxy's claim, the principal's listed
+/// tier, in that order (a limit falls back to its default tier).
+fn tier_of<'a>(inner: &'a Inner, req: &GateRequest<'a>) -> Option<&'a str> {
+    if req.tier.is_some() {
+        return req.tier;
+    }
+    if let (Some(claim), Some(peer)) = (req.tier_claim, req.client_ip) {
+        if inner.config.tier_header.is_some() && inner.trusted.contains(peer.to_canonical()) {
+            return Some(claim);
+        }
+    }
+    if inner.principals.is_empty() {
+        return None;
+    }
+    inner.principals.get(req.principal?).map(|t| &**t)
 }
 
 /// The client: the peer, or, from a trusted proxy, the rightmost untrusted hop.
