@@ -47,6 +47,9 @@ bash ci/nginx.sh
 step "Node.js: the N-API addon, Express and Fastify middleware, cluster (npm test)"
 bash ci/node.sh
 
+step "serve under attack: slowloris, pipeliners, a 100 MiB header, smuggling, fd exhaustion"
+bash ci/serve-abuse.sh
+
 step "load: wrk against the demo server"
 bash ci/load.sh
 

@@ -483,7 +483,10 @@ fn check_tier(tier: &str, known: &[&str]) -> Result<(), String> {
     }
     Err(match known.is_empty() {
         true => format!("tier {tier:?}: no route has tiers"),
-        false => format!("tier {tier:?} is not one of the routes' tiers ({})", known.join(", ")),
+        false => format!(
+            "tier {tier:?} is not one of the routes' tiers ({})",
+            known.join(", ")
+        ),
     })
 }
 

@@ -542,7 +542,10 @@ impl Gate {
             .limits
             .iter()
             .chain(route.anonymous.iter().flatten())
-            .any(|l| l.policies().any(|i| inner.policies[i].settings.durability == Durability::Immediate))
+            .any(|l| {
+                l.policies()
+                    .any(|i| inner.policies[i].settings.durability == Durability::Immediate)
+            })
     }
 
     /// The request header the config names as carrying the tier (`tier_header`, lowercase),

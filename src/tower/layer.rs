@@ -77,7 +77,7 @@ impl GateLayer {
     /// The principal is the token of `Authorization: Bearer <token>` (API keys).
     pub fn principal_from_bearer(self) -> Self {
         self.principal(|parts| {
-            let value = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+            let value = super::service::text(parts.headers.get(http::header::AUTHORIZATION)?)?;
             let (scheme, token) = value.trim().split_once(' ')?;
             let token = token.trim();
             (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())

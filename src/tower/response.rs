@@ -61,9 +61,15 @@ fn error_body(outcome: &Outcome) -> serde_json::Value {
             "policy": policy,
             "retry_after": retry_after(),
         }),
-        Reason::Cors { refusal } => json!({ "error": "refused by the CORS policy", "reason": refusal }),
-        Reason::NoClientAddress { .. } => json!({ "error": "no client address to count the request against" }),
-        Reason::StoreError { .. } => json!({ "error": "the rate limiter cannot reach its store", "retry_after": retry_after() }),
+        Reason::Cors { refusal } => {
+            json!({ "error": "refused by the CORS policy", "reason": refusal })
+        }
+        Reason::NoClientAddress { .. } => {
+            json!({ "error": "no client address to count the request against" })
+        }
+        Reason::StoreError { .. } => {
+            json!({ "error": "the rate limiter cannot reach its store", "retry_after": retry_after() })
+        }
         other => json!({ "error": other.to_string() }),
     }
 }

@@ -80,9 +80,7 @@ where
         let facts = Facts::read(&shared, &parts);
         let blocking = {
             let mut joined = Joined::default();
-            shared
-                .gate
-                .may_block(&facts.request(&parts, &mut joined))
+            shared.gate.may_block(&facts.request(&parts, &mut joined))
         };
         let decided = (!blocking).then(|| decide(&shared, &facts, &parts));
 
@@ -144,19 +142,15 @@ impl Facts {
         }
     }
 
-    fn request<'a>(
-        &'a self,
-        parts: &'a Parts,
-        joined: &'a mut Joined,
-    ) -> GateRequest<'a> {
+    fn request<'a>(&'a self, parts: &'a Parts, joined: &'a mut Joined) -> GateRequest<'a> {
         let h = &parts.headers;
-        let one = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let one = |name: &str| h.get(name).and_then(text);
         let mut req = GateRequest::new(parts.method.as_str(), parts.uri.path());
         req.origin = one("origin");
         req.request_method = one("access-control-request-method");
         req.request_headers = one("access-control-request-headers");
-        req.request_private_network =
-            one("access-control-request-private-network").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        req.request_private_network = one("access-control-request-private-network")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         req.client_ip = self.peer;
         req.principal = self.principal.as_deref();
         req.tier = self.tier.as_deref();
@@ -171,19 +165,25 @@ impl Facts {
     }
 }
 
+/// A header value as text: UTF-8 (HTTP allows bytes past ASCII, and clients send UTF-8
+/// tokens); `None` otherwise.
+pub(super) fn text(value: &http::HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
 /// Every value of a header, joined with `,` into `room` when there are several (a proxy
 /// chain may send each hop on its own line); `None` when absent or not text.
 fn all<'a>(headers: &'a HeaderMap, name: &str, room: &'a mut String) -> Option<&'a str> {
     let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
     let mut values = headers.get_all(&name).iter();
-    let first = values.next()?.to_str().ok()?;
+    let first = text(values.next()?)?;
     let Some(second) = values.next() else {
         return Some(first);
     };
     room.push_str(first);
     for v in std::iter::once(second).chain(values) {
         room.push(',');
-        room.push_str(v.to_str().ok()?);
+        room.push_str(text(v)?);
     }
     Some(room)
 }

@@ -97,7 +97,9 @@ impl Admin {
                 }
                 let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                     Ok(b) => b.to_bytes(),
-                    Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"),
+                    Err(_) => {
+                        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large")
+                    }
                 };
                 self.reset(&body)
             }

@@ -24,7 +24,11 @@ pub struct Demo {
 impl Demo {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         if let Some(decided) = req.extensions().get::<Decided>() {
-            for l in decided.limits.iter().filter(|l| !l.shadow && l.decision.allowed) {
+            for l in decided
+                .limits
+                .iter()
+                .filter(|l| !l.shadow && l.decision.allowed)
+            {
                 self.allowed.add(&l.policy, &self.redactor.key(&l.key));
             }
         }

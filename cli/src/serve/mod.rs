@@ -40,10 +40,17 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// The principal of a request: the token of `Authorization: Bearer`.
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = std::str::from_utf8(headers.get(http::header::AUTHORIZATION)?.as_bytes()).ok()?;
     let (scheme, token) = v.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// Whether the request says its length twice (RFC 9112 section 6.1), or more than once.
+fn ambiguous_length(headers: &HeaderMap) -> bool {
+    let te = headers.contains_key(http::header::TRANSFER_ENCODING);
+    let cl = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
+    (te && cl > 0) || cl > 1
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -56,7 +63,11 @@ where
         + Sync
         + 'static,
 {
-    Holding { body, _guard: guard }.boxed()
+    Holding {
+        body,
+        _guard: guard,
+    }
+    .boxed()
 }
 
 pin_project_lite::pin_project! {
@@ -101,6 +112,18 @@ impl Handler for Front {
     type Future = BoxFuture<Response<Body>>;
 
     fn call(&self, mut req: Request<Incoming>, peer: SocketAddr, guard: InFlight) -> Self::Future {
+        if ambiguous_length(req.headers()) {
+            // Request smuggling's signature: refused, and the connection closes after.
+            let mut r = app::json(
+                http::StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "both Content-Length and Transfer-Encoding" }),
+            );
+            r.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            return Box::pin(async move { r.map(|body| holding(body, guard)) });
+        }
         req.extensions_mut().insert(peer);
         let mut service = self.service.clone();
         Box::pin(async move {

@@ -25,8 +25,10 @@ pub struct Proxy {
 }
 
 /// Headers of one hop, never forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
+    // Framing is the client's to choose again from the body.
+    "transfer-encoding",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
@@ -92,7 +94,12 @@ impl Proxy {
             .build()
         {
             Ok(uri) => uri,
-            Err(_) => return json(StatusCode::BAD_REQUEST, json!({ "error": "bad request target" })),
+            Err(_) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "bad request target" }),
+                )
+            }
         };
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
@@ -193,4 +200,3 @@ fn too_large(max: u64) -> Response<Body> {
         json!({ "error": format!("the request body is larger than {max} bytes") }),
     )
 }
-
