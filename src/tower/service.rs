@@ -36,9 +36,11 @@ impl<S> GateService<S> {
     }
 }
 
+type Answer<B, E> = Result<Response<GateBody<B>>, E>;
+
 /// The response future of [`GateService`].
 pub struct ResponseFuture<B, E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<GateBody<B>>, E>> + Send>>,
+    inner: Pin<Box<dyn Future<Output = Answer<B, E>> + Send>>,
 }
 
 impl<B, E> Future for ResponseFuture<B, E> {

@@ -37,7 +37,7 @@ pub fn full(text: impl Into<Bytes>) -> Body {
 
 enum Kind {
     Demo(Demo),
-    Proxy(Proxy),
+    Proxy(Box<Proxy>),
 }
 
 /// The service the gate layer wraps. Cheap to clone.
@@ -57,7 +57,7 @@ impl App {
 
     pub fn proxy(proxy: Proxy, request_timeout: Duration) -> Self {
         Self {
-            kind: Arc::new(Kind::Proxy(proxy)),
+            kind: Arc::new(Kind::Proxy(Box::new(proxy))),
             request_timeout,
         }
     }
