@@ -8,15 +8,56 @@ use serde_json::json;
 use super::body::GateBody;
 use crate::gate::{Action, Outcome, Reason};
 
+/// The names the gate sends, ready made (a name parsed per response would be allocated).
+fn known(name: &str) -> Option<HeaderName> {
+    use http::header;
+    const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    Some(match name {
+        "X-RateLimit-Limit" => LIMIT,
+        "X-RateLimit-Remaining" => REMAINING,
+        "X-RateLimit-Reset" => RESET,
+        "RateLimit-Policy" => POLICY,
+        "RateLimit" => RATELIMIT,
+        "Retry-After" => header::RETRY_AFTER,
+        "Vary" => header::VARY,
+        "Access-Control-Allow-Origin" => header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        "Access-Control-Allow-Credentials" => header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        "Access-Control-Allow-Methods" => header::ACCESS_CONTROL_ALLOW_METHODS,
+        "Access-Control-Allow-Headers" => header::ACCESS_CONTROL_ALLOW_HEADERS,
+        "Access-Control-Expose-Headers" => header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        "Access-Control-Max-Age" => header::ACCESS_CONTROL_MAX_AGE,
+        _ => return None,
+    })
+}
+
 /// Copies the outcome's headers into `headers`. `Vary` is added to the service's own; every
 /// other header replaces a value of the same name (the gate is the authority on its limits and
 /// CORS). A header the outcome could not render as a header value is left out.
 pub(super) fn add_headers(outcome: &Outcome, headers: &mut HeaderMap) {
-    for (name, value) in outcome.headers() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
+    // Every value in one allocation, each header a view of it.
+    let mut text = String::with_capacity(256);
+    let mut spans = [(0usize, 0usize); 16];
+    let count = outcome.headers().len().min(spans.len());
+    for (span, (_, value)) in spans.iter_mut().zip(outcome.headers()) {
+        let start = text.len();
+        text.push_str(value);
+        *span = (start, text.len());
+    }
+    let text = Bytes::from(text);
+    for (i, (name, value)) in outcome.headers().enumerate() {
+        let value = match spans.get(i).filter(|_| i < count) {
+            Some(&(start, end)) => HeaderValue::from_maybe_shared(text.slice(start..end)),
+            None => HeaderValue::from_str(value),
+        };
+        let name = match known(name) {
+            Some(n) => Ok(n),
+            None => HeaderName::from_bytes(name.as_bytes()),
+        };
+        let (Ok(name), Ok(value)) = (name, value) else {
             continue;
         };
         if name == VARY {
@@ -29,7 +70,8 @@ pub(super) fn add_headers(outcome: &Outcome, headers: &mut HeaderMap) {
 
 /// The gate's own answer for an outcome with a status: an empty 204 to a preflight, a JSON
 /// body saying why to a refusal or a limit.
-pub(super) fn answer<B>(outcome: &Outcome, status: u16) -> Response<GateBody<B>> {
+pub(super) fn answer<B>(outcome: &Outcome) -> Response<GateBody<B>> {
+    let status = outcome.status_code().unwrap_or(500);
     let body = match outcome.action() {
         Action::Preflight => Bytes::new(),
         _ => Bytes::from(error_body(outcome).to_string()),

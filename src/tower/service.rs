@@ -9,13 +9,14 @@ use std::task::{Context, Poll};
 use http::header::{HeaderMap, HeaderName};
 use http::request::Parts;
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::GateBody;
 use super::decided::Decided;
 use super::layer::Shared;
 use super::response::{add_headers, answer, unavailable};
-use crate::gate::{GateRequest, Outcome};
+use crate::gate::{GateRequest, Leases, Outcome};
 
 /// The gate in front of `S` (made by [`super::GateLayer`]).
 #[derive(Clone)]
@@ -38,23 +39,64 @@ impl<S> GateService<S> {
 
 type Answer<B, E> = Result<Response<GateBody<B>>, E>;
 
-/// The response future of [`GateService`].
-pub struct ResponseFuture<B, E> {
-    inner: Pin<Box<dyn Future<Output = Answer<B, E>> + Send>>,
-}
-
-impl<B, E> Future for ResponseFuture<B, E> {
-    type Output = Result<Response<GateBody<B>>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+pin_project! {
+    /// The response future of [`GateService`].
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
     }
 }
 
-impl<B, E> std::fmt::Debug for ResponseFuture<B, E> {
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        // Decided at once and passed: the inner service's future, then the gate's headers.
+        Inner { #[pin] future: F, outcome: Option<Outcome> },
+        // The gate's own answer.
+        Answer { response: Option<Response<GateBody<B>>> },
+        // A shaped request, or one decided off the runtime.
+        Waiting { future: Pin<Box<dyn Future<Output = Answer<B, E>> + Send>> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Answer<B, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future, outcome } => {
+                let response = std::task::ready!(future.poll(cx))?;
+                Poll::Ready(Ok(finish(response, outcome.take())))
+            }
+            KindProj::Answer { response } => match response.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Ready(Ok(unavailable())),
+            },
+            KindProj::Waiting { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
+}
+
+/// The inner service's response with the gate's headers, holding the request's leases.
+fn finish<B>(response: Response<B>, outcome: Option<Outcome>) -> Response<GateBody<B>> {
+    let (mut head, body) = response.into_parts();
+    let leases = match outcome {
+        Some(mut outcome) => {
+            add_headers(&outcome, &mut head.headers);
+            outcome.take_leases()
+        }
+        None => Leases::default(),
+    };
+    Response::from_parts(head, GateBody::inner(body, leases))
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GateService<S>
@@ -67,56 +109,89 @@ where
 {
     type Response = Response<GateBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // The clone that was not polled ready stays here; the ready one serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        let (parts, body) = req.into_parts();
-        let facts = Facts::read(&shared, &parts);
-        let blocking = {
+        let shared = &self.shared;
+        let (mut parts, body) = req.into_parts();
+        let facts = Facts::read(shared, &parts);
+        let decided = {
             let mut joined = Joined::default();
-            shared.gate.may_block(&facts.request(&parts, &mut joined))
+            let req = facts.request(&parts, &mut joined);
+            // Most decisions are a few atomic operations: made here, without a task.
+            (!shared.gate.may_block(&req)).then(|| shared.gate.decide(&req))
         };
-        let decided = (!blocking).then(|| decide(&shared, &facts, &parts));
-
-        ResponseFuture {
-            inner: Box::pin(async move {
-                let (mut parts, facts, outcome) = match decided {
-                    Some(outcome) => (parts, facts, outcome),
-                    None => match decide_off_runtime(shared.clone(), facts, parts).await {
-                        Some(decided) => decided,
-                        None => return Ok(unavailable()),
-                    },
-                };
-                if let Some(status) = outcome.status_code() {
-                    return Ok(answer(&outcome, status));
+        let kind = match decided {
+            Some(outcome) if outcome.status_code().is_some() => Kind::Answer {
+                response: Some(answer(&outcome)),
+            },
+            Some(outcome) if outcome.delay().is_zero() => {
+                expose(shared, &facts, &mut parts, &outcome);
+                // The inner service was polled ready: it serves this request now.
+                let future = self.inner.call(Request::from_parts(parts, body));
+                Kind::Inner {
+                    future,
+                    outcome: Some(outcome),
                 }
-                if !outcome.delay().is_zero() {
-                    // Shaping: the request waits its turn without holding a thread.
-                    tokio::time::sleep(outcome.delay()).await;
+            }
+            decided => {
+                // The clone that was not polled ready stays here; the ready one waits with
+                // the request.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                Kind::Waiting {
+                    future: Box::pin(wait(inner, shared.clone(), facts, parts, body, decided)),
                 }
-                let mut outcome = outcome;
-                if shared.expose {
-                    let mut joined = Joined::default();
-                    let decided =
-                        Decided::of(&shared.gate, &facts.request(&parts, &mut joined), &outcome);
-                    parts.extensions.insert(decided);
-                }
-                let response = inner.call(Request::from_parts(parts, body)).await?;
-                let leases = outcome.take_leases();
-                let (mut head, body) = response.into_parts();
-                add_headers(&outcome, &mut head.headers);
-                Ok(Response::from_parts(head, GateBody::inner(body, leases)))
-            }),
-        }
+            }
+        };
+        ResponseFuture { kind }
     }
+}
+
+/// Hands the inner service the decisions, when the layer was asked to.
+fn expose(shared: &Shared, facts: &Facts, parts: &mut Parts, outcome: &Outcome) {
+    if shared.expose {
+        let mut joined = Joined::default();
+        let decided = Decided::of(&shared.gate, &facts.request(parts, &mut joined), outcome);
+        parts.extensions.insert(decided);
+    }
+}
+
+/// The slow path: a decision off the runtime, a shaping delay, then the inner service.
+async fn wait<S, ReqBody, ResBody>(
+    mut inner: S,
+    shared: Arc<Shared>,
+    facts: Facts,
+    parts: Parts,
+    body: ReqBody,
+    decided: Option<Outcome>,
+) -> Answer<ResBody, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+{
+    let (mut parts, facts, outcome) = match decided {
+        Some(outcome) => (parts, facts, outcome),
+        None => match decide_off_runtime(shared.clone(), facts, parts).await {
+            Some(decided) => decided,
+            None => return Ok(unavailable()),
+        },
+    };
+    if outcome.status_code().is_some() {
+        return Ok(answer(&outcome));
+    }
+    if !outcome.delay().is_zero() {
+        // Shaping: the request waits its turn without holding a thread.
+        tokio::time::sleep(outcome.delay()).await;
+    }
+    expose(&shared, &facts, &mut parts, &outcome);
+    let response = inner.call(Request::from_parts(parts, body)).await?;
+    Ok(finish(response, Some(outcome)))
 }
 
 /// What the layer's extractors say of a request, owned so it can move to a blocking thread.
@@ -145,13 +220,18 @@ impl Facts {
     }
 
     fn request<'a>(&'a self, parts: &'a Parts, joined: &'a mut Joined) -> GateRequest<'a> {
+        use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+        const PRIVATE_NETWORK: HeaderName =
+            HeaderName::from_static("access-control-request-private-network");
+        const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
         let h = &parts.headers;
-        let one = |name: &str| h.get(name).and_then(text);
         let mut req = GateRequest::new(parts.method.as_str(), parts.uri.path());
-        req.origin = one("origin");
-        req.request_method = one("access-control-request-method");
-        req.request_headers = one("access-control-request-headers");
-        req.request_private_network = one("access-control-request-private-network")
+        req.origin = h.get(ORIGIN).and_then(text);
+        req.request_method = h.get(ACCESS_CONTROL_REQUEST_METHOD).and_then(text);
+        req.request_headers = h.get(ACCESS_CONTROL_REQUEST_HEADERS).and_then(text);
+        req.request_private_network = h
+            .get(PRIVATE_NETWORK)
+            .and_then(text)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         req.client_ip = self.peer;
         req.principal = self.principal.as_deref();
@@ -160,9 +240,13 @@ impl Facts {
             forwarded_for,
             forwarded,
         } = joined;
-        req.forwarded_for = all(h, "x-forwarded-for", forwarded_for);
-        req.forwarded = all(h, "forwarded", forwarded);
-        req.tier_claim = self.tier_header.as_deref().and_then(one);
+        req.forwarded_for = all(h, FORWARDED_FOR, forwarded_for);
+        req.forwarded = all(h, http::header::FORWARDED, forwarded);
+        req.tier_claim = self
+            .tier_header
+            .as_deref()
+            .and_then(|name| h.get(name))
+            .and_then(text);
         req
     }
 }
@@ -175,8 +259,7 @@ pub(super) fn text(value: &http::HeaderValue) -> Option<&str> {
 
 /// Every value of a header, joined with `,` into `room` when there are several (a proxy
 /// chain may send each hop on its own line); `None` when absent or not text.
-fn all<'a>(headers: &'a HeaderMap, name: &str, room: &'a mut String) -> Option<&'a str> {
-    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+fn all<'a>(headers: &'a HeaderMap, name: HeaderName, room: &'a mut String) -> Option<&'a str> {
     let mut values = headers.get_all(&name).iter();
     let first = text(values.next()?)?;
     let Some(second) = values.next() else {
