@@ -76,6 +76,8 @@ where
     start.elapsed().as_nanos() as f64 / f64::from(n)
 }
 
+// Three opaque service types, named once here.
+#[allow(clippy::type_complexity)]
 fn stacks() -> (
     impl Service<Request<Full<Bytes>>, Response = Response<Body>, Error = Infallible> + Clone,
     impl Service<
