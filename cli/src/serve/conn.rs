@@ -355,7 +355,8 @@ pub async fn serve<H: Handler>(
         .timer(TokioTimer::new())
         .header_read_timeout(registry.limits.header_timeout)
         .max_buf_size(registry.limits.max_header_bytes.max(8192))
-        .keep_alive(true);
+        .keep_alive(true)
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())
