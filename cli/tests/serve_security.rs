@@ -278,3 +278,17 @@ fn upstream_gets_what_the_gate_allows_with_honest_forwarding_headers() {
     assert_eq!(code, 413);
     assert_eq!(seen.load(Ordering::SeqCst), reached);
 }
+
+#[test]
+fn http2_is_served_with_the_same_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addrs) = start(&dir.path().join("data"), &[], 1);
+    let url = format!("http://{}/api/x", addrs[0]);
+    let out = Command::new("curl")
+        .args(["-si", "--http2-prior-knowledge", "-H", "Authorization: Bearer h2", &url])
+        .output()
+        .expect("this test speaks HTTP/2 through curl: install curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(text.contains("x-ratelimit-remaining: 19"), "{text}");
+}
