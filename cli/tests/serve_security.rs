@@ -285,7 +285,13 @@ fn http2_is_served_with_the_same_gate() {
     let (_server, addrs) = start(&dir.path().join("data"), &[], 1);
     let url = format!("http://{}/api/x", addrs[0]);
     let out = Command::new("curl")
-        .args(["-si", "--http2-prior-knowledge", "-H", "Authorization: Bearer h2", &url])
+        .args([
+            "-si",
+            "--http2-prior-knowledge",
+            "-H",
+            "Authorization: Bearer h2",
+            &url,
+        ])
         .output()
         .expect("this test speaks HTTP/2 through curl: install curl");
     let text = String::from_utf8_lossy(&out.stdout);

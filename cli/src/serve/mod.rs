@@ -104,6 +104,7 @@ impl<B: hyper::body::Body, G> hyper::body::Body for Holding<B, G> {
 #[derive(Clone)]
 struct Front {
     service: GateService<App>,
+    max_body: u64,
 }
 
 impl Handler for Front {
@@ -121,6 +122,18 @@ impl Handler for Front {
             r.headers_mut().insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
+            );
+            return Box::pin(async move { r.map(|body| holding(body, guard)) });
+        }
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body) {
+            let r = app::json(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({ "error": format!("the request body is larger than {} bytes", self.max_body) }),
             );
             return Box::pin(async move { r.map(|body| holding(body, guard)) });
         }
@@ -229,6 +242,7 @@ async fn serve(args: ServeArgs, gate: Arc<Gate>, token: Option<Vec<u8>>) -> Resu
         .expose_decisions();
     let front = Front {
         service: layer.layer(app),
+        max_body: args.max_body_bytes,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let registry = Registry::new(limits);
