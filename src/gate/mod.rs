@@ -524,7 +524,7 @@ impl Gate {
     /// durability over a persistent store. An async front end decides such requests off its
     /// runtime's threads (the tower layer uses `spawn_blocking`); every other decision is a
     /// few atomic operations. One atomic load for configs without such a policy.
-    pub fn may_block(&self, req: &GateRequest<'_>) -> bool {
+    pub fn may_wait(&self, req: &GateRequest<'_>) -> bool {
         if !self.waits_on_disk.load(Ordering::Acquire) {
             return false;
         }

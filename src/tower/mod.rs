@@ -34,7 +34,7 @@
 //!   JSON body) itself, without calling the inner service;
 //! - delays a shaped request with `tokio::time::sleep`, never blocking a runtime thread, and
 //!   decides off the runtime (`spawn_blocking`) only a request whose route has a policy of
-//!   immediate durability ([`Gate::may_block`](crate::Gate::may_block));
+//!   immediate durability ([`Gate::may_wait`](crate::Gate::may_wait));
 //! - adds the gate's headers (rate limits, CORS) to every response of the inner service,
 //!   errors included;
 //! - holds the request's concurrency leases until the response body has been sent or dropped.

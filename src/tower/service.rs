@@ -123,7 +123,7 @@ where
             let mut joined = Joined::default();
             let req = facts.request(&parts, &mut joined);
             // Most decisions are a few atomic operations: made here, without a task.
-            (!shared.gate.may_block(&req)).then(|| shared.gate.decide(&req))
+            (!shared.gate.may_wait(&req)).then(|| shared.gate.decide(&req))
         };
         let kind = match decided {
             Some(outcome) if outcome.status_code().is_some() => Kind::Answer {

@@ -365,10 +365,10 @@ async fn immediate_durability_is_decided_off_the_runtime() {
     );
     let app = start(&config).await;
     let probe = portcullis::GateRequest::new("GET", "/hello");
-    assert!(app.gate.may_block(&probe));
+    assert!(app.gate.may_wait(&probe));
     assert!(!app
         .gate
-        .may_block(&portcullis::GateRequest::new("GET", "/shaped")));
+        .may_wait(&portcullis::GateRequest::new("GET", "/shaped")));
     for left in ["2", "1", "0"] {
         let r = send(app.addr, req("/hello", &[("authorization", "Bearer k")])).await;
         assert_eq!(header(&r, "x-ratelimit-remaining"), Some(left));
