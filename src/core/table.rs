@@ -34,6 +34,7 @@
 
 use crate::core::clock::Nanos;
 use crate::core::keyhash;
+use crate::core::stats::StripedCounter;
 use std::ptr::NonNull;
 
 use crate::core::sync::{spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
@@ -252,6 +253,10 @@ pub struct Table {
     evictions: AtomicU64,
     /// Evictions of keys that were being denied: the table is too small for its traffic.
     limited_evictions: AtomicU64,
+    /// New keys placed. Striped: a flood of new keys places from every thread at once.
+    placed: StripedCounter,
+    /// Of those, keys put back from a store at open, which are not new.
+    restored: AtomicU64,
     /// One bit per page of slots written since the last [`Table::take_dirty_pages`]; present
     /// only when a store persists the table.
     dirty: Option<Box<[AtomicU64]>>,
@@ -400,6 +405,8 @@ impl Table {
             k1,
             evictions: AtomicU64::new(0),
             limited_evictions: AtomicU64::new(0),
+            placed: StripedCounter::new(),
+            restored: AtomicU64::new(0),
             dirty: None,
         }
     }
@@ -509,6 +516,13 @@ impl Table {
     /// Keys evicted while live because every candidate slot was taken.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// New keys placed (over an empty, recovered or evicted slot) by this process.
+    pub fn placed(&self) -> u64 {
+        self.placed
+            .get()
+            .saturating_sub(self.restored.load(Ordering::Relaxed))
     }
 
     /// Of [`Table::evictions`], keys that were being denied (limited or blocked): every
@@ -686,7 +700,11 @@ impl Table {
             return false;
         }
         let f = self.fingerprint_of(fp);
-        self.update(&f, now, reclaim, |_| (state, ())).wrote
+        let up = self.update(&f, now, reclaim, |_| (state, ()));
+        if up.placed {
+            self.restored.fetch_add(1, Ordering::Relaxed);
+        }
+        up.wrote
     }
 
     #[inline(never)]
@@ -750,6 +768,7 @@ impl Table {
                 return Placed::Raced;
             }
             self.mark_dirty(slot.index);
+            self.placed.add(1);
             return Placed::Done;
         }
     }

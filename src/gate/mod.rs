@@ -69,29 +69,31 @@
 //! limiter, so their counters carry over; new or changed policies start fresh. An invalid config
 //! never reaches the gate: [`Config`] refuses it first.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::{Config, KeyKind, MissingKey, StoreKind};
 use crate::core::clock::Clock;
 use crate::core::clock::TimeSource;
-use crate::core::stats::PolicyStats;
+use crate::core::stats::{Outcome as CountedAs, PolicyStats};
 use crate::cors::{CorsRequest, RequestKind};
 use crate::limit::decision::render_with_main;
 use crate::limit::decision::Decision;
 use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
-use crate::store::{SharedStore, SledStore, Store};
+use crate::store::{Board, SharedStore, SledStore, Store};
 
 mod abuse;
 mod compile;
 mod headers;
 mod keys;
+mod metrics;
 mod outcome;
 mod path;
 mod stats;
@@ -106,6 +108,7 @@ use stats::millis;
 pub use crate::config::RoutePattern;
 pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
 pub use keys::{describe_key, limiter_key};
+pub use metrics::MetricsFormat;
 pub use outcome::{Action, Applied, GateRequest, Leases, Outcome, Reason};
 pub use stats::{GateStats, KeyState, LimitStats, PolicyStatsView};
 
@@ -167,6 +170,10 @@ impl GateBuilder {
         let abuse = Arc::new(Abuse::restore(store.as_deref())?);
         let inner = compile(self.config, None, &clock, store.as_ref(), shared.as_ref())?;
         static GATES: AtomicU64 = AtomicU64::new(0);
+        // Processes sharing the store publish their counters on its board; a store whose
+        // board is full (every slot held by a live process) still works, with this
+        // process's counters only (`portcullis_metrics_host_wide` says 0).
+        let board = shared.as_ref().and_then(|s| Board::open(s.path()).ok());
         Ok(Gate {
             inner: RwLock::new(Arc::new(inner)),
             generation: AtomicU64::new(0),
@@ -174,7 +181,11 @@ impl GateBuilder {
             clock,
             abuse,
             store,
+            next_publish: AtomicU64::new(if board.is_some() { 0 } else { u64::MAX }),
+            board: Mutex::new(board.map(|b| (crate::core::fork::generation(), b))),
             shared,
+            retired: Mutex::default(),
+            last_values: Mutex::default(),
         })
     }
 }
@@ -193,7 +204,20 @@ pub struct Gate {
     store: Option<Arc<dyn Store>>,
     /// The shared store, when the config names one: new and changed policies get its tables.
     shared: Option<Arc<SharedStore>>,
+    /// This process's slot on the shared store's board, with the fork generation that
+    /// opened it (a child opens its own).
+    board: Mutex<Option<(u64, Board)>>,
+    /// When a decision next publishes this process's counters to the board (gate clock, ns;
+    /// never without a board).
+    next_publish: AtomicU64,
+    /// Counts of limits and policies that reloads dropped or restarted, by series.
+    retired: Mutex<HashMap<u64, u64>>,
+    /// The last value reported of each counter series, so none ever goes down.
+    last_values: Mutex<HashMap<u64, u64>>,
 }
+
+/// How often a decision publishes this process's counters to the shared store's board.
+const PUBLISH_EVERY_NS: u64 = 1_000_000_000;
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,6 +236,8 @@ impl Drop for Gate {
         if let Some(store) = &self.store {
             let _ = self.abuse.save(store.as_ref(), self.clock.now());
         }
+        // The last counts reach the board: the host's counters keep them once we are gone.
+        self.publish_metrics();
     }
 }
 
@@ -273,6 +299,74 @@ impl Gate {
         };
         self.decide_in(&config.inner, req, now, out);
         out.config = Some(config);
+        // One load and compare unless a shared store's board is due a publish.
+        if now >= self.next_publish.load(Ordering::Relaxed) {
+            self.publish_due(now);
+        }
+    }
+
+    /// Publishes this process's counters to the board from a decision, once a second: one
+    /// caller wins, the others never wait.
+    #[cold]
+    #[inline(never)]
+    fn publish_due(&self, now: u64) {
+        let due = self.next_publish.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_publish
+                .compare_exchange(
+                    due,
+                    now.saturating_add(PUBLISH_EVERY_NS),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        if let Some(mut board) = self.board.try_lock() {
+            self.publish_into(&mut board);
+        }
+    }
+
+    /// Copies this process's counters to the shared store's board now (a no-op without a
+    /// shared store). Decisions do it at most once a second and a scrape does it first; a
+    /// server whose workers may sit idle calls this from a timer, so that their last counts
+    /// reach the host's sums without waiting for their next request.
+    pub fn publish_metrics(&self) {
+        let mut board = self.board.lock();
+        self.publish_into(&mut board);
+    }
+
+    fn publish_into(&self, board: &mut Option<(u64, Board)>) -> Option<HashMap<u64, u64>> {
+        let inner = self.inner.read().clone();
+        let values = self.monotonic(&self.counters(&inner));
+        let b = self.own_board(board)?;
+        b.publish(values.iter().map(|(k, v)| (*k, *v)));
+        Some(values)
+    }
+
+    /// The board slot of this process: after a `fork()` the child claims its own, since the
+    /// parent's slot (and its lock) stays the parent's.
+    fn own_board<'a>(&self, board: &'a mut Option<(u64, Board)>) -> Option<&'a Board> {
+        let generation = crate::core::fork::generation();
+        if board.as_ref().is_some_and(|(g, _)| *g != generation) {
+            let reopened = self
+                .shared
+                .as_ref()
+                .and_then(|s| Board::open(s.path()).ok());
+            *board = reopened.map(|b| (generation, b));
+        }
+        board.as_ref().map(|(_, b)| b)
+    }
+
+    /// Publishes `values` (this process's counters) and returns the board's sums and the
+    /// processes publishing, or `None` without a board.
+    fn publish_values(&self, values: &HashMap<u64, u64>) -> Option<(HashMap<u64, u64>, usize)> {
+        let mut board = self.board.lock();
+        let b = self.own_board(&mut board)?;
+        b.publish(values.iter().map(|(k, v)| (*k, *v)));
+        Some((b.sums(), b.processes()))
     }
 
     fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>, now: u64, out: &mut Outcome) {
@@ -293,6 +387,9 @@ impl Gate {
             let kind = cors.decide_into(&creq, &mut sink);
             if let Some(refusal) = sink.refusal {
                 self.abuse.cors_refused.0.add(1);
+                self.abuse
+                    .refusals
+                    .add(refusal.code(), kind == RequestKind::Preflight);
                 out.answer(
                     Action::Forbidden,
                     Reason::Cors {
@@ -332,6 +429,7 @@ impl Gate {
             && route.on_missing_key == MissingKey::Deny
             && limits.iter().any(|l| by_address(l.key))
         {
+            self.abuse.no_client.0.add(1);
             out.route = Some(route.text);
             out.answer(
                 Action::Limited,
@@ -351,7 +449,7 @@ impl Gate {
                 // `on_missing_key = "skip"`: this limit does not apply.
                 continue;
             }
-            let slot_index = limit.policy_index(req.tier);
+            let (slot_index, counter_index) = limit.policy_index(req.tier);
             let slot = &inner.policies[slot_index];
             let key = key_bytes(
                 buf,
@@ -373,12 +471,16 @@ impl Gate {
             let Some(Applied { decision, .. }) = applied.last_mut() else {
                 continue;
             };
+            let mut failed = false;
             if slot.concurrency {
-                if let Ok((d, lease)) = slot.limiter.acquire_at(slot.id, key, 1, now) {
-                    *decision = d;
-                    if let Some(lease) = lease {
-                        leases.0.push((slot.limiter.clone(), lease));
+                match slot.limiter.acquire_at(slot.id, key, 1, now) {
+                    Ok((d, lease)) => {
+                        *decision = d;
+                        if let Some(lease) = lease {
+                            leases.0.push((slot.limiter.clone(), lease));
+                        }
                     }
+                    Err(_) => failed = true,
                 }
             } else {
                 // Written where the outcome keeps it; on an error the decision stays the
@@ -388,12 +490,22 @@ impl Gate {
                     .check_settled_into(slot.id, key, 1, now, decision)
                 {
                     store_error = Some(e.to_string());
+                    failed = true;
                 }
             }
-            limit.counters.0.record(
-                decision.allowed,
-                decision.allowed && !decision.delay().is_zero(),
-            );
+            let outcome = match (decision.allowed, failed, limit.shadow) {
+                (true, _, _) => CountedAs::Allowed,
+                (false, true, _) => CountedAs::Error,
+                (false, false, true) => CountedAs::ShadowLimited,
+                // Denials only: a lockout is told apart by reading the key's slot again.
+                (false, false, false) => match slot.limiter.is_blocked_at(slot.id, key, now) {
+                    true => CountedAs::Blocked,
+                    false => CountedAs::Limited,
+                },
+            };
+            if let Some(counts) = limit.counters.0.get(counter_index) {
+                counts.record(outcome, decision.allowed && !decision.delay().is_zero());
+            }
             if !decision.allowed && !limit.shadow {
                 // Indices of `applied` (skipped limits have no entry) and of `limits`.
                 denied_by = Some((applied.len() - 1, i));
@@ -494,6 +606,8 @@ impl Gate {
                 summary.removed.push(o.name.to_string());
             }
         }
+        // Counters the new config drops or restarts keep counting in the metrics.
+        self.retire_counters(&old, &inner);
         *self.inner.write() = Arc::new(inner);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(summary)
@@ -559,7 +673,7 @@ impl Gate {
                             .collect::<Vec<_>>()
                             .join(","),
                     };
-                    let totals = l.counters.0.get();
+                    let totals = l.counters.totals();
                     limits.push(LimitStats {
                         route: r.text.to_string(),
                         policy,
@@ -594,6 +708,7 @@ impl Gate {
                     live_keys: s.live_keys,
                     evictions: s.evictions,
                     limited_evictions: s.limited_evictions,
+                    placed: s.placed,
                     capacity: s.capacity,
                 });
             }
@@ -651,6 +766,7 @@ impl Gate {
     /// Writes every counter and the log of recent denials to the store and makes them durable
     /// (nothing to do in memory).
     pub fn close(&self) -> Result<(), Error> {
+        self.publish_metrics();
         if let Some(store) = &self.store {
             self.abuse.save(store.as_ref(), self.clock.now())?;
         }

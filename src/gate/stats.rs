@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::abuse::{Denial, Offender};
-use crate::core::stats::DecisionCounts;
+use crate::core::stats::{OutcomeCounts, OutcomeTotals};
 
 /// Counters of one limit of one route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,14 +97,28 @@ pub struct PolicyStatsView {
     pub evictions: u64,
     /// Of those, keys that were being denied: the table is too small for its traffic.
     pub limited_evictions: u64,
+    /// New keys placed in the table.
+    #[serde(default)]
+    pub placed: u64,
     /// Table slots.
     pub capacity: usize,
 }
 
-pub(super) struct Counters(pub(super) DecisionCounts);
+/// A limit's counters: one set per policy it may apply (one per tier for a tiered limit), so
+/// decisions are counted by the policy that made them.
+pub(super) struct Counters(pub(super) Box<[OutcomeCounts]>);
 
-impl Default for Counters {
-    fn default() -> Self {
-        Self(DecisionCounts::new())
+impl Counters {
+    pub(super) fn new(policies: usize) -> Self {
+        Self((0..policies).map(|_| OutcomeCounts::new()).collect())
+    }
+
+    /// The totals over every policy.
+    pub(super) fn totals(&self) -> OutcomeTotals {
+        let mut t = OutcomeTotals::default();
+        for c in self.0.iter() {
+            t.add(&c.get());
+        }
+        t
     }
 }

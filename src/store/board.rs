@@ -1,0 +1,350 @@
+//! The counters board: a file in a shared store's folder where every process using the store
+//! publishes its counters, so that a scrape of any one process reports the whole host's.
+//!
+//! Counters are per process (striped in memory, so the check path never touches a shared
+//! line). Each process owns one slot of the board and copies its counters into it now and
+//! then (the gate does it at most once a second from a decision, at every scrape and at
+//! close); a reader sums every slot. A counter is a 64-bit key (a hash of its name and labels)
+//! and a value, so processes running different configs (during a rolling reload) add up the
+//! counters they share and keep their own.
+//!
+//! * **Slots** are owned through an open-file-description lock (`F_OFD_SETLK`) on the slot's
+//!   bytes, which the kernel drops when the process dies, however it dies.
+//! * **A dead process's counts stay**: its slot is read like any other until a new process
+//!   claims it; the claimer first adds the slot into slot 0 (the retired counts), so host-wide
+//!   counters never go down when a worker dies or is replaced.
+//! * **Readers never lock**: values only grow and are written with single atomic stores; the
+//!   one change that moves counts (retiring a slot into slot 0) runs under a sequence number
+//!   that readers check, so a scrape never counts a slot twice or not at all.
+//!
+//! Linux only (OFD locks), like the shared store.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::StoreError;
+
+/// The board's file name in a shared store's folder (the format version is part of it).
+pub const BOARD_NAME: &str = "portcullis-metrics-v1.board";
+/// Process slots: how many processes can publish at once (slot 0 holds retired counts).
+pub const BOARD_PROCESSES: usize = 256;
+/// Counters one slot holds; a process's counters past this are left out of the board.
+pub const BOARD_COUNTERS: usize = (SLOT_BYTES - SLOT_HEADER) / 16;
+
+const HEADER_BYTES: usize = 4096;
+const SLOT_BYTES: usize = 16 * 1024;
+const SLOT_HEADER: usize = 32;
+const BOARD_BYTES: usize = HEADER_BYTES + (BOARD_PROCESSES + 1) * SLOT_BYTES;
+/// The sequence number of retirements (odd while one runs), at the start of the header.
+const SEQUENCE_AT: usize = 0;
+
+/// This process's slot of a board, and the means to read them all.
+pub struct Board {
+    ptr: NonNull<u8>,
+    /// Holds the OFD lock on our slot; closing it (drop) gives the slot back.
+    file: File,
+    slot: usize,
+    /// Where each of our counters sits in our slot.
+    index: Mutex<HashMap<u64, usize>>,
+}
+
+// SAFETY: the mapping is shared memory read and written only through atomics; the pointer is
+// unmapped once, in `drop`.
+unsafe impl Send for Board {}
+// SAFETY: as above.
+unsafe impl Sync for Board {}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping `mmap` returned, unmapped only here.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), BOARD_BYTES) };
+    }
+}
+
+impl std::fmt::Debug for Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board").field("slot", &self.slot).finish()
+    }
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// An OFD write lock on `len` bytes at `start`: `wait` blocks until it is granted.
+fn lock(file: &File, start: usize, len: usize, wait: bool) -> std::io::Result<()> {
+    set_lock(file, start, len, libc::F_WRLCK, wait)
+}
+
+fn unlock(file: &File, start: usize, len: usize) {
+    let _ = set_lock(file, start, len, libc::F_UNLCK, false);
+}
+
+fn set_lock(
+    file: &File,
+    start: usize,
+    len: usize,
+    kind: libc::c_int,
+    wait: bool,
+) -> std::io::Result<()> {
+    // SAFETY: a zeroed `flock` is a valid value; OFD locks require `l_pid == 0`.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    let cmd = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    // SAFETY: `file` is open; `fl` is a valid, initialised `flock`.
+    match unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+fn slot_at(slot: usize) -> usize {
+    HEADER_BYTES + slot * SLOT_BYTES
+}
+
+impl Board {
+    /// Opens (creating it if needed) the board in a shared store's folder and claims a slot.
+    /// Fails when every slot is held by a live process.
+    pub fn open(dir: &Path) -> Result<Board, StoreError> {
+        let path = dir.join(BOARD_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        // Zero-filled is an empty board, so concurrent creators need no agreement; reserving
+        // the blocks keeps a full tmpfs from failing later with SIGBUS.
+        // SAFETY: a valid descriptor; the size fits `off_t`.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, BOARD_BYTES as libc::off_t) };
+        if rc != 0 {
+            return Err(io(&path, std::io::Error::from_raw_os_error(rc)));
+        }
+        // SAFETY: a shared read-write mapping of a file at least `BOARD_BYTES` long.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                BOARD_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io(&path, std::io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io(&path, "mapped at 0"))?;
+        let mut board = Board {
+            ptr,
+            file,
+            slot: 0,
+            index: Mutex::new(HashMap::new()),
+        };
+        // Claims and retirements one at a time: the header's bytes are the board's lock.
+        lock(&board.file, 0, HEADER_BYTES, true).map_err(|e| io(&path, e))?;
+        let claimed = (1..=BOARD_PROCESSES)
+            .find(|&s| lock(&board.file, slot_at(s), SLOT_BYTES, false).is_ok());
+        if let Some(slot) = claimed {
+            board.slot = slot;
+            // Left by a process that is gone: its counts move to the retired ones.
+            board.retire(slot);
+        }
+        unlock(&board.file, 0, HEADER_BYTES);
+        match claimed {
+            Some(_) => Ok(board),
+            None => Err(io(
+                &path,
+                format!("all {BOARD_PROCESSES} slots are held by live processes"),
+            )),
+        }
+    }
+
+    fn word(&self, at: usize) -> &AtomicU64 {
+        debug_assert!(at % 8 == 0 && at + 8 <= BOARD_BYTES);
+        // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); the memory lives as
+        // long as `self` and is only accessed through atomics.
+        unsafe { &*self.ptr.as_ptr().add(at).cast::<AtomicU64>() }
+    }
+
+    fn count(&self, slot: usize) -> &AtomicU64 {
+        self.word(slot_at(slot))
+    }
+
+    fn key(&self, slot: usize, i: usize) -> &AtomicU64 {
+        self.word(slot_at(slot) + SLOT_HEADER + 16 * i)
+    }
+
+    fn value(&self, slot: usize, i: usize) -> &AtomicU64 {
+        self.word(slot_at(slot) + SLOT_HEADER + 16 * i + 8)
+    }
+
+    /// Adds a dead process's slot into slot 0 and empties it. Runs under the board's lock.
+    fn retire(&self, slot: usize) {
+        let n = (self.count(slot).load(Ordering::Acquire) as usize).min(BOARD_COUNTERS);
+        if n == 0 {
+            return;
+        }
+        let seq = self.word(SEQUENCE_AT);
+        seq.fetch_add(1, Ordering::AcqRel);
+        let mut retired: HashMap<u64, usize> = HashMap::new();
+        let have = (self.count(0).load(Ordering::Acquire) as usize).min(BOARD_COUNTERS);
+        for i in 0..have {
+            retired.insert(self.key(0, i).load(Ordering::Relaxed), i);
+        }
+        for i in 0..n {
+            let key = self.key(slot, i).load(Ordering::Relaxed);
+            let value = self.value(slot, i).load(Ordering::Relaxed);
+            let at = match retired.get(&key) {
+                Some(&at) => at,
+                None => {
+                    let at = retired.len();
+                    if at >= BOARD_COUNTERS {
+                        // The retired slot is full: counters of configs long gone are dropped.
+                        continue;
+                    }
+                    self.key(0, at).store(key, Ordering::Relaxed);
+                    self.value(0, at).store(0, Ordering::Relaxed);
+                    self.count(0).store(at as u64 + 1, Ordering::Release);
+                    retired.insert(key, at);
+                    at
+                }
+            };
+            self.value(0, at).fetch_add(value, Ordering::Relaxed);
+        }
+        self.count(slot).store(0, Ordering::Release);
+        for i in 0..n {
+            self.key(slot, i).store(0, Ordering::Relaxed);
+            self.value(slot, i).store(0, Ordering::Relaxed);
+        }
+        seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Writes this process's counters into its slot. Each value must never go down from one
+    /// call to the next (the gate makes sure of it).
+    pub fn publish(&self, counters: impl IntoIterator<Item = (u64, u64)>) {
+        let mut index = self.index.lock();
+        let slot = self.slot;
+        for (key, value) in counters {
+            let i = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let i = index.len();
+                    if i >= BOARD_COUNTERS {
+                        continue;
+                    }
+                    // Value before key before count: a reader that sees the count sees both.
+                    self.value(slot, i).store(value, Ordering::Relaxed);
+                    self.key(slot, i).store(key, Ordering::Relaxed);
+                    self.count(slot).store(i as u64 + 1, Ordering::Release);
+                    index.insert(key, i);
+                    continue;
+                }
+            };
+            self.value(slot, i).store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Every counter summed over every slot: live processes, dead ones and retired counts.
+    pub fn sums(&self) -> HashMap<u64, u64> {
+        let seq = self.word(SEQUENCE_AT);
+        let mut sums = HashMap::new();
+        // A retirement takes microseconds; past a few tries, a reader that keeps meeting them
+        // (or a process that died mid-retirement, leaving the number odd) takes what it read.
+        for _ in 0..64 {
+            let before = seq.load(Ordering::Acquire);
+            sums.clear();
+            self.sum_into(&mut sums);
+            if before % 2 == 0 && seq.load(Ordering::Acquire) == before {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        sums
+    }
+
+    fn sum_into(&self, sums: &mut HashMap<u64, u64>) {
+        for slot in 0..=BOARD_PROCESSES {
+            let n = (self.count(slot).load(Ordering::Acquire) as usize).min(BOARD_COUNTERS);
+            for i in 0..n {
+                let key = self.key(slot, i).load(Ordering::Relaxed);
+                let value = self.value(slot, i).load(Ordering::Relaxed);
+                *sums.entry(key).or_insert(0) += value;
+            }
+        }
+    }
+
+    /// The processes publishing now: slots held by a live process (this one included).
+    pub fn processes(&self) -> usize {
+        (1..=BOARD_PROCESSES)
+            .filter(|&s| s == self.slot || self.held(s))
+            .count()
+    }
+
+    /// Whether another open file description holds slot `s`'s lock.
+    fn held(&self, s: usize) -> bool {
+        // SAFETY: a zeroed `flock` is a valid value; OFD locks require `l_pid == 0`.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = slot_at(s) as libc::off_t;
+        fl.l_len = SLOT_BYTES as libc::off_t;
+        // SAFETY: `file` is open; `fl` is a valid, initialised `flock`.
+        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+        rc == 0 && fl.l_type != libc::F_UNLCK as libc::c_short
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_cover_every_process_and_survive_a_dead_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Board::open(dir.path()).unwrap();
+        let b = Board::open(dir.path()).unwrap();
+        assert_ne!(a.slot, b.slot);
+        a.publish([(1, 10), (2, 5)]);
+        b.publish([(1, 7), (3, 1)]);
+        let sums = a.sums();
+        assert_eq!(sums.get(&1), Some(&17));
+        assert_eq!(sums.get(&2), Some(&5));
+        assert_eq!(sums.get(&3), Some(&1));
+        assert_eq!(a.processes(), 2);
+        // b goes away; its counts stay, and a newcomer taking its slot retires them.
+        let b_slot = b.slot;
+        drop(b);
+        assert_eq!(a.processes(), 1);
+        assert_eq!(a.sums().get(&1), Some(&17));
+        let c = Board::open(dir.path()).unwrap();
+        assert_eq!(c.slot, b_slot);
+        assert_eq!(c.count(c.slot).load(Ordering::Relaxed), 0);
+        c.publish([(1, 2)]);
+        let sums = a.sums();
+        assert_eq!(sums.get(&1), Some(&19));
+        assert_eq!(sums.get(&3), Some(&1));
+        // Publishing again replaces a process's value, never adds to it.
+        a.publish([(1, 11)]);
+        assert_eq!(c.sums().get(&1), Some(&20));
+    }
+}
