@@ -215,7 +215,7 @@ pub(super) fn compile(
                 };
                 let counters = old
                     .and_then(|o| o.find_counters(&label))
-                    .filter(|c| c.0.len() == policies)
+                    .filter(|c| c.len() == policies)
                     .unwrap_or_else(|| Arc::new(Counters::new(policies)));
                 Limit {
                     select,
@@ -306,6 +306,6 @@ impl Limit {
             Select::Fixed(i) => vec![*i],
             Select::Tiers { tiers, .. } => tiers.iter().map(|(_, i)| *i).collect(),
         };
-        indices.into_iter().zip(self.counters.0.iter())
+        indices.into_iter().zip(self.counters.iter())
     }
 }

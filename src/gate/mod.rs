@@ -503,7 +503,7 @@ impl Gate {
                     false => CountedAs::Limited,
                 },
             };
-            if let Some(counts) = limit.counters.0.get(counter_index) {
+            if let Some(counts) = limit.counters.get(counter_index) {
                 counts.record(outcome, decision.allowed && !decision.delay().is_zero());
             }
             if !decision.allowed && !limit.shadow {

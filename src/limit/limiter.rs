@@ -832,7 +832,10 @@ impl Limiter {
     }
 
     /// Whether a key is blocked (locked out) now. Reads its slot, changes nothing: the gate
-    /// asks only after a denial, to count lockouts apart from plain limits.
+    /// asks only after a denial, to count lockouts apart from plain limits. Out of line: the
+    /// allowed path must not carry a second table lookup's code.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn is_blocked_at(&self, id: PolicyId, key: &[u8], now: Nanos) -> bool {
         let Ok(e) = self.entry(id) else {
             return false;
