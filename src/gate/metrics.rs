@@ -371,7 +371,7 @@ impl Gate {
                 *value = Value::Int(values.get(&key).copied().unwrap_or(0));
             }
         }
-        let host_wide = self.board.lock().is_some();
+        let host_wide = processes > 0 && self.board.lock().as_ref().is_some_and(|b| b.claimed());
         let gauges = self.gauges(&inner, processes, host_wide);
         for family in counters.0.iter().chain(&gauges) {
             render(out, family, format)?;

@@ -170,9 +170,10 @@ impl GateBuilder {
         let abuse = Arc::new(Abuse::restore(store.as_deref())?);
         let inner = compile(self.config, None, &clock, store.as_ref(), shared.as_ref())?;
         static GATES: AtomicU64 = AtomicU64::new(0);
-        // Processes sharing the store publish their counters on its board; a store whose
-        // board is full (every slot held by a live process) still works, with this
-        // process's counters only (`portcullis_metrics_host_wide` says 0).
+        // Mapped now, by the process that reads the config: workers it forks (nginx's
+        // master does) use this mapping, even when they run as a user who could not open the
+        // file. A slot is claimed at a process's first publish, so the master holds none.
+        // Without a board (it could not be created) counters are this process's own.
         let board = shared.as_ref().and_then(|s| Board::open(s.path()).ok());
         Ok(Gate {
             inner: RwLock::new(Arc::new(inner)),
@@ -182,7 +183,7 @@ impl GateBuilder {
             abuse,
             store,
             next_publish: AtomicU64::new(if board.is_some() { 0 } else { u64::MAX }),
-            board: Mutex::new(board.map(|b| (crate::core::fork::generation(), b))),
+            board: Mutex::new(board),
             shared,
             retired: Mutex::default(),
             last_values: Mutex::default(),
@@ -204,9 +205,8 @@ pub struct Gate {
     store: Option<Arc<dyn Store>>,
     /// The shared store, when the config names one: new and changed policies get its tables.
     shared: Option<Arc<SharedStore>>,
-    /// This process's slot on the shared store's board, with the fork generation that
-    /// opened it (a child opens its own).
-    board: Mutex<Option<(u64, Board)>>,
+    /// The shared store's board, where this process publishes its counters.
+    board: Mutex<Option<Board>>,
     /// When a decision next publishes this process's counters to the board (gate clock, ns;
     /// never without a board).
     next_publish: AtomicU64,
@@ -237,7 +237,11 @@ impl Drop for Gate {
             let _ = self.abuse.save(store.as_ref(), self.clock.now());
         }
         // The last counts reach the board: the host's counters keep them once we are gone.
-        self.publish_metrics();
+        // A process that never published (made no decision) has none to add.
+        let mut board = self.board.lock();
+        if board.as_ref().is_some_and(Board::claimed) {
+            self.publish_into(&mut board);
+        }
     }
 }
 
@@ -338,34 +342,23 @@ impl Gate {
         self.publish_into(&mut board);
     }
 
-    fn publish_into(&self, board: &mut Option<(u64, Board)>) -> Option<HashMap<u64, u64>> {
-        let inner = self.inner.read().clone();
-        let values = self.monotonic(&self.counters(&inner));
-        let b = self.own_board(board)?;
-        b.publish(values.iter().map(|(k, v)| (*k, *v)));
-        Some(values)
-    }
-
-    /// The board slot of this process: after a `fork()` the child claims its own, since the
-    /// parent's slot (and its lock) stays the parent's.
-    fn own_board<'a>(&self, board: &'a mut Option<(u64, Board)>) -> Option<&'a Board> {
-        let generation = crate::core::fork::generation();
-        if board.as_ref().is_some_and(|(g, _)| *g != generation) {
-            let reopened = self
-                .shared
-                .as_ref()
-                .and_then(|s| Board::open(s.path()).ok());
-            *board = reopened.map(|b| (generation, b));
+    fn publish_into(&self, board: &mut Option<Board>) {
+        if let Some(b) = board {
+            let inner = self.inner.read().clone();
+            let values = self.monotonic(&self.counters(&inner));
+            b.publish(values.iter().map(|(k, v)| (*k, *v)));
         }
-        board.as_ref().map(|(_, b)| b)
     }
 
     /// Publishes `values` (this process's counters) and returns the board's sums and the
-    /// processes publishing, or `None` without a board.
+    /// processes publishing, or `None` without a board or a free slot on it (every slot held
+    /// by a live process: `portcullis_metrics_host_wide` then says 0).
     fn publish_values(&self, values: &HashMap<u64, u64>) -> Option<(HashMap<u64, u64>, usize)> {
         let mut board = self.board.lock();
-        let b = self.own_board(&mut board)?;
-        b.publish(values.iter().map(|(k, v)| (*k, *v)));
+        let b = board.as_mut()?;
+        if !b.publish(values.iter().map(|(k, v)| (*k, *v))) {
+            return None;
+        }
         Some((b.sums(), b.processes()))
     }
 

@@ -8,26 +8,28 @@
 //! and a value, so processes running different configs (during a rolling reload) add up the
 //! counters they share and keep their own.
 //!
-//! * **Slots** are owned through an open-file-description lock (`F_OFD_SETLK`) on the slot's
-//!   bytes, which the kernel drops when the process dies, however it dies.
+//! * **Slots** are claimed by writing the process id into them (a CAS), so a process that
+//!   maps the board and then forks (nginx's master, a pre-forking server) hands its children
+//!   a board each of them claims a slot of, with no need to open the file again (workers that
+//!   run as another user could not). A slot whose process is gone (`kill(pid, 0)` says so)
+//!   is free again.
 //! * **A dead process's counts stay**: its slot is read like any other until a new process
 //!   claims it; the claimer first adds the slot into slot 0 (the retired counts), so host-wide
 //!   counters never go down when a worker dies or is replaced.
 //! * **Readers never lock**: values only grow and are written with single atomic stores; the
 //!   one change that moves counts (retiring a slot into slot 0) runs under a sequence number
-//!   that readers check, so a scrape never counts a slot twice or not at all.
+//!   that readers check, so a scrape never counts a slot twice or not at all. Retirements take
+//!   turns under a lock word in the header, taken over if its holder died.
 //!
 //! Linux only (OFD locks), like the shared store.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use parking_lot::Mutex;
 
 use super::StoreError;
 
@@ -44,15 +46,20 @@ const SLOT_HEADER: usize = 32;
 const BOARD_BYTES: usize = HEADER_BYTES + (BOARD_PROCESSES + 1) * SLOT_BYTES;
 /// The sequence number of retirements (odd while one runs), at the start of the header.
 const SEQUENCE_AT: usize = 0;
+/// The process retiring a slot now (0 when none).
+const LOCK_AT: usize = 8;
+/// Where a slot keeps its owner's process id (0: free).
+const PID_AT: usize = 8;
 
-/// This process's slot of a board, and the means to read them all.
+/// The board of a shared store, mapped; and this process's slot once it has published.
 pub struct Board {
     ptr: NonNull<u8>,
-    /// Holds the OFD lock on our slot; closing it (drop) gives the slot back.
-    file: File,
+    /// The process that holds `slot` (0 before the first claim); a forked child sees its
+    /// parent's id here and claims its own slot.
+    pid: u32,
     slot: usize,
     /// Where each of our counters sits in our slot.
-    index: Mutex<HashMap<u64, usize>>,
+    index: HashMap<u64, usize>,
 }
 
 // SAFETY: the mapping is shared memory read and written only through atomics; the pointer is
@@ -63,6 +70,15 @@ unsafe impl Sync for Board {}
 
 impl Drop for Board {
     fn drop(&mut self) {
+        // Our slot is free again (its counts stay until a new owner retires them).
+        if self.pid != 0 && self.pid == std::process::id() {
+            let _ = self.pid_of(self.slot).compare_exchange(
+                u64::from(self.pid),
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
         // SAFETY: exactly the mapping `mmap` returned, unmapped only here.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), BOARD_BYTES) };
     }
@@ -81,38 +97,13 @@ fn io(path: &Path, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// An OFD write lock on `len` bytes at `start`: `wait` blocks until it is granted.
-fn lock(file: &File, start: usize, len: usize, wait: bool) -> std::io::Result<()> {
-    set_lock(file, start, len, libc::F_WRLCK, wait)
-}
-
-fn unlock(file: &File, start: usize, len: usize) {
-    let _ = set_lock(file, start, len, libc::F_UNLCK, false);
-}
-
-fn set_lock(
-    file: &File,
-    start: usize,
-    len: usize,
-    kind: libc::c_int,
-    wait: bool,
-) -> std::io::Result<()> {
-    // SAFETY: a zeroed `flock` is a valid value; OFD locks require `l_pid == 0`.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = start as libc::off_t;
-    fl.l_len = len as libc::off_t;
-    let cmd = if wait {
-        libc::F_OFD_SETLKW
-    } else {
-        libc::F_OFD_SETLK
+/// Whether process `pid` is alive (possibly as another user).
+fn alive(pid: u64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
     };
-    // SAFETY: `file` is open; `fl` is a valid, initialised `flock`.
-    match unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
 }
 
 fn slot_at(slot: usize) -> usize {
@@ -120,8 +111,8 @@ fn slot_at(slot: usize) -> usize {
 }
 
 impl Board {
-    /// Opens (creating it if needed) the board in a shared store's folder and claims a slot.
-    /// Fails when every slot is held by a live process.
+    /// Opens (creating it if needed) the board in a shared store's folder and maps it. No
+    /// slot is claimed until this process (or a child it forks) publishes.
     pub fn open(dir: &Path) -> Result<Board, StoreError> {
         let path = dir.join(BOARD_NAME);
         let file = OpenOptions::new()
@@ -154,29 +145,63 @@ impl Board {
             return Err(io(&path, std::io::Error::last_os_error()));
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io(&path, "mapped at 0"))?;
-        let mut board = Board {
+        Ok(Board {
             ptr,
-            file,
+            pid: 0,
             slot: 0,
-            index: Mutex::new(HashMap::new()),
-        };
-        // Claims and retirements one at a time: the header's bytes are the board's lock.
-        lock(&board.file, 0, HEADER_BYTES, true).map_err(|e| io(&path, e))?;
-        let claimed = (1..=BOARD_PROCESSES)
-            .find(|&s| lock(&board.file, slot_at(s), SLOT_BYTES, false).is_ok());
-        if let Some(slot) = claimed {
-            board.slot = slot;
-            // Left by a process that is gone: its counts move to the retired ones.
-            board.retire(slot);
+            index: HashMap::new(),
+        })
+    }
+
+    /// Claims a slot for this process unless it holds one. Returns false when every slot is
+    /// held by a live process.
+    fn claim(&mut self) -> bool {
+        let me = std::process::id();
+        if self.pid == me {
+            return true;
         }
-        unlock(&board.file, 0, HEADER_BYTES);
-        match claimed {
-            Some(_) => Ok(board),
-            None => Err(io(
-                &path,
-                format!("all {BOARD_PROCESSES} slots are held by live processes"),
-            )),
+        for slot in 1..=BOARD_PROCESSES {
+            let owner = self.pid_of(slot).load(Ordering::Acquire);
+            if owner != 0 && alive(owner) {
+                continue;
+            }
+            if self
+                .pid_of(slot)
+                .compare_exchange(owner, u64::from(me), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.pid = me;
+                self.slot = slot;
+                self.index.clear();
+                // Left by a process that is gone: its counts move to the retired ones.
+                self.locked(|b| b.retire(slot));
+                return true;
+            }
         }
+        false
+    }
+
+    /// Runs `f` holding the header's lock word (taken over from a holder that died).
+    fn locked(&self, f: impl FnOnce(&Self)) {
+        let me = u64::from(std::process::id());
+        let lock = self.word(LOCK_AT);
+        loop {
+            let holder = lock.load(Ordering::Acquire);
+            if (holder == 0 || !alive(holder))
+                && lock
+                    .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        f(self);
+        lock.store(0, Ordering::Release);
+    }
+
+    fn pid_of(&self, slot: usize) -> &AtomicU64 {
+        self.word(slot_at(slot) + PID_AT)
     }
 
     fn word(&self, at: usize) -> &AtomicU64 {
@@ -239,11 +264,15 @@ impl Board {
         seq.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Writes this process's counters into its slot. Each value must never go down from one
-    /// call to the next (the gate makes sure of it).
-    pub fn publish(&self, counters: impl IntoIterator<Item = (u64, u64)>) {
-        let mut index = self.index.lock();
+    /// Writes this process's counters into its slot (claiming one first if this process holds
+    /// none). Each value must never go down from one call to the next (the gate makes sure of
+    /// it). Returns false when no slot is free.
+    pub fn publish(&mut self, counters: impl IntoIterator<Item = (u64, u64)>) -> bool {
+        if !self.claim() {
+            return false;
+        }
         let slot = self.slot;
+        let mut index = std::mem::take(&mut self.index);
         for (key, value) in counters {
             let i = match index.get(&key) {
                 Some(&i) => i,
@@ -262,6 +291,8 @@ impl Board {
             };
             self.value(slot, i).store(value, Ordering::Relaxed);
         }
+        self.index = index;
+        true
     }
 
     /// Every counter summed over every slot: live processes, dead ones and retired counts.
@@ -293,24 +324,19 @@ impl Board {
         }
     }
 
-    /// The processes publishing now: slots held by a live process (this one included).
-    pub fn processes(&self) -> usize {
-        (1..=BOARD_PROCESSES)
-            .filter(|&s| s == self.slot || self.held(s))
-            .count()
+    /// Whether this process holds a slot (it has published).
+    pub fn claimed(&self) -> bool {
+        self.pid == std::process::id()
     }
 
-    /// Whether another open file description holds slot `s`'s lock.
-    fn held(&self, s: usize) -> bool {
-        // SAFETY: a zeroed `flock` is a valid value; OFD locks require `l_pid == 0`.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = slot_at(s) as libc::off_t;
-        fl.l_len = SLOT_BYTES as libc::off_t;
-        // SAFETY: `file` is open; `fl` is a valid, initialised `flock`.
-        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-        rc == 0 && fl.l_type != libc::F_UNLCK as libc::c_short
+    /// The processes holding a slot now (this one included once it has published).
+    pub fn processes(&self) -> usize {
+        (1..=BOARD_PROCESSES)
+            .filter(|&s| {
+                let pid = self.pid_of(s).load(Ordering::Acquire);
+                pid != 0 && alive(pid)
+            })
+            .count()
     }
 }
 
@@ -321,11 +347,12 @@ mod tests {
     #[test]
     fn sums_cover_every_process_and_survive_a_dead_one() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Board::open(dir.path()).unwrap();
-        let b = Board::open(dir.path()).unwrap();
+        let mut a = Board::open(dir.path()).unwrap();
+        let mut b = Board::open(dir.path()).unwrap();
+        assert_eq!(a.processes(), 0, "no slot before the first publish");
+        assert!(a.publish([(1, 10), (2, 5)]));
+        assert!(b.publish([(1, 7), (3, 1)]));
         assert_ne!(a.slot, b.slot);
-        a.publish([(1, 10), (2, 5)]);
-        b.publish([(1, 7), (3, 1)]);
         let sums = a.sums();
         assert_eq!(sums.get(&1), Some(&17));
         assert_eq!(sums.get(&2), Some(&5));
@@ -336,10 +363,9 @@ mod tests {
         drop(b);
         assert_eq!(a.processes(), 1);
         assert_eq!(a.sums().get(&1), Some(&17));
-        let c = Board::open(dir.path()).unwrap();
+        let mut c = Board::open(dir.path()).unwrap();
+        assert!(c.publish([(1, 2)]));
         assert_eq!(c.slot, b_slot);
-        assert_eq!(c.count(c.slot).load(Ordering::Relaxed), 0);
-        c.publish([(1, 2)]);
         let sums = a.sums();
         assert_eq!(sums.get(&1), Some(&19));
         assert_eq!(sums.get(&3), Some(&1));
