@@ -395,6 +395,9 @@ impl Gate {
     pub(super) fn monotonic(&self, counters: &Metrics) -> HashMap<u64, u64> {
         let retired = self.retired.lock();
         let mut last = self.last_values.lock();
+        // Only the series of the config in force are kept: a reload into new names leaves
+        // nothing behind.
+        let mut kept = HashMap::with_capacity(last.len());
         let mut values = HashMap::new();
         for family in &counters.0 {
             for (labels, value) in &family.samples {
@@ -405,11 +408,12 @@ impl Gate {
                 };
                 let v = raw.saturating_add(retired.get(&key).copied().unwrap_or(0));
                 // A reload's instant can lose a few counts; a counter still never goes down.
-                let seen = last.entry(key).or_insert(0);
-                *seen = (*seen).max(v);
-                values.insert(key, *seen);
+                let v = v.max(last.get(&key).copied().unwrap_or(0));
+                kept.insert(key, v);
+                values.insert(key, v);
             }
         }
+        *last = kept;
         values
     }
 
@@ -418,8 +422,13 @@ impl Gate {
         let before = self.counters(old).values();
         let after = self.counters(new).values();
         let mut retired = self.retired.lock();
+        // Series the new config no longer renders are forgotten (should one come back, its
+        // counter restarts, which `rate()` reads as a reset).
+        retired.retain(|key, _| after.contains_key(key));
         for (key, v) in before {
-            let now = after.get(&key).copied().unwrap_or(0);
+            let Some(&now) = after.get(&key) else {
+                continue;
+            };
             if v > now {
                 *retired.entry(key).or_insert(0) += v - now;
             }

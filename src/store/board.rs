@@ -271,6 +271,21 @@ impl Board {
         if !self.claim() {
             return false;
         }
+        let counters: Vec<(u64, u64)> = counters.into_iter().collect();
+        let fresh = counters
+            .iter()
+            .filter(|(k, _)| !self.index.contains_key(k))
+            .count();
+        if self.index.len() + fresh > BOARD_COUNTERS {
+            // Reloads into new series filled the slot: start it again with today's series.
+            self.locked(|b| b.rewrite(&counters));
+            self.index = counters
+                .iter()
+                .take(BOARD_COUNTERS)
+                .enumerate()
+                .map(|(i, (k, _))| (*k, i))
+                .collect();
+        }
         let slot = self.slot;
         let mut index = std::mem::take(&mut self.index);
         for (key, value) in counters {
@@ -293,6 +308,28 @@ impl Board {
         }
         self.index = index;
         true
+    }
+
+    /// Empties our slot (under the sequence number, so a reader never sums it half written);
+    /// the next publish fills it with `counters`. Series this process no longer has leave
+    /// the host's sums. Runs under the board's lock.
+    fn rewrite(&self, counters: &[(u64, u64)]) {
+        let seq = self.word(SEQUENCE_AT);
+        seq.fetch_add(1, Ordering::AcqRel);
+        let n = (self.count(self.slot).load(Ordering::Acquire) as usize).min(BOARD_COUNTERS);
+        self.count(self.slot).store(0, Ordering::Release);
+        for i in 0..n {
+            self.key(self.slot, i).store(0, Ordering::Relaxed);
+            self.value(self.slot, i).store(0, Ordering::Relaxed);
+        }
+        for (i, (key, value)) in counters.iter().take(BOARD_COUNTERS).enumerate() {
+            self.value(self.slot, i).store(*value, Ordering::Relaxed);
+            self.key(self.slot, i).store(*key, Ordering::Relaxed);
+        }
+        let written = counters.len().min(BOARD_COUNTERS);
+        self.count(self.slot)
+            .store(written as u64, Ordering::Release);
+        seq.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Every counter summed over every slot: live processes, dead ones and retired counts.
@@ -372,5 +409,22 @@ mod tests {
         // Publishing again replaces a process's value, never adds to it.
         a.publish([(1, 11)]);
         assert_eq!(c.sums().get(&1), Some(&20));
+    }
+
+    /// A process whose series outgrow its slot (reloads into new names) starts the slot
+    /// again with the series it has now, and publishes all of them.
+    #[test]
+    fn a_full_slot_is_rewritten_with_the_current_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Board::open(dir.path()).unwrap();
+        let first: Vec<(u64, u64)> = (1..=BOARD_COUNTERS as u64).map(|k| (k, 1)).collect();
+        assert!(a.publish(first));
+        assert_eq!(a.sums().len(), BOARD_COUNTERS);
+        let next = [(1, 2), (u64::MAX, 7)];
+        assert!(a.publish(next));
+        let sums = a.sums();
+        assert_eq!(sums.len(), 2);
+        assert_eq!(sums.get(&1), Some(&2));
+        assert_eq!(sums.get(&u64::MAX), Some(&7));
     }
 }
