@@ -83,7 +83,7 @@ impl StripedCounter {
 
 /// Allowed, denied and delayed counts in one striped shard: a decision finds its thread's
 /// shard once and bumps a word in the same cache line.
-pub(crate) struct DecisionCounts(Striped<3>);
+pub(crate) struct DecisionCounts(Striped<4>);
 
 /// The totals of a [`DecisionCounts`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,6 +96,8 @@ pub(crate) struct Totals {
 const ALLOWED: usize = 0;
 const DENIED: usize = 1;
 const DELAYED: usize = 2;
+/// Of `DecisionCounts` only: leases given back.
+const RELEASED: usize = 3;
 
 impl DecisionCounts {
     pub(crate) fn new() -> Self {
@@ -110,6 +112,16 @@ impl DecisionCounts {
             true => self.0.add(&[field, DELAYED], 1),
             false => self.0.add(&[field], 1),
         }
+    }
+
+    /// Counts a concurrency lease given back (a word of the same shard).
+    pub(crate) fn released(&self) {
+        self.0.add(&[RELEASED], 1);
+    }
+
+    /// Leases given back.
+    pub(crate) fn leases_released(&self) -> u64 {
+        self.0.sum(RELEASED)
     }
 
     /// The totals over every shard.

@@ -486,18 +486,12 @@ impl Gate {
                     failed = true;
                 }
             }
-            let outcome = match (decision.allowed, failed, limit.shadow) {
-                (true, _, _) => CountedAs::Allowed,
-                (false, true, _) => CountedAs::Error,
-                (false, false, true) => CountedAs::ShadowLimited,
-                // Denials only: a lockout is told apart by reading the key's slot again.
-                (false, false, false) => match slot.limiter.is_blocked_at(slot.id, key, now) {
-                    true => CountedAs::Blocked,
-                    false => CountedAs::Limited,
-                },
-            };
-            if let Some(counts) = limit.counters.get(counter_index) {
-                counts.record(outcome, decision.allowed && !decision.delay().is_zero());
+            let counts = limit.counters.get(counter_index);
+            match (decision.allowed, counts) {
+                // The allowed path counts as it always did: one word, two when delayed.
+                (true, Some(c)) => c.record(CountedAs::Allowed, !decision.delay().is_zero()),
+                (false, Some(c)) => count_denial(c, slot, key, now, failed, limit.shadow),
+                (_, None) => {}
             }
             if !decision.allowed && !limit.shadow {
                 // Indices of `applied` (skipped limits have no entry) and of `limits`.
@@ -793,6 +787,29 @@ impl Gate {
     ) -> String {
         key_display(kind, route, ip, principal, self.inner.read().keyer)
     }
+}
+
+/// Counts a denial by its kind. Out of line, off the allowed path: telling a lockout from a
+/// plain limit reads the key's slot again.
+#[cold]
+#[inline(never)]
+fn count_denial(
+    counts: &crate::core::stats::OutcomeCounts,
+    slot: &compile::PolicySlot,
+    key: &[u8],
+    now: u64,
+    failed: bool,
+    shadow: bool,
+) {
+    let kind = match (failed, shadow) {
+        (true, _) => CountedAs::Error,
+        (false, true) => CountedAs::ShadowLimited,
+        (false, false) => match slot.limiter.is_blocked_at(slot.id, key, now) {
+            true => CountedAs::Blocked,
+            false => CountedAs::Limited,
+        },
+    };
+    counts.record(kind, false);
 }
 
 /// The client: the peer, or, from a trusted proxy, the rightmost untrusted hop.

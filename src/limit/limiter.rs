@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::core::clock::{Clock, Nanos, TimeSource};
-use crate::core::stats::{DecisionCounts, PolicyStats, StripedCounter};
+use crate::core::stats::{DecisionCounts, PolicyStats};
 use crate::core::table::{Fingerprint, Reclaim, Table};
 use crate::limit::algo::{Algo, Rule, Step, Verdict};
 use crate::limit::decision::{
@@ -59,9 +59,8 @@ struct Entry {
     sync_shared: bool,
     signature: String,
     table: Table,
+    /// Decisions, and leases given back (an expired lease is never counted there).
     counts: DecisionCounts,
-    /// Leases given back (an expired lease is never counted here).
-    released: StripedCounter,
 }
 
 impl Entry {
@@ -257,7 +256,6 @@ impl LimiterBuilder {
                 rule,
                 policy,
                 counts: DecisionCounts::new(),
-                released: StripedCounter::new(),
             });
         }
         let inner = Arc::new(Inner {
@@ -826,7 +824,7 @@ impl Limiter {
         let up = e.table.update(&lease.key, now, rule, |s| {
             (rule.release(s, now, lease.epoch, lease.cost), ())
         });
-        e.released.add(1);
+        e.counts.released();
         self.persist(e, lease.policy, &[], &lease.key, (up.wrote, false))?;
         Ok(())
     }
@@ -873,7 +871,7 @@ impl Limiter {
             evictions: e.table.evictions(),
             limited_evictions: e.table.limited_evictions(),
             placed: e.table.placed(),
-            leases_released: e.released.get(),
+            leases_released: e.counts.leases_released(),
             capacity: e.table.capacity(),
             memory_bytes: e.table.memory_bytes(),
         }
