@@ -8,6 +8,7 @@ use super::GateError;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
 use crate::config::{MissingKey, RoutePattern, TrustedProxies};
 use crate::core::clock::TimeSource;
+use crate::core::stats::OutcomeCounts;
 use crate::core::texts::Texts;
 use crate::cors::CorsPolicy;
 use crate::limit::decision::IetfTexts;
@@ -35,7 +36,9 @@ pub(super) struct PolicySlot {
 pub(super) enum Select {
     Fixed(usize),
     Tiers {
+        /// Each tier's policy index.
         tiers: Vec<(String, usize)>,
+        /// The position in `tiers` of the default tier.
         default: usize,
     },
 }
@@ -190,10 +193,7 @@ pub(super) fn compile(
                             .iter()
                             .map(|(t, p)| (t.clone(), index(p).unwrap_or(0)))
                             .collect();
-                        let default = tiers
-                            .iter()
-                            .find(|(t, _)| t == default)
-                            .map_or(0, |(_, p)| *p);
+                        let default = tiers.iter().position(|(t, _)| t == default).unwrap_or(0);
                         Select::Tiers { tiers, default }
                     }
                 };
@@ -212,9 +212,14 @@ pub(super) fn compile(
                     l.shadow
                 );
                 // Counters of a limit that survived the reload carry over.
+                let policies = match &select {
+                    Select::Fixed(_) => 1,
+                    Select::Tiers { tiers, .. } => tiers.len().max(1),
+                };
                 let counters = old
                     .and_then(|o| o.find_counters(&label))
-                    .unwrap_or_default();
+                    .filter(|c| c.len() == policies)
+                    .unwrap_or_else(|| Arc::new(Counters::new(policies)));
                 Limit {
                     select,
                     key: l.key,
@@ -287,24 +292,28 @@ impl Inner {
 }
 
 impl Limit {
+    /// The index of the policy that applies to a request of `tier`, and of its counters in
+    /// `counters`.
     #[inline]
-    /// Every policy the limit may apply.
-    pub(super) fn policies(&self) -> impl Iterator<Item = usize> + '_ {
-        let (fixed, tiers) = match &self.select {
-            Select::Fixed(i) => (Some(*i), None),
-            Select::Tiers { tiers, default } => (Some(*default), Some(tiers)),
-        };
-        fixed
-            .into_iter()
-            .chain(tiers.into_iter().flatten().map(|(_, i)| *i))
+    pub(super) fn policy_index(&self, tier: Option<&str>) -> (usize, usize) {
+        match &self.select {
+            Select::Fixed(i) => (*i, 0),
+            Select::Tiers { tiers, default } => {
+                let at = tier
+                    .and_then(|t| tiers.iter().position(|(name, _)| name == t))
+                    .unwrap_or(*default);
+                (tiers.get(at).map_or(0, |(_, i)| *i), at)
+            }
+        }
     }
 
-    pub(super) fn policy_index(&self, tier: Option<&str>) -> usize {
-        match &self.select {
-            Select::Fixed(i) => *i,
-            Select::Tiers { tiers, default } => tier
-                .and_then(|t| tiers.iter().find(|(name, _)| name == t))
-                .map_or(*default, |(_, i)| *i),
-        }
+    /// Each policy the limit may apply with its counters: one for a fixed policy, one per
+    /// tier.
+    pub(super) fn policies(&self) -> impl Iterator<Item = (usize, &OutcomeCounts)> {
+        let indices: Vec<usize> = match &self.select {
+            Select::Fixed(i) => vec![*i],
+            Select::Tiers { tiers, .. } => tiers.iter().map(|(_, i)| *i).collect(),
+        };
+        indices.into_iter().zip(self.counters.iter())
     }
 }

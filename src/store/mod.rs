@@ -10,6 +10,7 @@
 //! memory (for tests and for sharing a store between limiters of one process), [`SledStore`]
 //! on disk.
 
+mod board;
 mod error;
 mod memory;
 mod shared;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::sled::SledStore;
+pub use board::{Board, BOARD_COUNTERS, BOARD_NAME, BOARD_PROCESSES};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use shared::{SharedStore, TableFile, SHARED_FORMAT_VERSION, STALE_AFTER};
@@ -54,6 +56,17 @@ pub struct PolicyChanges {
     pub names: Vec<(u64, Vec<u8>)>,
     /// Names to forget (keys gone from the table).
     pub forget: Vec<u64>,
+}
+
+/// Counters a store reports for the gate's metrics, beyond what the writer counts. A field is
+/// `None` when the store has no such thing (its metric is then not rendered at all); a store
+/// that counts something new adds a field here and one line to `gate::metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreMetrics {
+    /// Decisions made without the store (answered from local state) because it was
+    /// unreachable.
+    pub fallback_decisions: Option<u64>,
 }
 
 /// What the limiter needs from a place that keeps its state.
@@ -90,6 +103,11 @@ pub trait Store: Send + Sync + 'static {
     fn record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let _ = name;
         Ok(None)
+    }
+
+    /// The store's own counters for metrics. The default reports none.
+    fn metrics(&self) -> StoreMetrics {
+        StoreMetrics::default()
     }
 
     /// Replaces a named record (written behind, durable at the next [`Store::sync`]). The
