@@ -133,6 +133,34 @@ fn the_admin_api_guards_itself() {
         "{text}"
     );
 
+    // Metrics for a scraper with the token: three allowed decisions of api-free so far.
+    let (code, _) = send(admin, &format!("GET /metrics HTTP/1.1\r\n{host}"), "");
+    assert_eq!(code, 401, "metrics need the token too");
+    let (code, text) = send(
+        admin,
+        &format!("GET /metrics HTTP/1.1\r\n{host}\r\n{auth}"),
+        "",
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("content-type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_decisions_total{policy=\"api-free\",outcome=\"allowed\"} 3\n"),
+        "{text}"
+    );
+    assert!(!text.contains(secret), "{text}");
+    let (code, text) = send(
+        admin,
+        &format!(
+            "GET /metrics HTTP/1.1\r\n{host}\r\n{auth}\r\naccept: application/openmetrics-text"
+        ),
+        "",
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+
     // The public listener has no admin endpoint.
     let (code, text) = send(api, "GET /_portcullis/stats HTTP/1.1\r\nhost: x", "");
     assert_eq!(code, 404, "{text}");

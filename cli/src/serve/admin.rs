@@ -1,6 +1,6 @@
-//! The admin API, on its own listener (`--admin-listen`): `GET /_portcullis/stats` (the live
-//! keys of every policy, or of `?policy=`), `POST /_portcullis/reset` with a JSON body
-//! `{"policy": ..., "key": ...}`.
+//! The admin API, on its own listener (`--admin-listen`): `GET /metrics` (Prometheus text, or
+//! OpenMetrics when asked), `GET /_portcullis/stats` (the live keys of every policy, or of
+//! `?policy=`), `POST /_portcullis/reset` with a JSON body `{"policy": ..., "key": ...}`.
 //!
 //! It answers only requests that carry its bearer token (compared in constant time), name one
 //! of its own hosts (DNS rebinding), carry no `Origin` (no web page can call it) and, for
@@ -17,6 +17,7 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_A
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use portcullis::gate::MetricsFormat;
 use portcullis::Gate;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -87,6 +88,7 @@ impl Admin {
         let path = req.uri().path().to_owned();
         let query = req.uri().query().map(str::to_owned);
         match (req.method().clone(), path.as_str()) {
+            (Method::GET, "/metrics") => self.metrics(&req),
             (Method::GET, "/_portcullis/stats") => self.stats(query.as_deref()),
             (Method::POST, "/_portcullis/reset") => {
                 if !is_json(&req) {
@@ -103,7 +105,7 @@ impl Admin {
                 };
                 self.reset(&body)
             }
-            (_, "/_portcullis/stats" | "/_portcullis/reset") => {
+            (_, "/metrics" | "/_portcullis/stats" | "/_portcullis/reset") => {
                 refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => refuse(StatusCode::NOT_FOUND, "not found"),
@@ -151,6 +153,33 @@ impl Admin {
             return Some(r);
         }
         None
+    }
+
+    /// The gate's metrics: OpenMetrics when the scraper asks for it, else the Prometheus text
+    /// format. A scrape only reads counters: it never waits on the store.
+    fn metrics(&self, req: &Request<Incoming>) -> Response<Body> {
+        let open = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/openmetrics-text"));
+        let format = match open {
+            true => MetricsFormat::OpenMetrics,
+            false => MetricsFormat::Prometheus,
+        };
+        let mut text = String::with_capacity(16 * 1024);
+        if self.gate.write_metrics(&mut text, format).is_err() {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the metrics could not be rendered",
+            );
+        }
+        let mut r = Response::new(super::app::full(text));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        r
     }
 
     fn stats(&self, query: Option<&str>) -> Response<Body> {
