@@ -4,7 +4,8 @@
 # and uvicorn workers on the shared store, a pip install outside the checkout), the CORS browser
 # test (installs Chromium when missing), the nginx module in a real nginx (installs nginx and
 # nginx-dev), the Node.js addon (npm packages from the registry), the metrics and alert rules
-# (installs prometheus for promtool) and a wrk load test against the demo server (installs wrk
+# (installs prometheus for promtool), the Redis store against a real redis-server (installs it
+# when missing), serve under attack, and a wrk load test against the demo server (installs wrk
 # when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,9 @@ bash ci/metrics.sh
 
 step "serve under attack: slowloris, pipeliners, a 100 MiB header, smuggling, fd exhaustion"
 bash ci/serve-abuse.sh
+
+step "Redis store: model, two hosts, faults, bad input (installs redis-server when missing)"
+bash ci/redis.sh
 
 step "load: wrk against the demo server"
 bash ci/load.sh

@@ -133,6 +133,16 @@ enum portcullis_result
    after the fork, or use the shared store.
    */
   PORTCULLIS_RESULT_STORE_FORKED = 305,
+  /*
+   The Redis store cannot be used as configured: a bad URL or key prefix, an unreachable
+   server or refused credentials at open (the message says which).
+   */
+  PORTCULLIS_RESULT_STORE_REDIS = 306,
+  /*
+   The Redis store did not answer within its timeout, for an operation that has no
+   fallback (peek, penalize, refund, reset). Checks never get this: `on_error` decides.
+   */
+  PORTCULLIS_RESULT_STORE_UNAVAILABLE = 307,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -761,6 +771,17 @@ portcullis_result portcullis_gate_metrics(const portcullis_gate *gate,
 portcullis_result portcullis_gate_publish_metrics(const portcullis_gate *gate);
 
 /*
+ Whether a decision may wait on the network (on Redis: up to its `timeout`, then
+ `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+ refuse such a gate.
+
+ # Safety
+ `gate` is NULL or live; `out_may_block` is writable.
+ */
+portcullis_result portcullis_gate_may_block(const portcullis_gate *gate,
+                                            bool *out_may_block);
+
+/*
  Writes every counter to the store and makes it durable, then refuses further calls with
  `PORTCULLIS_RESULT_CLOSED`. Call once, when no other thread uses the handle.
 
@@ -1118,6 +1139,17 @@ portcullis_result portcullis_limiter_stats_json(const portcullis_limiter *limite
                                                 uint8_t *buf,
                                                 size_t cap,
                                                 size_t *out_len);
+
+/*
+ Whether a check may wait on the network (on Redis: up to its `timeout`, then
+ `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+ refuse such a limiter.
+
+ # Safety
+ `limiter` is NULL or live; `out_may_block` is writable.
+ */
+portcullis_result portcullis_limiter_may_block(const portcullis_limiter *limiter,
+                                               bool *out_may_block);
 
 /*
  Writes every counter to the store and makes it durable, then refuses further calls with

@@ -113,8 +113,11 @@ fn unknown_algorithms_and_enums_suggest_the_closest() {
     );
     let (_, _, msg) = one("header_style = \"ietff\"\n");
     assert!(msg.contains("did you mean \"ietf\""), "{msg}");
-    let (_, _, msg) = one("[store]\nkind = \"redis\"\n");
-    assert!(msg.contains("write one of \"memory\", \"sled\""), "{msg}");
+    let (_, _, msg) = one("[store]\nkind = \"postgres\"\n");
+    assert!(
+        msg.contains("write one of \"memory\", \"sled\", \"shared\", \"redis\""),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -1444,6 +1444,19 @@ ngx_http_portcullis_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (scan.error_line == 0
+        && scan.store == NGX_HTTP_PORTCULLIS_STORE_REDIS)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "portcullis: %V:%ui: [store] kind = \"redis\" is "
+                           "refused in nginx: a check waits on the network "
+                           "(up to the store's timeout) and would stall the "
+                           "worker's event loop; use kind = \"shared\" for "
+                           "this host's workers",
+                           &file, scan.store_line);
+        return NGX_CONF_ERROR;
+    }
+
     gate = NULL;
     rc = portcullis_gate_open_file(file.data, file.len, &gate);
 
@@ -1451,6 +1464,22 @@ ngx_http_portcullis_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         msg = ngx_http_portcullis_last_error(cf->temp_pool, rc);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "portcullis: %V", &msg);
         return NGX_CONF_ERROR;
+    }
+
+    {
+        /* Whatever the scan saw: a gate that may block never serves here. */
+        bool  may_block = false;
+
+        if (portcullis_gate_may_block(gate, &may_block) != PORTCULLIS_RESULT_OK
+            || may_block)
+        {
+            portcullis_gate_free(gate);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "portcullis: %V: this store makes checks wait "
+                               "on the network, which would stall nginx's "
+                               "event loop: use kind = \"shared\"", &file);
+            return NGX_CONF_ERROR;
+        }
     }
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);

@@ -414,6 +414,9 @@ ngx_http_portcullis_scan_setting(ngx_http_portcullis_scanner_t *s,
         } else if (ngx_http_portcullis_scan_is(s, s->str, s->slen, "shared")) {
             out->store = NGX_HTTP_PORTCULLIS_STORE_SHARED;
 
+        } else if (ngx_http_portcullis_scan_is(s, s->str, s->slen, "redis")) {
+            out->store = NGX_HTTP_PORTCULLIS_STORE_REDIS;
+
         } else {
             out->store = NGX_HTTP_PORTCULLIS_STORE_OTHER;
         }

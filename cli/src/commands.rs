@@ -291,7 +291,7 @@ fn print_inspection(
             report["keys"] = list.into();
             report
         } else {
-            json!({ "keys": list, "top_limited": stats.top_limited, "recent_denials": stats.recent_denials })
+            json!({ "keys": list, "policies": stats.policies, "top_limited": stats.top_limited, "recent_denials": stats.recent_denials })
         };
         println!("{report}");
         return;
@@ -308,6 +308,13 @@ fn print_inspection(
                      its traffic: raise capacity)",
                     count(p.limited_evictions, "eviction", "evictions"),
                     p.capacity
+                );
+            }
+            if p.store_fallbacks > 0 || p.deny_cache_hits > 0 {
+                println!(
+                    "  redis: {} made without Redis (on_error), {} from the deny cache",
+                    count(p.store_fallbacks, "decision", "decisions"),
+                    count(p.deny_cache_hits, "denial", "denials")
                 );
             }
         }

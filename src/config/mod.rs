@@ -45,6 +45,7 @@ use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
 use crate::limit::policy::{Algorithm, Policy, PolicyError};
 use crate::limit::quota::{parse_duration, Quota};
+use crate::store::redis::{OnError, RedisOptions};
 use crate::store::StoreConfig;
 pub use client::{Cidr, TrustedProxies};
 pub use route::RoutePattern;
@@ -146,6 +147,9 @@ pub enum StoreKind {
     /// Tables in files of a folder, mapped by every process that opens it: worker processes
     /// (nginx, gunicorn, uvicorn, Node cluster, pre-forking servers) share one quota.
     Shared,
+    /// A Redis server every host reaches: hosts share one quota, each decision is one
+    /// round trip (see docs/STORE.md).
+    Redis,
 }
 
 /// The `[store]` table.
@@ -165,6 +169,9 @@ pub struct StoreSettings {
     /// of the machine's physical memory). Checked when the config is read, so a capacity that
     /// would not fit is an error naming the policy, never an aborted process.
     pub max_memory: u64,
+    /// The Redis store's settings (Redis only): `url`, `pool_size`, `timeout`, `key_prefix`,
+    /// `on_error`, `expected_hosts`, `deny_cache`.
+    pub redis: Option<RedisOptions>,
 }
 
 /// A quarter of the machine's physical memory (1 GiB if it cannot be read).
@@ -235,6 +242,7 @@ impl Default for StoreSettings {
             flush_interval: Duration::from_millis(100),
             cache_capacity: None,
             max_memory: default_max_memory(),
+            redis: None,
         }
     }
 }
@@ -420,6 +428,11 @@ impl Config {
                 builder = builder.store(store);
             }
             (StoreKind::Shared, Some(path)) => builder = builder.store(StoreConfig::shared(path)?),
+            (StoreKind::Redis, _) => {
+                if let Some(o) = &self.store.redis {
+                    builder = builder.store(StoreConfig::redis(o.clone())?);
+                }
+            }
             _ => {}
         }
         for p in &self.policies {
@@ -556,6 +569,13 @@ struct RawStore {
     flush_interval: Option<Spanned<String>>,
     cache_capacity: Option<Spanned<i64>>,
     max_memory: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    pool_size: Option<Spanned<i64>>,
+    timeout: Option<Spanned<String>>,
+    key_prefix: Option<Spanned<String>>,
+    on_error: Option<Spanned<String>>,
+    expected_hosts: Option<Spanned<i64>>,
+    deny_cache: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -873,9 +893,10 @@ impl Ctx<'_> {
                 "memory" => s.kind = StoreKind::Memory,
                 "sled" => s.kind = StoreKind::Sled,
                 "shared" => s.kind = StoreKind::Shared,
+                "redis" => s.kind = StoreKind::Redis,
                 other => self.push(
                     kind.span(),
-                    one_of("store kind", other, &["memory", "sled", "shared"]),
+                    one_of("store kind", other, &["memory", "sled", "shared", "redis"]),
                 ),
             }
         }
@@ -951,6 +972,7 @@ impl Ctx<'_> {
                 s.cache_capacity = Some(c as u64);
             }
         }
+        self.redis_store(raw, &mut s);
         if s.kind == StoreKind::Memory {
             for (key, span) in sled_only(raw, true) {
                 self.push(
@@ -962,6 +984,99 @@ impl Ctx<'_> {
             }
         }
         s
+    }
+
+    /// The Redis settings: checked here, so a bad URL or key prefix names its line.
+    fn redis_store(&mut self, raw: &RawStore, s: &mut StoreSettings) {
+        let redis_keys = [
+            ("url", raw.url.as_ref().map(|v| v.span())),
+            ("pool_size", raw.pool_size.as_ref().map(|v| v.span())),
+            ("timeout", raw.timeout.as_ref().map(|v| v.span())),
+            ("key_prefix", raw.key_prefix.as_ref().map(|v| v.span())),
+            ("on_error", raw.on_error.as_ref().map(|v| v.span())),
+            (
+                "expected_hosts",
+                raw.expected_hosts.as_ref().map(|v| v.span()),
+            ),
+            ("deny_cache", raw.deny_cache.as_ref().map(|v| v.span())),
+        ];
+        if s.kind != StoreKind::Redis {
+            for (key, span) in redis_keys {
+                if let Some(span) = span {
+                    self.push(
+                        span,
+                        format!("{key} applies to Redis stores only: remove it, or write kind = \"redis\""),
+                    );
+                }
+            }
+            return;
+        }
+        for (key, span) in sled_only(raw, true) {
+            self.push(
+                span,
+                format!(
+                    "{key} applies to sled stores only: a Redis store's state is on the server"
+                ),
+            );
+        }
+        let Some(url) = &raw.url else {
+            let span = raw.kind.as_ref().map_or(0..0, |k| k.span());
+            self.push(
+                span,
+                "a Redis store needs a server: add url = \"redis://127.0.0.1:6379/0\" to [store]",
+            );
+            return;
+        };
+        let mut o = RedisOptions::new(url.get_ref().trim());
+        if let Some(e) = crate::store::redis::url_error(&o.url) {
+            self.push(url.span(), e);
+        }
+        if let Some(p) = &raw.pool_size {
+            if let Some(n) = self.count(p, "pool_size (connections per process)", 1, 1024) {
+                o.pool_size = n as usize;
+            }
+        }
+        if let Some(t) = &raw.timeout {
+            if let Some(d) = self.duration(t, "timeout") {
+                if d.is_zero() {
+                    self.push(t.span(), "timeout must be longer than zero, e.g. \"50ms\"");
+                } else {
+                    o.timeout = d;
+                }
+            }
+        }
+        if let Some(p) = &raw.key_prefix {
+            match crate::store::redis::prefix_error(p.get_ref()) {
+                Some(e) => self.push(p.span(), e),
+                None => o.key_prefix = p.get_ref().clone(),
+            }
+        }
+        if let Some(m) = &raw.on_error {
+            match m.get_ref().as_str() {
+                "fail_closed" => o.on_error = OnError::FailClosed,
+                "fail_open" => o.on_error = OnError::FailOpen,
+                "local" => o.on_error = OnError::Local,
+                other => self.push(
+                    m.span(),
+                    one_of("on_error", other, &["fail_closed", "fail_open", "local"]),
+                ),
+            }
+        }
+        if let Some(h) = &raw.expected_hosts {
+            if let Some(n) = self.count(h, "expected_hosts", 1, 100_000) {
+                o.expected_hosts = n as u32;
+            }
+            if o.on_error != OnError::Local {
+                self.push(
+                    h.span(),
+                    "expected_hosts divides the quota of on_error = \"local\" only: remove it, or write on_error = \"local\"",
+                );
+            }
+        }
+        if let Some(d) = &raw.deny_cache {
+            o.deny_cache = *d.get_ref();
+        }
+        s.redis = Some(o);
     }
 
     fn policies(&mut self, raw: &[Spanned<RawPolicy>], capacity: usize) -> Vec<PolicySettings> {

@@ -344,4 +344,9 @@ pub struct PolicyStats {
     pub capacity: usize,
     /// Bytes of the policy's table, fixed at construction.
     pub memory_bytes: usize,
+    /// Redis store only: decisions made without Redis because it did not answer in time
+    /// (or was backing off), by the configured `on_error` (fail closed, fail open or local).
+    pub store_fallbacks: u64,
+    /// Redis store only: denials answered from the local deny cache, without a round trip.
+    pub deny_cache_hits: u64,
 }

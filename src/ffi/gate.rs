@@ -478,6 +478,24 @@ pub unsafe extern "C" fn portcullis_gate_publish_metrics(
     })
 }
 
+/// Whether a decision may wait on the network (on Redis: up to its `timeout`, then
+/// `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+/// refuse such a gate.
+///
+/// # Safety
+/// `gate` is NULL or live; `out_may_block` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_may_block(
+    gate: *const portcullis_gate,
+    out_may_block: *mut bool,
+) -> portcullis_result {
+    guard(|| {
+        let g = try_ref!(gate).live()?;
+        try_out!(out_may_block).write(g.may_block());
+        Ok(())
+    })
+}
+
 /// Writes every counter to the store and makes it durable, then refuses further calls with
 /// `PORTCULLIS_RESULT_CLOSED`. Call once, when no other thread uses the handle.
 ///

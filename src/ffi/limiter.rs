@@ -649,6 +649,24 @@ pub unsafe extern "C" fn portcullis_limiter_stats_json(
     })
 }
 
+/// Whether a check may wait on the network (on Redis: up to its `timeout`, then
+/// `on_error` answers). Servers whose event loop must never block (nginx, Node.js)
+/// refuse such a limiter.
+///
+/// # Safety
+/// `limiter` is NULL or live; `out_may_block` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_limiter_may_block(
+    limiter: *const portcullis_limiter,
+    out_may_block: *mut bool,
+) -> portcullis_result {
+    guard(|| {
+        let l = try_ref!(limiter).live()?;
+        try_out!(out_may_block).write(l.may_block());
+        Ok(())
+    })
+}
+
 /// Writes every counter to the store and makes it durable, then refuses further calls with
 /// `PORTCULLIS_RESULT_CLOSED`. Call once, when no other thread uses the handle.
 ///

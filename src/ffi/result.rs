@@ -57,6 +57,12 @@ pub enum portcullis_result {
     /// A one-process store (sled) was opened before `fork()` and used in the child: open it
     /// after the fork, or use the shared store.
     StoreForked = 305,
+    /// The Redis store cannot be used as configured: a bad URL or key prefix, an unreachable
+    /// server or refused credentials at open (the message says which).
+    StoreRedis = 306,
+    /// The Redis store did not answer within its timeout, for an operation that has no
+    /// fallback (peek, penalize, refund, reset). Checks never get this: `on_error` decides.
+    StoreUnavailable = 307,
 }
 
 impl portcullis_result {
@@ -84,11 +90,13 @@ impl portcullis_result {
             Self::StoreVersion => "PORTCULLIS_RESULT_STORE_VERSION\0",
             Self::StoreIo => "PORTCULLIS_RESULT_STORE_IO\0",
             Self::StoreForked => "PORTCULLIS_RESULT_STORE_FORKED\0",
+            Self::StoreRedis => "PORTCULLIS_RESULT_STORE_REDIS\0",
+            Self::StoreUnavailable => "PORTCULLIS_RESULT_STORE_UNAVAILABLE\0",
         }
     }
 
     /// Every variant, for the name lookup from a raw code.
-    pub(crate) const ALL: [portcullis_result; 21] = [
+    pub(crate) const ALL: [portcullis_result; 23] = [
         Self::Ok,
         Self::NullParameter,
         Self::InvalidParameter,
@@ -110,6 +118,8 @@ impl portcullis_result {
         Self::StoreVersion,
         Self::StoreIo,
         Self::StoreForked,
+        Self::StoreRedis,
+        Self::StoreUnavailable,
     ];
 }
 
@@ -121,6 +131,8 @@ fn store_code(e: &StoreError) -> portcullis_result {
         StoreError::Version { .. } => portcullis_result::StoreVersion,
         StoreError::Io { .. } => portcullis_result::StoreIo,
         StoreError::Forked { .. } => portcullis_result::StoreForked,
+        StoreError::Redis { .. } => portcullis_result::StoreRedis,
+        StoreError::Unavailable { .. } => portcullis_result::StoreUnavailable,
     }
 }
 

@@ -17,6 +17,7 @@ use crate::limit::error::Error;
 use crate::limit::keys::IpKeyer;
 use crate::limit::limiter::Limiter;
 use crate::limit::policy::Algorithm;
+use crate::store::redis::RedisStore;
 use crate::store::{SharedStore, Store, StoreConfig};
 
 pub(super) struct PolicySlot {
@@ -103,13 +104,20 @@ fn rate_limit_header_names(style: HeaderStyle) -> &'static [&'static str] {
     }
 }
 
+/// The stores a gate opened once, for every limiter it builds (reloads included).
+pub(super) struct Stores {
+    pub(super) store: Option<Arc<dyn Store>>,
+    pub(super) shared: Option<Arc<SharedStore>>,
+    pub(super) redis: Option<Arc<RedisStore>>,
+}
+
 pub(super) fn compile(
     config: Config,
     old: Option<&Inner>,
     clock: &TimeSource,
-    store: Option<&Arc<dyn Store>>,
-    shared: Option<&Arc<SharedStore>>,
+    stores: &Stores,
 ) -> Result<Inner, GateError> {
+    let (store, shared) = (stores.store.as_ref(), stores.shared.as_ref());
     if let Some(old) = old {
         if old.config.store != config.store {
             return Err(GateError::Reload(
@@ -128,6 +136,9 @@ pub(super) fn compile(
     }
     if let Some(shared) = shared {
         builder = builder.store(StoreConfig::Shared(Arc::clone(shared)));
+    }
+    if let Some(redis) = &stores.redis {
+        builder = builder.store(StoreConfig::Redis(Arc::clone(redis)));
     }
     let mut texts = Texts::default();
     // SAFETY (every `keep` below): the views go into the `Inner` built here, which owns

@@ -162,6 +162,17 @@ impl Gate {
             Counter,
             "Concurrency leases given back (leases never given back expire uncounted).",
         );
+        let mut fallbacks = Family::new(
+            "portcullis_store_fallback_decisions_total",
+            Counter,
+            "Decisions made without the Redis store, by policy: its on_error answered (fail_open, \
+             fail_closed, or the local table's share of the quota) because Redis did not.",
+        );
+        let mut cache_hits = Family::new(
+            "portcullis_store_deny_cache_hits_total",
+            Counter,
+            "Denials answered from the local deny cache without asking the Redis store, by policy.",
+        );
         for (slot, totals) in inner.policies.iter().zip(&by_policy) {
             let policy = [("policy", slot.name)];
             for (outcome, v) in OUTCOMES.iter().zip(outcome_values(totals)) {
@@ -175,6 +186,10 @@ impl Gate {
                 continue;
             };
             placed.push(&policy, Value::Int(s.placed));
+            if self.redis.is_some() {
+                fallbacks.push(&policy, Value::Int(s.store_fallbacks));
+                cache_hits.push(&policy, Value::Int(s.deny_cache_hits));
+            }
             evictions.push(&policy, Value::Int(s.evictions));
             limited_evictions.push(&policy, Value::Int(s.limited_evictions));
             if slot.settings.policy.algorithm() == Algorithm::Concurrency {
@@ -269,17 +284,9 @@ impl Gate {
                 .int(&[], w[3]),
             ]);
         }
-        // What the store itself reports: one line per field of `StoreMetrics`.
-        let store = self.store.as_ref().map(|s| s.metrics()).unwrap_or_default();
-        let optional = [(
-            "portcullis_store_fallback_decisions_total",
-            "Decisions made from local state because the store was unreachable.",
-            store.fallback_decisions,
-        )];
-        for (name, help, value) in optional {
-            if let Some(v) = value {
-                families.push(Family::new(name, Counter, help).int(&[], v));
-            }
+        if self.redis.is_some() {
+            families.push(fallbacks);
+            families.push(cache_hits);
         }
         Metrics(families)
     }

@@ -87,6 +87,7 @@ use crate::limit::decision::render_with_main;
 use crate::limit::decision::Decision;
 use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
+use crate::store::redis::RedisStore;
 use crate::store::{Board, Durability, SharedStore, SledStore, Store};
 
 mod abuse;
@@ -99,7 +100,7 @@ mod path;
 mod stats;
 
 use abuse::Abuse;
-use compile::{compile, Inner, Select};
+use compile::{compile, Inner, Select, Stores};
 use headers::{CorsInto, HeaderBuf};
 use keys::{key_bytes, key_display};
 use outcome::KeptConfig;
@@ -167,8 +168,17 @@ impl GateBuilder {
             (StoreKind::Shared, Some(path)) => Some(Arc::new(SharedStore::open(path)?)),
             _ => None,
         };
+        let redis = match (&self.config.store.kind, &self.config.store.redis) {
+            (StoreKind::Redis, Some(o)) => Some(Arc::new(RedisStore::open(o.clone())?)),
+            _ => None,
+        };
         let abuse = Arc::new(Abuse::restore(store.as_deref())?);
-        let inner = compile(self.config, None, &clock, store.as_ref(), shared.as_ref())?;
+        let shared_stores = Stores {
+            store: store.clone(),
+            shared: shared.clone(),
+            redis: redis.clone(),
+        };
+        let inner = compile(self.config, None, &clock, &shared_stores)?;
         static GATES: AtomicU64 = AtomicU64::new(0);
         let persistent = store.is_some() || shared.is_some();
         // Mapped now, by the process that reads the config: workers it forks (nginx's
@@ -190,6 +200,7 @@ impl GateBuilder {
             shared,
             retired: Mutex::default(),
             last_values: Mutex::default(),
+            redis,
         })
     }
 }
@@ -221,6 +232,8 @@ pub struct Gate {
     retired: Mutex<HashMap<u64, u64>>,
     /// The last value reported of each counter series, so none ever goes down.
     last_values: Mutex<HashMap<u64, u64>>,
+    /// The Redis store, when the config names one: opened once, used by every policy.
+    redis: Option<Arc<RedisStore>>,
 }
 
 /// How often a decision publishes this process's counters to the shared store's board.
@@ -578,13 +591,12 @@ impl Gate {
     /// The old config keeps running if the new one cannot be applied.
     pub fn reload(&self, config: Config) -> Result<ReloadSummary, GateError> {
         let old = self.inner.read().clone();
-        let inner = compile(
-            config,
-            Some(&old),
-            &self.clock,
-            self.store.as_ref(),
-            self.shared.as_ref(),
-        )?;
+        let stores = Stores {
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+            redis: self.redis.clone(),
+        };
+        let inner = compile(config, Some(&old), &self.clock, &stores)?;
         let mut summary = ReloadSummary::default();
         for p in &inner.policies {
             let kept = old
@@ -621,11 +633,15 @@ impl Gate {
         self.reload(Config::load(path)?)
     }
 
-    /// Whether deciding `req` may wait on the disk: its route has a policy of immediate
-    /// durability over a persistent store. An async front end decides such requests off its
-    /// runtime's threads (the tower layer uses `spawn_blocking`); every other decision is a
-    /// few atomic operations. One atomic load for configs without such a policy.
+    /// Whether deciding `req` may wait: on the network (a Redis store, up to its timeout) or
+    /// on the disk (its route has a policy of immediate durability over a persistent store).
+    /// An async front end decides such requests off its runtime's threads (the tower layer
+    /// uses `spawn_blocking`); every other decision is a few atomic operations. One atomic
+    /// load for configs with neither.
     pub fn may_wait(&self, req: &GateRequest<'_>) -> bool {
+        if self.redis.is_some() {
+            return true;
+        }
         if !self.waits_on_disk.load(Ordering::Acquire) {
             return false;
         }
@@ -705,6 +721,13 @@ impl Gate {
         self.inner.read().trusted.contains(peer.to_canonical())
     }
 
+    /// Whether a decision may wait on the network (a Redis store: up to its timeout, after
+    /// which its `on_error` answers). An event loop that must never block (nginx, Node.js)
+    /// cannot use such a gate.
+    pub fn may_block(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Counters per route and limit, per policy, the most limited keys and the latest denials.
     pub fn stats(&self) -> GateStats {
         let inner = self.inner.read();
@@ -758,6 +781,8 @@ impl Gate {
                     limited_evictions: s.limited_evictions,
                     placed: s.placed,
                     capacity: s.capacity,
+                    store_fallbacks: s.store_fallbacks,
+                    deny_cache_hits: s.deny_cache_hits,
                 });
             }
         }

@@ -102,6 +102,13 @@ pub struct PolicyStatsView {
     pub placed: u64,
     /// Table slots.
     pub capacity: usize,
+    /// Redis store only: decisions made without Redis because it did not answer in time (or
+    /// was backing off), by the configured `on_error`. Zero for local stores.
+    #[serde(default)]
+    pub store_fallbacks: u64,
+    /// Redis store only: denials answered from the local deny cache, without a round trip.
+    #[serde(default)]
+    pub deny_cache_hits: u64,
 }
 
 /// A limit's counters: one set per policy it may apply (one per tier for a tiered limit), so

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use crate::core::clock::{Clock, Nanos, TimeSource};
 use crate::core::stats::{DecisionCounts, PolicyStats};
 use crate::core::table::{Fingerprint, Reclaim, Table};
-use crate::limit::algo::{Algo, Rule, Step, Verdict};
+use crate::limit::algo::{Algo, Rule, Step, Verdict, BLOCKED};
 use crate::limit::decision::{
     render_headers, Decision, FromVerdict, Header, HeaderStyle, PolicyId, PolicyMeta,
 };
 use crate::limit::error::Error;
 use crate::limit::policy::{Algorithm, Policy, PolicyError};
+use crate::limit::remote::{Reached, Remote};
+use crate::store::redis::{Failure, OnError};
 use crate::store::writer::Writer;
-use crate::store::{Durability, SharedStore, StoreConfig};
+use crate::store::{Durability, SharedStore, StoreConfig, StoreError};
 
 /// The persistence side of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +60,12 @@ struct Entry {
     /// returns after the file is synced. (Other shared tables need nothing after a check.)
     sync_shared: bool,
     signature: String,
+    /// For a Redis store, the local table is the deny cache (states Redis denied, in server
+    /// time) and this decides.
     table: Table,
     /// Decisions, and leases given back (an expired lease is never counted there).
     counts: DecisionCounts,
+    remote: Option<Box<Remote>>,
 }
 
 impl Entry {
@@ -97,6 +102,10 @@ pub struct Lease {
     key: Fingerprint,
     epoch: u32,
     cost: u32,
+    /// Taken on Redis: the client key, to release it there.
+    remote: Option<Box<[u8]>>,
+    /// Taken while Redis was away: released into the local fallback table, if any.
+    fallback: bool,
 }
 
 impl Lease {
@@ -208,6 +217,10 @@ impl LimiterBuilder {
             StoreConfig::Shared(s) => Some(Arc::clone(s)),
             _ => None,
         };
+        let redis = match &self.store {
+            StoreConfig::Redis(s) => Some(Arc::clone(s)),
+            _ => None,
+        };
         let saved_key = match (&store, &shared) {
             (Some((s, _)), _) => s.hash_key()?,
             (None, Some(s)) => Some(s.hash_key()),
@@ -247,7 +260,19 @@ impl LimiterBuilder {
                 policy: policy.name().into(),
                 bytes,
             })?;
+            let remote = match &redis {
+                Some(r) => Some(Box::new(Remote::new(
+                    Arc::clone(r),
+                    &policy,
+                    &rule,
+                    &signature,
+                    capacity,
+                    hash_key,
+                )?)),
+                None => None,
+            };
             entries.push(Entry {
+                remote,
                 table,
                 max_cost: rule.algo.max_cost(),
                 durability: policy.durability_level(),
@@ -587,6 +612,10 @@ impl Limiter {
         finish: impl FnOnce(A) -> R,
     ) -> Result<R, Error> {
         let e = self.entry(id)?;
+        // One branch per check, on the policy: a local policy's path is unchanged.
+        if let Some(r) = &e.remote {
+            return self.remote_check(e, r, id, key, cost, now, finish);
+        }
         match &e.rule.algo {
             Algo::Concurrency(a) if A::LEASES => self.check_body(e, a, id, key, cost, now, finish),
             Algo::Concurrency(_) => Err(e.needs_lease()),
@@ -646,7 +675,164 @@ impl Limiter {
             seen,
             cost,
             now,
+            remote_key: None,
+            fallback: false,
         })))
+    }
+
+    /// [`Limiter::check_with`] for a policy on Redis: the deny cache, one script run, or the
+    /// configured fallback when Redis does not answer. Out of line: the local path stays as
+    /// it was.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn remote_check<A: Answer, R>(
+        &self,
+        e: &Entry,
+        r: &Remote,
+        id: PolicyId,
+        key: &[u8],
+        cost: u32,
+        now: Nanos,
+        finish: impl FnOnce(A) -> R,
+    ) -> Result<R, Error> {
+        match (&e.rule.algo, A::LEASES) {
+            (Algo::Concurrency(_), false) => return Err(e.needs_lease()),
+            (Algo::Concurrency(_), true) => {}
+            (_, true) => return Err(e.not_concurrency()),
+            _ => {}
+        }
+        self.affordable(e, cost)?;
+        let f = e.table.fingerprint(key);
+        let rule = &e.rule;
+        let answer = |rule: &Rule,
+                      max_cost: u32,
+                      verdict: Verdict,
+                      seen: u64,
+                      at: Nanos,
+                      remote_key: Option<&[u8]>,
+                      fallback: bool| {
+            Self::count(e, &verdict);
+            finish(A::answer(&Checked {
+                rule,
+                max_cost,
+                id,
+                key: f,
+                verdict,
+                seen,
+                cost,
+                now: at,
+                remote_key,
+                fallback,
+            }))
+        };
+        if r.deny_cache {
+            // A key Redis denied is denied here until its state would let this request
+            // through: no round trip (other hosts only ever make it stricter).
+            let at = r.server_now(now);
+            if let Some(s) = e.table.read(&f) {
+                let (n, v) = rule.check(s, at, cost);
+                // A denial that would start a block changes the state: only Redis may.
+                if !v.allowed && n == s {
+                    r.cache_hits.add(1);
+                    return Ok(answer(rule, e.max_cost, v, s, at, None, false));
+                }
+            }
+        }
+        match r.check(key, cost, now) {
+            Ok(Reached {
+                allowed,
+                seen,
+                now: at,
+            }) => {
+                let (new, mut v) = rule.check(seen, at, cost);
+                // The script decided; the numbers come from the same step on its state.
+                v.allowed = allowed;
+                // A denial is cached; a key already cached follows Redis's state, so a later
+                // cached denial shows the numbers Redis would.
+                if r.deny_cache && (!allowed || e.table.read(&f).is_some()) {
+                    e.table.update(&f, at, rule, |_| (new, ()));
+                }
+                Ok(answer(rule, e.max_cost, v, seen, at, Some(key), false))
+            }
+            Err(failure) => {
+                r.fallbacks.add(1);
+                match (r.on_error, &r.fallback) {
+                    (OnError::Local, Some(fb)) => {
+                        let mut verdict = Verdict::default();
+                        let mut seen = 0;
+                        fb.table.update(&f, now, &fb.rule, |s| {
+                            let (n, v) = fb.rule.check(s, now, cost);
+                            verdict = v;
+                            seen = s;
+                            (n, ())
+                        });
+                        Ok(answer(
+                            &fb.rule,
+                            fb.max_cost,
+                            verdict,
+                            seen,
+                            now,
+                            None,
+                            true,
+                        ))
+                    }
+                    (OnError::FailOpen, _) => {
+                        let (_, v) = rule.check(0, now, cost);
+                        Ok(answer(rule, e.max_cost, v, 0, now, None, true))
+                    }
+                    _ => {
+                        // Denied until the next reconnect attempt, at least a second: a block.
+                        let wait = failure.retry_in.max(std::time::Duration::from_secs(1));
+                        let until = now.saturating_add(wait.as_nanos() as u64);
+                        let s = BLOCKED | until.min(BLOCKED - 1);
+                        let (_, v) = rule.check(s, now, cost);
+                        Ok(answer(rule, e.max_cost, v, s, now, None, true))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns a Redis failure on an operation without a fallback into an error.
+    #[cold]
+    fn unavailable(r: &Remote, f: Failure) -> Error {
+        Error::Store(StoreError::Unavailable {
+            url: r.store.url().into(),
+            detail: f.detail,
+        })
+    }
+
+    /// Applies `op` to a key's state on Redis (read with the server time, then compare and
+    /// set, again if the key moved meanwhile); returns the new state and the server time.
+    fn remote_modify(
+        &self,
+        e: &Entry,
+        r: &Remote,
+        key: &[u8],
+        now: Nanos,
+        op: impl Fn(&Rule, u64, Nanos) -> u64,
+    ) -> Result<(u64, Nanos), Error> {
+        // A refund or release may lift a denial the deny cache still holds.
+        e.table.remove(&e.table.fingerprint(key));
+        for _ in 0..16 {
+            let (raw, seen, at) = r.peek(key, now).map_err(|f| Self::unavailable(r, f))?;
+            let new = op(&e.rule, seen, at);
+            if new == seen {
+                return Ok((new, at));
+            }
+            if r.replace(key, &raw, &e.rule, new, at)
+                .map_err(|f| Self::unavailable(r, f))?
+            {
+                return Ok((new, at));
+            }
+        }
+        Err(Self::unavailable(
+            r,
+            Failure {
+                detail: "the key kept changing under 16 compare-and-set attempts".into(),
+                retry_in: std::time::Duration::ZERO,
+            },
+        ))
     }
 
     /// Decides a request of `cost` for `key` now, consuming quota when allowed.
@@ -709,6 +895,12 @@ impl Limiter {
     ) -> Result<Decision, Error> {
         let e = self.entry(id)?;
         self.affordable(e, cost)?;
+        if let Some(r) = &e.remote {
+            let (_, state, at) = r
+                .peek(key.as_ref(), now)
+                .map_err(|f| Self::unavailable(r, f))?;
+            return Ok(Self::decision(e, id, &e.rule.peek(state, at, cost), at));
+        }
         let f = e.table.fingerprint(key.as_ref());
         let state = e.table.read(&f).unwrap_or(0);
         Ok(Self::decision(e, id, &e.rule.peek(state, now, cost), now))
@@ -719,13 +911,17 @@ impl Limiter {
         id: PolicyId,
         key: &[u8],
         now: Nanos,
-        op: impl Fn(&Rule, u64) -> u64,
+        op: impl Fn(&Rule, u64, Nanos) -> u64,
     ) -> Result<Decision, Error> {
         let e = self.entry(id)?;
+        if let Some(r) = &e.remote {
+            let (state, at) = self.remote_modify(e, r, key, now, &op)?;
+            return Ok(Self::decision(e, id, &e.rule.peek(state, at, 1), at));
+        }
         let f = e.table.fingerprint(key);
         let rule = &e.rule;
         let up = e.table.update(&f, now, rule, |s| {
-            let n = op(rule, s);
+            let n = op(rule, s, now);
             (n, n)
         });
         if self.writer.is_some() || self.shared.is_some() {
@@ -753,7 +949,7 @@ impl Limiter {
         cost: u32,
         now: Nanos,
     ) -> Result<Decision, Error> {
-        self.modify(id, key.as_ref(), now, |r, s| r.penalize(s, now, cost))
+        self.modify(id, key.as_ref(), now, |r, s, t| r.penalize(s, t, cost))
     }
 
     /// Gives back `cost` (the backend failed, so the request should not count). Never makes a
@@ -776,7 +972,7 @@ impl Limiter {
         cost: u32,
         now: Nanos,
     ) -> Result<Decision, Error> {
-        self.modify(id, key.as_ref(), now, |r, s| r.refund(s, now, cost))
+        self.modify(id, key.as_ref(), now, |r, s, t| r.refund(s, t, cost))
     }
 
     /// Forgets a key (unblocks a user): its next request starts fresh. Returns whether the key
@@ -785,6 +981,15 @@ impl Limiter {
         let e = self.entry(id)?;
         let f = e.table.fingerprint(key.as_ref());
         let removed = e.table.remove(&f);
+        if let Some(r) = &e.remote {
+            if let Some(fb) = &r.fallback {
+                fb.table.remove(&f);
+            }
+            return r
+                .store
+                .delete(&r.key(key.as_ref()))
+                .map_err(|f| Self::unavailable(r, f));
+        }
         self.persist(e, id, key.as_ref(), &f, (removed, false))?;
         Ok(removed)
     }
@@ -820,6 +1025,17 @@ impl Limiter {
     /// [`Limiter::release`] at an explicit time.
     pub fn release_at(&self, lease: Lease, now: Nanos) -> Result<(), Error> {
         let e = self.entry(lease.policy)?;
+        if let Some(r) = &e.remote {
+            if let Some(key) = &lease.remote {
+                let (epoch, cost) = (lease.epoch, lease.cost);
+                self.remote_modify(e, r, key, now, |rule, s, t| rule.release(s, t, epoch, cost))?;
+            } else if let (true, Some(fb)) = (lease.fallback, &r.fallback) {
+                fb.table.update(&lease.key, now, &fb.rule, |s| {
+                    (fb.rule.release(s, now, lease.epoch, lease.cost), ())
+                });
+            }
+            return Ok(());
+        }
         let rule = &e.rule;
         let up = e.table.update(&lease.key, now, rule, |s| {
             (rule.release(s, now, lease.epoch, lease.cost), ())
@@ -842,6 +1058,13 @@ impl Limiter {
         e.table
             .read(&f)
             .is_some_and(|state| e.rule.is_blocked(state, now))
+    }
+
+    /// Whether a check may wait on the network (a policy on a Redis store: up to the store's
+    /// timeout, after which its `on_error` answers). An event loop that must never block
+    /// (nginx, Node.js) cannot use such a limiter.
+    pub fn may_block(&self) -> bool {
+        self.inner.entries.iter().any(|e| e.remote.is_some())
     }
 
     /// Counters and table occupancy per policy. Counting live keys scans the tables.
@@ -874,6 +1097,8 @@ impl Limiter {
             leases_released: e.counts.leases_released(),
             capacity: e.table.capacity(),
             memory_bytes: e.table.memory_bytes(),
+            store_fallbacks: e.remote.as_ref().map_or(0, |r| r.fallbacks.get()),
+            deny_cache_hits: e.remote.as_ref().map_or(0, |r| r.cache_hits.get()),
         }
     }
 
@@ -913,6 +1138,10 @@ pub(crate) struct Checked<'a> {
     seen: u64,
     cost: u32,
     now: Nanos,
+    /// Decided on Redis: the client key (a lease is released there).
+    remote_key: Option<&'a [u8]>,
+    /// Decided while Redis was away.
+    fallback: bool,
 }
 
 /// What a check is handed out as (see [`Limiter::check_as`]).
@@ -984,6 +1213,8 @@ impl Answer for Acquired {
             key: c.key,
             epoch: c.verdict.lease_epoch,
             cost: c.cost,
+            remote: c.remote_key.map(Into::into),
+            fallback: c.fallback,
         });
         Acquired(
             Decision::from_verdict(c.max_cost, c.id, &c.verdict, c.now),

@@ -7,7 +7,9 @@
 //! * `decision`: what a check answers, and its HTTP header renderings;
 //! * `limiter`: the policies' tables, the one check path, leases and persistence;
 //! * `keys`: client keys (IP addresses keyed by prefix);
-//! * `error`: the limiter's errors.
+//! * `error`: the limiter's errors;
+//! * `remote/`: policies decided on Redis: one Lua script per algorithm and the glue from a
+//!   script's reply to the same states and decisions as the local table's.
 //!
 //! May import: `core`, `store`. Never `cors`, `config`, `gate` or `ffi`.
 
@@ -18,3 +20,4 @@ pub(crate) mod keys;
 pub(crate) mod limiter;
 pub(crate) mod policy;
 pub(crate) mod quota;
+pub(crate) mod remote;

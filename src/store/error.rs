@@ -51,4 +51,22 @@ pub enum StoreError {
         /// The error.
         detail: String,
     },
+    /// A Redis store that cannot be used as configured (bad URL or prefix, unreachable,
+    /// refused credentials, scripts not loadable): reported when the store is opened.
+    #[error("redis store {url}: {detail}")]
+    Redis {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
+    /// The Redis store did not answer within its timeout (or is backing off after failures)
+    /// for an operation that has no configured fallback (peek, penalize, refund, reset).
+    #[error("redis store {url} is unavailable: {detail}")]
+    Unavailable {
+        /// The URL, without its password.
+        url: String,
+        /// The last failure.
+        detail: String,
+    },
 }

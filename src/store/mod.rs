@@ -13,6 +13,7 @@
 mod board;
 mod error;
 mod memory;
+pub mod redis;
 mod shared;
 mod sled;
 pub(crate) mod writer;
@@ -58,17 +59,6 @@ pub struct PolicyChanges {
     pub forget: Vec<u64>,
 }
 
-/// Counters a store reports for the gate's metrics, beyond what the writer counts. A field is
-/// `None` when the store has no such thing (its metric is then not rendered at all); a store
-/// that counts something new adds a field here and one line to `gate::metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StoreMetrics {
-    /// Decisions made without the store (answered from local state) because it was
-    /// unreachable.
-    pub fallback_decisions: Option<u64>,
-}
-
 /// What the limiter needs from a place that keeps its state.
 ///
 /// Small on purpose: later stores (shared memory for several processes, Redis for several
@@ -105,11 +95,6 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// The store's own counters for metrics. The default reports none.
-    fn metrics(&self) -> StoreMetrics {
-        StoreMetrics::default()
-    }
-
     /// Replaces a named record (written behind, durable at the next [`Store::sync`]). The
     /// default keeps nothing.
     fn set_record(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -138,6 +123,9 @@ pub enum StoreConfig {
     Shared(Arc<SharedStore>),
     /// A store made by the caller (e.g. a [`MemoryStore`] shared by successive limiters).
     Custom(Arc<dyn Store>, WriterConfig),
+    /// A Redis server shared by every host (see [`redis::RedisStore`]): each decision is one
+    /// script run on the server.
+    Redis(Arc<redis::RedisStore>),
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -146,6 +134,7 @@ impl std::fmt::Debug for StoreConfig {
             StoreConfig::Memory => f.write_str("Memory"),
             StoreConfig::Sled(c) => f.debug_tuple("Sled").field(c).finish(),
             StoreConfig::Shared(s) => f.debug_tuple("Shared").field(&s.path()).finish(),
+            StoreConfig::Redis(s) => f.debug_tuple("Redis").field(&s.url()).finish(),
             StoreConfig::Custom(s, w) => f
                 .debug_tuple("Custom")
                 .field(&s.location())
@@ -199,6 +188,14 @@ impl StoreConfig {
         )?)))
     }
 
+    /// A Redis store, connected now: an unreachable server, a bad URL, refused credentials
+    /// or a bad key prefix are errors here.
+    pub fn redis(options: redis::RedisOptions) -> Result<Self, StoreError> {
+        Ok(StoreConfig::Redis(Arc::new(redis::RedisStore::open(
+            options,
+        )?)))
+    }
+
     /// A store made by the caller.
     pub fn custom(store: Arc<dyn Store>) -> Self {
         StoreConfig::Custom(store, WriterConfig::default())
@@ -209,7 +206,7 @@ impl StoreConfig {
         match &mut self {
             StoreConfig::Sled(c) => c.writer.flush_interval = every,
             StoreConfig::Custom(_, w) => w.flush_interval = every,
-            StoreConfig::Memory | StoreConfig::Shared(_) => {}
+            StoreConfig::Memory | StoreConfig::Shared(_) | StoreConfig::Redis(_) => {}
         }
         self
     }
@@ -225,7 +222,7 @@ impl StoreConfig {
     /// Opens the store (none for memory, nor for the shared store, whose tables are its state).
     pub(crate) fn open(&self) -> Result<Option<Opened>, StoreError> {
         Ok(match self {
-            StoreConfig::Memory | StoreConfig::Shared(_) => None,
+            StoreConfig::Memory | StoreConfig::Shared(_) | StoreConfig::Redis(_) => None,
             StoreConfig::Sled(c) => Some((
                 Arc::new(SledStore::open(&c.path, c.cache_capacity)?),
                 c.writer,

@@ -57,6 +57,12 @@ int main(void) {
   OK(portcullis_gate_open(S(CONFIG), &gate));
   CHECK(gate != NULL);
 
+  /* A local store: decisions never wait on the network (nginx and Node accept it). */
+  bool may_block = true;
+  OK(portcullis_gate_may_block(gate, &may_block));
+  CHECK(!may_block);
+  CHECK(portcullis_gate_may_block(gate, NULL) == PORTCULLIS_RESULT_NULL_PARAMETER);
+
   /* A preflight: 204, never charged. */
   portcullis_request pre;
   memset(&pre, 0, sizeof pre);

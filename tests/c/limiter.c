@@ -21,6 +21,9 @@ static const uint64_t MS = 1000000ull;
 static void limiter_level(void) {
   portcullis_limiter *limiter = NULL;
   OK(portcullis_limiter_open(S(CONFIG), &limiter));
+  bool may_block = true;
+  OK(portcullis_limiter_may_block(limiter, &may_block));
+  CHECK(!may_block); /* a local store: checks never wait on the network */
   uint32_t api = 99, export_ = 99;
   OK(portcullis_limiter_policy(limiter, S("api"), &api));
   OK(portcullis_limiter_policy(limiter, S("export"), &export_));

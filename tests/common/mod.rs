@@ -3,3 +3,5 @@
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod model;
+pub mod redis;

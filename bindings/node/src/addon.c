@@ -935,6 +935,20 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
                                       "the library returned no handle", 30));
     return NULL;
   }
+  /* A check that waits on the network (the Redis store) would stall the event loop: the
+   * addon's calls run on it. Refused until they run on the thread pool. */
+  bool may_block = false;
+  if (spec->kind == K_GATE) portcullis_gate_may_block(ptr, &may_block);
+  if (spec->kind == K_LIMITER) portcullis_limiter_may_block(ptr, &may_block);
+  if (may_block) {
+    static const char msg[] =
+        "[store] kind = \"redis\" is refused in Node.js: a check waits on the network (up to "
+        "the store's timeout) and would stall the event loop; use kind = \"shared\" for this "
+        "host's processes";
+    free_native(spec->kind, ptr);
+    throw_error_value(env, make_error(env, PORTCULLIS_RESULT_INVALID_CONFIG, msg, sizeof msg - 1));
+    return NULL;
+  }
   return wrap_handle(env, spec->kind, ptr);
 }
 

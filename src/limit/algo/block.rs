@@ -8,7 +8,8 @@ use super::{until, Algo, Step, Verdict};
 use crate::core::clock::Nanos;
 use crate::core::table::LIMITED;
 
-const BLOCKED: u64 = 1 << 63;
+/// The block flag of a state (`BLOCKED | until`).
+pub(crate) const BLOCKED: u64 = 1 << 63;
 
 /// An algorithm with its optional block duration: the unit the limiter applies to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

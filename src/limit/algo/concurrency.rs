@@ -31,6 +31,11 @@ impl Concurrency {
         }
     }
 
+    /// (lease timeout in ns, maximum), for the Redis scripts.
+    pub(crate) fn params(&self) -> (u64, u32) {
+        (self.timeout, self.max)
+    }
+
     /// The maximum in flight.
     #[inline]
     pub fn max_cost(&self) -> u32 {

@@ -26,6 +26,11 @@ impl FixedWindow {
         }
     }
 
+    /// (window in ns, limit), for the Redis scripts.
+    pub(crate) fn params(&self) -> (u64, u32) {
+        (self.period, self.limit)
+    }
+
     /// The limit.
     #[inline]
     pub fn max_cost(&self) -> u32 {

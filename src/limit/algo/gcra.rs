@@ -32,6 +32,11 @@ impl Gcra {
         }
     }
 
+    /// (T, τ) in ns, for the Redis scripts.
+    pub(crate) fn params(&self) -> (u64, u64) {
+        (self.t, self.tau)
+    }
+
     /// The burst.
     #[inline]
     pub fn max_cost(&self) -> u32 {

@@ -27,6 +27,11 @@ impl Leaky {
         }
     }
 
+    /// (T, max delay) in ns, for the Redis scripts.
+    pub(crate) fn params(&self) -> (u64, u64) {
+        (self.t, self.max_delay)
+    }
+
     /// Requests of cost 1 a fresh key may have accepted at once.
     #[inline]
     pub fn max_cost(&self) -> u32 {

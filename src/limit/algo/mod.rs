@@ -10,9 +10,10 @@ mod fixed_window;
 mod gcra;
 mod leaky;
 mod sliding_window;
-mod window;
+pub(crate) mod window;
 
 pub use block::Rule;
+pub(crate) use block::BLOCKED;
 pub use concurrency::Concurrency;
 pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;

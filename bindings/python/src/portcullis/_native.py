@@ -115,6 +115,8 @@ STORE_FOREIGN = 302
 STORE_VERSION = 303
 STORE_IO = 304
 STORE_FORKED = 305
+STORE_REDIS = 306
+STORE_UNAVAILABLE = 307
 
 
 class CorsKind(enum.IntEnum):
@@ -340,6 +342,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "portcullis_gate_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
     "portcullis_gate_metrics": (_R, [_H, c_uint32, _BUF, c_size_t, _SIZE_P]),
     "portcullis_gate_publish_metrics": (_R, [_H]),
+    "portcullis_gate_may_block": (_R, [_H, _BOOL_P]),
     "portcullis_gate_close": (_R, [_H]),
     "portcullis_gate_free": (None, [_H]),
     # Outcomes
@@ -393,6 +396,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "portcullis_lease_free": (None, [_H]),
     "portcullis_limiter_headers": (_R, [_H, c_uint32, _DEC_P, c_size_t, _H_P]),
     "portcullis_limiter_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
+    "portcullis_limiter_may_block": (_R, [_H, _BOOL_P]),
     "portcullis_limiter_close": (_R, [_H]),
     "portcullis_limiter_free": (None, [_H]),
     # Library
@@ -422,7 +426,8 @@ BLOCKING: FrozenSet[str] = frozenset(
 )
 
 #: Functions that change a key's state, and so wait until it is on disk under a policy with
-#: ``durability = "immediate"``: they release the GIL for the handles of such a config.
+#: ``durability = "immediate"``, or change it on the Redis store (a round trip): they release
+#: the GIL for the handles of such a config. (A peek on Redis holds the GIL for its round trip.)
 DURABLE: FrozenSet[str] = frozenset(
     {
         "portcullis_limiter_check",
@@ -624,8 +629,9 @@ def library_path() -> Path:
 
 
 def immediate_durability(config: Union[bytes, str]) -> bool:
-    """Whether a config text may give a policy ``durability = "immediate"``: its handle's
-    state-changing calls can then wait on the disk and must release the GIL.
+    """Whether a config text may give a policy ``durability = "immediate"``, or names the
+    Redis store (``[store] kind = "redis"``): its handle's state-changing calls can then wait
+    on the disk or the network and must release the GIL.
 
     Read with :mod:`tomllib` (``tomli`` before Python 3.11); without a TOML parser, or for a
     text it cannot parse, any ``immediate`` in the text (or an escape that could spell it)
@@ -644,13 +650,16 @@ def immediate_durability(config: Union[bytes, str]) -> bool:
         except Exception:
             pass
         else:
+            store = doc.get("store", {})
+            if isinstance(store, dict) and store.get("kind") == "redis":
+                return True
             policies = doc.get("policy", [])
             if not isinstance(policies, list):
                 return False  # not a valid config: the library refuses it
             return any(
                 isinstance(p, dict) and p.get("durability") == "immediate" for p in policies
             )
-    return "immediate" in text or "\\u" in text or "\\U" in text
+    return "immediate" in text or "redis" in text or "\\u" in text or "\\U" in text
 
 
 def file_immediate_durability(path: Union[str, "os.PathLike[str]"]) -> bool:

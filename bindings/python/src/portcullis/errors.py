@@ -19,13 +19,15 @@ PolicyUsageError              (202-204, below)                            ValueE
 CostTooHighError              202 COST_TOO_HIGH
 NeedsLeaseError               203 NEEDS_LEASE
 NotConcurrencyError           204 NOT_CONCURRENCY
-StoreError                    (300-305, below)
+StoreError                    (300-307, below)
 StoreLockedError              300 STORE_LOCKED
 StoreCorruptError             301 STORE_CORRUPT
 StoreForeignError             302 STORE_FOREIGN
 StoreVersionError             303 STORE_VERSION
 StoreIOError                  304 STORE_IO
 StoreForkedError              305 STORE_FORKED
+StoreRedisError               306 STORE_REDIS
+StoreUnavailableError         307 STORE_UNAVAILABLE
 LibraryError                  no code (-1): the library cannot be used    ImportError
 ============================  ==========================================  ==================
 
@@ -60,6 +62,8 @@ __all__ = [
     "StoreVersionError",
     "StoreIOError",
     "StoreForkedError",
+    "StoreRedisError",
+    "StoreUnavailableError",
     "LibraryError",
     "RateLimited",
 ]
@@ -169,6 +173,16 @@ class StoreForkedError(StoreError):
     open it in each worker, or use the shared store (``[store] kind = "shared"``)."""
 
 
+class StoreRedisError(StoreError):
+    """The Redis store cannot be used as configured: a bad URL or key prefix, an unreachable
+    server or a refused password, when the gate or limiter is opened."""
+
+
+class StoreUnavailableError(StoreError):
+    """Redis did not answer within its timeout for ``peek``, ``penalize``, ``refund`` or
+    ``reset`` (a check never raises it: the store's ``on_error`` answers)."""
+
+
 class LibraryError(PortcullisError, ImportError):  # type: ignore[misc]
     """The shared library cannot be found, loaded, or has another ABI version.
 
@@ -227,6 +241,8 @@ _BY_CODE: Dict[int, Type[PortcullisError]] = {
     303: StoreVersionError,
     304: StoreIOError,
     305: StoreForkedError,
+    306: StoreRedisError,
+    307: StoreUnavailableError,
 }
 
 
