@@ -581,6 +581,18 @@ burst 8 "$M/hold/r" -H 'X-Api-Key: reload-1' >"$T/reload2.out"
 echo "  after the reload: $(summary "$T/reload2.out")"
 expect "after the reload: still limited on every worker" [ "$(grep -c '^429 ' "$T/reload2.out")" -eq 8 ]
 expect "after the reload: the new route" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: x' "$M/extra/")" = 7 ]
+# The old workers' counts stay in the host's metrics; the master, which opened the new gate,
+# takes no slot: 4 processes once the new workers have published (their 1 s timer).
+procs=""
+for _ in $(seq 100); do
+  curl -s -o "$T/metrics-reload.txt" "$M/metrics"
+  procs="$(metric "$T/metrics-reload.txt" portcullis_metrics_processes)"
+  [ "$procs" = 4 ] && break
+  sleep 0.05
+done
+expect "after the reload: metrics from 4 processes (got $procs)" [ "$procs" = 4 ]
+held="$(metric "$T/metrics-reload.txt" 'portcullis_decisions_total{policy="hold",outcome="allowed"}')"
+expect "after the reload: the old workers' allowed decisions still counted ($held >= 20)" [ "${held:-0}" -ge 20 ]
 
 # ---------------------------------------------------------------------------------------------
 step "kill -9 of a worker keeps the counters"
