@@ -581,11 +581,36 @@ burst 8 "$M/hold/r" -H 'X-Api-Key: reload-1' >"$T/reload2.out"
 echo "  after the reload: $(summary "$T/reload2.out")"
 expect "after the reload: still limited on every worker" [ "$(grep -c '^429 ' "$T/reload2.out")" -eq 8 ]
 expect "after the reload: the new route" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: x' "$M/extra/")" = 7 ]
+# The old workers' counts stay in the host's metrics; the master, which opened the new gate,
+# takes no slot: 4 processes once the new workers have published (their 1 s timer).
+procs=""
+for _ in $(seq 100); do
+  curl -s -o "$T/metrics-reload.txt" "$M/metrics"
+  procs="$(metric "$T/metrics-reload.txt" portcullis_metrics_processes)"
+  [ "$procs" = 4 ] && break
+  sleep 0.05
+done
+expect "after the reload: metrics from 4 processes (got $procs)" [ "$procs" = 4 ]
+held="$(metric "$T/metrics-reload.txt" 'portcullis_decisions_total{policy="hold",outcome="allowed"}')"
+expect "after the reload: the old workers' allowed decisions still counted ($held >= 20)" [ "${held:-0}" -ge 20 ]
 
 # ---------------------------------------------------------------------------------------------
 step "kill -9 of a worker keeps the counters"
 
 expect "kill-1 spent its quota" [ "$(spend "$M/hold/k" kill-1)" -eq 20 ]
+# The host's metrics count those 20 once every worker has published (its 1 s timer).
+hold_allowed() {
+  curl -s -o "$T/metrics-kill.txt" "$M/metrics"
+  metric "$T/metrics-kill.txt" 'portcullis_decisions_total{policy="hold",outcome="allowed"}'
+}
+want=$((${held:-0} + 20))
+got=""
+for _ in $(seq 100); do
+  got="$(hold_allowed)"
+  [ "$got" = "$want" ] && break
+  sleep 0.05
+done
+expect "metrics before kill -9: $want allowed on hold (got $got)" [ "$got" = "$want" ]
 before="$(workers "$T/main")"
 victim="$(echo "$before" | head -n 1)"
 kill -9 "$victim"
@@ -600,6 +625,13 @@ for _ in $(seq 60); do
   if [ "$w" = "$fresh" ]; then seen=1; fi
 done
 expect "after kill -9: 60 requests, all limited" [ "$bad" -eq 0 ]
+# The dead worker's counts stay on the board, and its slot's next owner retires them: no scrape
+# counts fewer (or more) than before the kill.
+odd=0
+for _ in $(seq 20); do
+  [ "$(hold_allowed)" = "$want" ] || odd=$((odd + 1))
+done
+expect "metrics after kill -9 and respawn: still exactly $want allowed on hold" [ "$odd" -eq 0 ]
 if [ $seen -eq 1 ]; then ok "the respawned worker ($fresh) answered and saw the counters"; else
   echo "  (the respawned worker answered none of the 60; covered by the count above)"
 fi

@@ -156,6 +156,10 @@ fn shared_gate(dir: &std::path::Path) -> Gate {
 #[test]
 fn a_shared_store_scrape_reports_every_process() {
     let dir = tempfile::tempdir().unwrap();
+    // A gate that decides nothing (a master process that only forks workers) takes no slot,
+    // even when closed.
+    let idle = shared_gate(dir.path());
+    idle.close().unwrap();
     let a = shared_gate(dir.path());
     let b = shared_gate(dir.path());
     // Two addresses on worker a, one on b, each over its limit once: the quota is shared.

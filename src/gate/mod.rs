@@ -256,12 +256,7 @@ impl Drop for Gate {
         if let Some(store) = &self.store {
             let _ = self.abuse.save(store.as_ref(), self.clock.now());
         }
-        // The last counts reach the board: the host's counters keep them once we are gone.
-        // A process that never published (made no decision) has none to add.
-        let mut board = self.board.lock();
-        if board.as_ref().is_some_and(Board::claimed) {
-            self.publish_into(&mut board);
-        }
+        self.publish_last();
     }
 }
 
@@ -360,6 +355,16 @@ impl Gate {
     pub fn publish_metrics(&self) {
         let mut board = self.board.lock();
         self.publish_into(&mut board);
+    }
+
+    /// At close and drop: the last counts reach the board, where the host's counters keep
+    /// them once this process is gone. A process that never published (it made no decision:
+    /// nginx's master, say) has nothing to add and takes no slot.
+    fn publish_last(&self) {
+        let mut board = self.board.lock();
+        if board.as_ref().is_some_and(Board::claimed) {
+            self.publish_into(&mut board);
+        }
     }
 
     fn publish_into(&self, board: &mut Option<Board>) {
@@ -839,7 +844,7 @@ impl Gate {
     /// Writes every counter and the log of recent denials to the store and makes them durable
     /// (nothing to do in memory).
     pub fn close(&self) -> Result<(), Error> {
-        self.publish_metrics();
+        self.publish_last();
         if let Some(store) = &self.store {
             self.abuse.save(store.as_ref(), self.clock.now())?;
         }
