@@ -23,6 +23,8 @@ ALLOWED = {
     "gate": {"core", "store", "limit", "cors", "config", "gate"},
     # The C ABI translates the public API: the public modules and the root's re-exports.
     "ffi": {"store", "cors", "config", "gate", "ffi", "<root>"},
+    # The tower layer is a front end like the C ABI: the public API only.
+    "tower": {"config", "gate", "tower", "<root>"},
 }
 
 

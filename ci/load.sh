@@ -50,13 +50,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 step "portcullis serve (127.0.0.1, port 0, fresh store)"
-"$BIN" serve --config "$CONFIG" --listen 127.0.0.1:0 --data "$WORK/data" \
+export PORTCULLIS_ADMIN_TOKEN="load-test-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+"$BIN" serve --config "$CONFIG" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data "$WORK/data" \
   >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 ADDR=""
+ADMIN=""
 for _ in $(seq 100); do
   ADDR="$(sed -n 's|^portcullis: listening on http://\(127\.0\.0\.1:[0-9]*\)$|\1|p' "$WORK/server.out" | head -n1)"
-  [ -n "$ADDR" ] && break
+  ADMIN="$(sed -n 's|^portcullis: admin API on http://\(127\.0\.0\.1:[0-9]*\)$|\1|p' "$WORK/server.out" | head -n1)"
+  [ -n "$ADDR" ] && [ -n "$ADMIN" ] && break
   kill -0 "$SERVER_PID" 2>/dev/null || break
   sleep 0.1
 done
@@ -106,7 +109,7 @@ timeout 60 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/load.lua" \
   "http://$ADDR$ROUTE" | tee "$WORK/wrk.out" || fail "wrk failed"
 
 step "checks"
-STATS_URL="http://$ADDR/_portcullis/stats" python3 - "$WORK/wrk.out" <<'PY'
+STATS_URL="http://$ADMIN/_portcullis/stats" python3 - "$WORK/wrk.out" <<'PY'
 import json, math, os, re, sys, urllib.request
 
 def fail(msg):
@@ -130,7 +133,11 @@ if other:
 if limited == 0:
     fail(f"no 429 in {total} responses: the test never reached a limit")
 
-with urllib.request.urlopen(os.environ["STATS_URL"], timeout=10) as r:
+stats_request = urllib.request.Request(
+    os.environ["STATS_URL"],
+    headers={"Authorization": "Bearer " + os.environ["PORTCULLIS_ADMIN_TOKEN"]},
+)
+with urllib.request.urlopen(stats_request, timeout=10) as r:
     stats = json.load(r)
 uptime_ms = stats["uptime_ms"]
 policies = {p["name"]: p for p in stats["gate"]["policies"]}

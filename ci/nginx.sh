@@ -2,8 +2,8 @@
 # The nginx module (bindings/nginx) in Debian's nginx: builds it (bindings/nginx/build.sh), then
 # runs nginx with 4 workers on 127.0.0.1 (free ports, a prefix in a temporary folder, the shared
 # store in /dev/shm) in front of an nginx upstream and a slow python3 one, and checks with curl:
-# one quota across the workers, preflights, 429s with CORS headers, headers on proxied 2xx/4xx/5xx
-# and static responses, a concurrency limit with aborted clients, shaping on a timer, reload and
+# one quota across the workers, host-wide metrics from any worker (portcullis_metrics),
+# preflights, 429s with CORS headers, headers on proxied 2xx/4xx/5xx and static responses, a concurrency limit with aborted clients, shaping on a timer, reload and
 # kill -9 keeping the counters, config errors at `nginx -t`, hostile input, a short wrk load, and
 # a run under valgrind. Standalone and idempotent; run as root on Debian 12 (installs nginx,
 # nginx-dev, curl, wrk, python3, valgrind and procps when missing). Prints "N passed, N failed".
@@ -216,6 +216,9 @@ gate_server() { # listen address, another listen (optional)
         location /static/ {
             root html;
         }
+        location = /metrics {
+            portcullis_metrics;
+        }
         location /off/ {
             portcullis off;
             proxy_pass http://127.0.0.1:$UP;
@@ -372,6 +375,45 @@ expect "exactly 20 allowed" [ "$allowed" -eq 20 ]
 expect "80 answered 429" [ "$limited" -eq 80 ]
 expect "every 429 has Retry-After" [ "$with_retry" -eq 80 ]
 expect "more than one worker answered" [ "$served_by" -gt 1 ]
+
+# ---------------------------------------------------------------------------------------------
+step "metrics: a scrape answered by any worker reports the 4 workers' decisions"
+
+metric() { # exposition file, series: its value
+  awk -v s="$2" '$1 == s { print $2 }' "$1"
+}
+quota_counts() { # exposition file: "allowed limited" of the quota policy
+  echo "$(metric "$1" 'portcullis_decisions_total{policy="quota",outcome="allowed"}')" \
+    "$(metric "$1" 'portcullis_decisions_total{policy="quota",outcome="limited"}')"
+}
+# Each worker publishes its counters every second: wait for that (a deadline, not a guess),
+# then every scrape, whichever worker answers it, must show exactly the burst's decisions.
+counts=""
+for _ in $(seq 100); do
+  curl -s -o "$T/metrics.txt" "$M/metrics"
+  counts="$(quota_counts "$T/metrics.txt")"
+  [ "$counts" = "20 80" ] && break
+  sleep 0.05
+done
+expect "a scrape counts the burst: 20 allowed, 80 limited (got: $counts)" [ "$counts" = "20 80" ]
+: >"$T/scrapes.txt"
+for i in $(seq 12); do
+  curl -s -H 'Connection: close' -D "$T/scrape-$i.hdr" -o "$T/scrape-$i.txt" "$M/metrics"
+  echo "$(tr -d '\r' <"$T/scrape-$i.hdr" | awk -F': ' 'tolower($1) == "x-worker" { print $2 }')" \
+    "$(quota_counts "$T/scrape-$i.txt")" \
+    "$(metric "$T/scrape-$i.txt" portcullis_metrics_processes)" >>"$T/scrapes.txt"
+done
+echo "  worker, allowed, limited, processes per scrape: $(sort -u "$T/scrapes.txt" | tr '\n' ';')"
+expect "12 scrapes from more than one worker" [ "$(awk '{ print $1 }' "$T/scrapes.txt" | sort -u | grep -c .)" -gt 1 ]
+expect "every scrape: 20 allowed, 80 limited, 4 processes" \
+  [ "$(awk '$2 != 20 || $3 != 80 || $4 != 4' "$T/scrapes.txt" | grep -c .)" -eq 0 ]
+expect "metrics: Content-Type of the text format 0.0.4" \
+  [ "$(header Content-Type "$M/metrics")" = "text/plain; version=0.0.4; charset=utf-8" ]
+expect "metrics: host-wide" [ "$(metric "$T/metrics.txt" portcullis_metrics_host_wide)" = 1 ]
+expect "metrics: no client key in a label" [ "$(grep -c 'quota-1\|127.0.0.1' "$T/metrics.txt" || true)" -eq 0 ]
+if command -v promtool >/dev/null; then
+  expect "metrics: promtool check metrics" sh -c "promtool check metrics <'$T/metrics.txt'"
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "CORS: preflight answered 204 and never charged; a 429 keeps the CORS headers"
@@ -539,11 +581,36 @@ burst 8 "$M/hold/r" -H 'X-Api-Key: reload-1' >"$T/reload2.out"
 echo "  after the reload: $(summary "$T/reload2.out")"
 expect "after the reload: still limited on every worker" [ "$(grep -c '^429 ' "$T/reload2.out")" -eq 8 ]
 expect "after the reload: the new route" [ "$(header X-RateLimit-Limit -H 'X-Api-Key: x' "$M/extra/")" = 7 ]
+# The old workers' counts stay in the host's metrics; the master, which opened the new gate,
+# takes no slot: 4 processes once the new workers have published (their 1 s timer).
+procs=""
+for _ in $(seq 100); do
+  curl -s -o "$T/metrics-reload.txt" "$M/metrics"
+  procs="$(metric "$T/metrics-reload.txt" portcullis_metrics_processes)"
+  [ "$procs" = 4 ] && break
+  sleep 0.05
+done
+expect "after the reload: metrics from 4 processes (got $procs)" [ "$procs" = 4 ]
+held="$(metric "$T/metrics-reload.txt" 'portcullis_decisions_total{policy="hold",outcome="allowed"}')"
+expect "after the reload: the old workers' allowed decisions still counted ($held >= 20)" [ "${held:-0}" -ge 20 ]
 
 # ---------------------------------------------------------------------------------------------
 step "kill -9 of a worker keeps the counters"
 
 expect "kill-1 spent its quota" [ "$(spend "$M/hold/k" kill-1)" -eq 20 ]
+# The host's metrics count those 20 once every worker has published (its 1 s timer).
+hold_allowed() {
+  curl -s -o "$T/metrics-kill.txt" "$M/metrics"
+  metric "$T/metrics-kill.txt" 'portcullis_decisions_total{policy="hold",outcome="allowed"}'
+}
+want=$((${held:-0} + 20))
+got=""
+for _ in $(seq 100); do
+  got="$(hold_allowed)"
+  [ "$got" = "$want" ] && break
+  sleep 0.05
+done
+expect "metrics before kill -9: $want allowed on hold (got $got)" [ "$got" = "$want" ]
 before="$(workers "$T/main")"
 victim="$(echo "$before" | head -n 1)"
 kill -9 "$victim"
@@ -558,6 +625,13 @@ for _ in $(seq 60); do
   if [ "$w" = "$fresh" ]; then seen=1; fi
 done
 expect "after kill -9: 60 requests, all limited" [ "$bad" -eq 0 ]
+# The dead worker's counts stay on the board, and its slot's next owner retires them: no scrape
+# counts fewer (or more) than before the kill.
+odd=0
+for _ in $(seq 20); do
+  [ "$(hold_allowed)" = "$want" ] || odd=$((odd + 1))
+done
+expect "metrics after kill -9 and respawn: still exactly $want allowed on hold" [ "$odd" -eq 0 ]
 if [ $seen -eq 1 ]; then ok "the respawned worker ($fresh) answered and saw the counters"; else
   echo "  (the respawned worker answered none of the 60; covered by the count above)"
 fi
@@ -597,6 +671,10 @@ expect "...which says to use the shared store" grep -q '\[warn\].*kind = "shared
 sed -e 's/portcullis_config portcullis.toml;//' "$T/main/conf/nginx.conf" >"$T/main/conf/bad.conf"
 out="$(! $NGINX -p "$T/main" -c conf/bad.conf -t 2>&1)" || true
 expect "portcullis on without portcullis_config" grep -q '"portcullis on" needs "portcullis_config"' <<<"$out"
+sed -e 's/portcullis_config portcullis.toml;//' -e 's/portcullis on;//' "$T/main/conf/nginx.conf" >"$T/main/conf/bad.conf"
+out="$(! $NGINX -p "$T/main" -c conf/bad.conf -t 2>&1)" || true
+expect "portcullis_metrics without portcullis_config" \
+  grep -q '"portcullis_metrics" needs "portcullis_config"' <<<"$out"
 
 # ---------------------------------------------------------------------------------------------
 step "hostile input: invalid UTF-8, huge and repeated headers, empty principal"

@@ -3,9 +3,10 @@
 # tests, the loom models, the C ABI from C and C++ under valgrind, the Python bindings (gunicorn
 # and uvicorn workers on the shared store, a pip install outside the checkout), the CORS browser
 # test (installs Chromium when missing), the nginx module in a real nginx (installs nginx and
-# nginx-dev), the Node.js addon (npm packages from the registry) and a wrk load test against the
-# demo server (installs wrk when missing), and the Redis store against a real redis-server
-# (installs it when missing).
+# nginx-dev), the Node.js addon (npm packages from the registry), the metrics and alert rules
+# (installs prometheus for promtool), the Redis store against a real redis-server (installs it
+# when missing), serve under attack, and a wrk load test against the demo server (installs wrk
+# when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +48,12 @@ bash ci/nginx.sh
 
 step "Node.js: the N-API addon, Express and Fastify middleware, cluster (npm test)"
 bash ci/node.sh
+
+step "metrics: promtool and prometheus_client parse the exposition; alert rules and their tests"
+bash ci/metrics.sh
+
+step "serve under attack: slowloris, pipeliners, a 100 MiB header, smuggling, fd exhaustion"
+bash ci/serve-abuse.sh
 
 step "Redis store: model, two hosts, faults, bad input (installs redis-server when missing)"
 bash ci/redis.sh

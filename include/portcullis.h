@@ -281,6 +281,31 @@ typedef uint32_t portcullis_key_kind;
 #endif // __cplusplus
 
 /*
+ Which text format `portcullis_gate_metrics` renders.
+ */
+enum portcullis_metrics_format
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   The Prometheus text format 0.0.4: serve as `text/plain; version=0.0.4`.
+   */
+  PORTCULLIS_METRICS_FORMAT_PROMETHEUS = 0,
+  /*
+   OpenMetrics 1.0: serve as `application/openmetrics-text; version=1.0.0`.
+   */
+  PORTCULLIS_METRICS_FORMAT_OPEN_METRICS = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum portcullis_metrics_format portcullis_metrics_format;
+#else
+typedef uint32_t portcullis_metrics_format;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  A validated CORS policy. Thread-safe: decide from any number of threads at once.
  */
 typedef struct portcullis_cors portcullis_cors;
@@ -717,6 +742,33 @@ portcullis_result portcullis_gate_stats_json(const portcullis_gate *gate,
                                              uint8_t *buf,
                                              size_t cap,
                                              size_t *out_len);
+
+/*
+ The gate's metrics (decisions by policy and outcome, CORS refusals, table occupancy,
+ evictions, leases, the store's writer) in the text `format` (a
+ `portcullis_metrics_format`), copied into `buf` (UTF-8, no NUL): what a `/metrics`
+ endpoint serves. With a shared store the counters are those of every process using it.
+ `PORTCULLIS_RESULT_INSUFFICIENT_SIZE` with `*out_len` set when `cap` is too small (the
+ counters may have grown by the next call: leave room).
+
+ # Safety
+ `gate` is NULL or live; `buf` is valid for `cap` bytes; `out_len` is writable.
+ */
+portcullis_result portcullis_gate_metrics(const portcullis_gate *gate,
+                                          uint32_t format,
+                                          uint8_t *buf,
+                                          size_t cap,
+                                          size_t *out_len);
+
+/*
+ Copies this process's counters to the shared store's board now, so that a scrape served
+ by another process counts them (nothing to do without a shared store). Decisions do it at
+ most once a second; a server whose workers may sit idle calls it from a timer.
+
+ # Safety
+ `gate` is NULL or live.
+ */
+portcullis_result portcullis_gate_publish_metrics(const portcullis_gate *gate);
 
 /*
  Whether a decision may wait on the network (on Redis: up to its `timeout`, then

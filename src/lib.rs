@@ -43,6 +43,8 @@ pub mod ffi;
 pub mod gate;
 mod limit;
 pub mod store;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use crate::core::clock::{Clock, CoarseClock, FastClock, ManualClock, Nanos, SystemClock};
 pub use crate::core::stats::PolicyStats;

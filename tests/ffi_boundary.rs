@@ -138,6 +138,11 @@ fn every_export_refuses_null_handles() {
             portcullis_gate_stats_json(null(), buf.as_mut_ptr(), 16, &mut n),
             "gate",
         );
+        null_naming(
+            portcullis_gate_metrics(null(), 0, buf.as_mut_ptr(), 16, &mut n),
+            "gate",
+        );
+        null_naming(portcullis_gate_publish_metrics(null()), "gate");
         null_naming(portcullis_gate_close(null()), "gate");
         null_naming(portcullis_outcome_new(null_mut()), "out_outcome");
         let mut info = std::mem::MaybeUninit::<portcullis_outcome_info>::uninit();
@@ -449,6 +454,31 @@ fn buffers_lists_and_closed_handles() {
             portcullis_limiter_stats_json(limiter, null_mut(), 1 << 20, &mut len),
             "buf",
         );
+        // Metrics: the same contract, and a format that is not one of the enum's is refused.
+        assert_eq!(
+            portcullis_gate_metrics(gate, 0, buf.as_mut_ptr(), buf.len(), &mut len),
+            portcullis_result::InsufficientSize
+        );
+        assert!(len > buf.len());
+        let mut text = vec![0u8; len + 4096];
+        for format in [0, 1] {
+            assert_eq!(
+                portcullis_gate_metrics(gate, format, text.as_mut_ptr(), text.len(), &mut len),
+                portcullis_result::Ok
+            );
+            let body = std::str::from_utf8(&text[..len]).unwrap();
+            assert!(body.starts_with("# HELP portcullis_decisions"), "{body}");
+            assert_eq!(body.ends_with("# EOF\n"), format == 1);
+        }
+        assert_eq!(
+            portcullis_gate_metrics(gate, 2, text.as_mut_ptr(), text.len(), &mut len),
+            portcullis_result::InvalidParameter
+        );
+        null_naming(
+            portcullis_gate_metrics(gate, 0, text.as_mut_ptr(), text.len(), null_mut()),
+            "out_len",
+        );
+        assert_eq!(portcullis_gate_publish_metrics(gate), portcullis_result::Ok);
 
         // Header lists: NULL decisions only with a count of 0; a count no memory can hold is
         // refused; the output is checked before the style and the list.

@@ -9,7 +9,12 @@
  *   portcullis_tier     $variable;                    (http, server, location)
  *   portcullis_status_code 429;                       (http, server, location)
  *   portcullis_log_level info|notice|warn|error;      (http, server, location)
+ *   portcullis_metrics;                               (location)
  *
+ * portcullis_metrics makes a location answer GET with the gate's metrics in
+ * the Prometheus text format. With the shared store each worker publishes its
+ * counters to the store's board every second (and at exit), and the worker
+ * that answers a scrape sums the board: every scrape reports the whole host.
  * The gate decides once per main request in the preaccess phase (after
  * realip, limit_conn and limit_req, before access and auth): a preflight is
  * answered 204, a CORS refusal 403, a limited request 429 (or
@@ -64,6 +69,7 @@ typedef struct {
     ngx_http_complex_value_t   *tier;
     ngx_uint_t                  status_code;
     ngx_uint_t                  log_level;
+    ngx_uint_t                  metrics;     /* portcullis_metrics here */
 } ngx_http_portcullis_loc_conf_t;
 
 
@@ -120,6 +126,12 @@ static char *ngx_http_portcullis_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_http_portcullis_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_portcullis_init_module(ngx_cycle_t *cycle);
 static void ngx_http_portcullis_exit(ngx_cycle_t *cycle);
+static char *ngx_http_portcullis_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_portcullis_metrics_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_portcullis_init_process(ngx_cycle_t *cycle);
+static void ngx_http_portcullis_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_portcullis_publish(ngx_event_t *ev);
 
 
 static ngx_conf_enum_t  ngx_http_portcullis_log_levels[] = {
@@ -180,6 +192,13 @@ static ngx_command_t  ngx_http_portcullis_commands[] = {
       offsetof(ngx_http_portcullis_loc_conf_t, log_level),
       &ngx_http_portcullis_log_levels },
 
+    { ngx_string("portcullis_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_portcullis_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -206,10 +225,10 @@ ngx_module_t  ngx_http_portcullis_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_http_portcullis_init_module,       /* init module */
-    NULL,                                  /* init process */
+    ngx_http_portcullis_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_portcullis_exit,              /* exit process */
+    ngx_http_portcullis_exit_process,      /* exit process */
     ngx_http_portcullis_exit,              /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -1666,6 +1685,18 @@ ngx_http_portcullis_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
     }
 
+    if (conf->metrics) {
+        pmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_portcullis_module);
+
+        if (pmcf->gate == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"portcullis_metrics\" needs "
+                               "\"portcullis_config\" in the http block");
+            return NGX_CONF_ERROR;
+        }
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -1754,4 +1785,166 @@ static void
 ngx_http_portcullis_exit(ngx_cycle_t *cycle)
 {
     ngx_http_portcullis_free_spare(cycle);
+}
+
+
+/* Metrics. */
+
+/* How often a worker publishes its counters to the shared store's board. */
+#define NGX_HTTP_PORTCULLIS_PUBLISH_MS  1000
+
+static ngx_event_t  ngx_http_portcullis_publish_ev;
+
+
+static char *
+ngx_http_portcullis_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_portcullis_loc_conf_t  *plcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /* Whether the gate exists is checked at merge, with "portcullis on". */
+    plcf->metrics = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_portcullis_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_portcullis_metrics_handler(ngx_http_request_t *r)
+{
+    size_t                            cap, len;
+    ngx_int_t                         rc;
+    ngx_str_t                         err;
+    ngx_buf_t                        *b;
+    ngx_uint_t                        i;
+    ngx_chain_t                       out;
+    portcullis_result                 res;
+    ngx_http_portcullis_main_conf_t  *pmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_portcullis_module);
+
+    /* The text grows with the config, not the traffic: retry with its size. */
+    b = NULL;
+    len = 0;
+    cap = 16384;
+    res = PORTCULLIS_RESULT_INSUFFICIENT_SIZE;
+
+    for (i = 0; i < 4 && res == PORTCULLIS_RESULT_INSUFFICIENT_SIZE; i++) {
+        b = ngx_create_temp_buf(r->pool, cap);
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        res = portcullis_gate_metrics(pmcf->gate,
+                                      PORTCULLIS_METRICS_FORMAT_PROMETHEUS,
+                                      b->pos, cap, &len);
+        cap = len + 4096;
+    }
+
+    if (res != PORTCULLIS_RESULT_OK) {
+        err = ngx_http_portcullis_last_error(r->pool, res);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "portcullis: metrics: %V", &err);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = b->pos + len;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * With the shared store, a scrape is answered by one worker: each worker
+ * publishes its counters on a timer so that even an idle one's last counts
+ * reach the sums within a second.
+ */
+static ngx_int_t
+ngx_http_portcullis_init_process(ngx_cycle_t *cycle)
+{
+    ngx_event_t                      *ev;
+    ngx_http_portcullis_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_portcullis_module);
+
+    if (pmcf == NULL || pmcf->gate == NULL
+        || pmcf->store != NGX_HTTP_PORTCULLIS_STORE_SHARED)
+    {
+        return NGX_OK;
+    }
+
+    ev = &ngx_http_portcullis_publish_ev;
+    ev->handler = ngx_http_portcullis_publish;
+    ev->data = pmcf;
+    ev->log = cycle->log;
+    /* A pending publish never holds up a graceful shutdown. */
+    ev->cancelable = 1;
+
+    ngx_add_timer(ev, NGX_HTTP_PORTCULLIS_PUBLISH_MS);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_portcullis_publish(ngx_event_t *ev)
+{
+    ngx_http_portcullis_main_conf_t  *pmcf = ev->data;
+
+    (void) portcullis_gate_publish_metrics(pmcf->gate);
+
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        ngx_add_timer(ev, NGX_HTTP_PORTCULLIS_PUBLISH_MS);
+    }
+}
+
+
+static void
+ngx_http_portcullis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_portcullis_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_portcullis_module);
+
+    /* A worker leaving (reload, shutdown) publishes its last counts. */
+    if (pmcf != NULL && pmcf->gate != NULL
+        && pmcf->store == NGX_HTTP_PORTCULLIS_STORE_SHARED)
+    {
+        (void) portcullis_gate_publish_metrics(pmcf->gate);
+    }
+
+    ngx_http_portcullis_exit(cycle);
 }

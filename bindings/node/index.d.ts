@@ -181,6 +181,12 @@ export class Gate implements Disposable {
   reset(policy: Text, kind: KeyKind, key?: Text): boolean;
   /** The gate's counters (the parsed JSON). */
   stats(): GateStats;
+  /** The gate's metrics: Prometheus text 0.0.4, or OpenMetrics 1.0 with `openmetrics`. */
+  metrics(options?: { openmetrics?: boolean }): string;
+  /** The `Content-Type` to serve `metrics()` with. */
+  static metricsContentType(options?: { openmetrics?: boolean }): string;
+  /** Copies this process's counters to the shared store's board now. */
+  publishMetrics(): void;
   /** Writes every counter to the store and frees the gate. Idempotent. */
   close(): void;
   readonly closed: boolean;

@@ -32,7 +32,7 @@ pub enum Command {
 }
 
 /// Where the config is, and an optional store folder overriding its `[store] path`.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ConfigArgs {
     /// The config file.
     #[arg(long, short, default_value = "examples/portcullis.toml")]
@@ -49,9 +49,55 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Worker threads.
-    #[arg(long, default_value_t = 16)]
-    pub workers: usize,
+    /// Stand in front of this HTTP application as a reverse proxy instead of serving the
+    /// demo API (e.g. http://127.0.0.1:3000).
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Serve the admin API (stats, keys, reset, metrics) on this address; off by default.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// The admin API's bearer token, read from this file (or set PORTCULLIS_ADMIN_TOKEN).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Another host name the admin API answers to (besides its address and localhost).
+    #[arg(long)]
+    pub admin_host: Vec<String>,
+    /// How the admin API shows principals (API keys, user ids): a short keyed hash, or
+    /// nothing; never in clear.
+    #[arg(long, value_enum, default_value_t = Redaction::Hash)]
+    pub admin_principals: Redaction,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Connections served at once; past it the longest-idle connection makes room. Capped
+    /// below the process's open-file limit.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head once it started it.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Seconds a request may take to get its response head (upstream included), and a
+    /// response may wait for the client to read it.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout: u64,
+    /// The largest request head, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// The largest request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: u64,
+}
+
+/// How the admin API shows principals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Redaction {
+    /// `principal:#3f9a1c2b7d4e`: a keyed hash, the same for one key while the server runs.
+    Hash,
+    /// `principal:<redacted>`.
+    Redact,
 }
 
 #[derive(Args)]
@@ -104,9 +150,12 @@ pub struct InspectArgs {
     /// Only this policy.
     #[arg(long)]
     pub policy: Option<String>,
-    /// Ask a running `portcullis serve` instead of opening the store.
+    /// Ask a running `portcullis serve` (its --admin-listen address) instead of opening the
+    /// store.
     #[arg(long)]
     pub server: Option<SocketAddr>,
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// List the table files of a shared store's folder (policy, definition, size, last
     /// opened), without a config; `--config` with the same folder lists their keys.
     #[arg(long, conflicts_with = "server")]
@@ -124,7 +173,18 @@ pub struct ResetArgs {
     /// `global`.
     #[arg(long)]
     pub key: String,
-    /// Reset on a running `portcullis serve` instead of opening the store.
+    /// Reset on a running `portcullis serve` (its --admin-listen address) instead of opening
+    /// the store.
     #[arg(long)]
     pub server: Option<SocketAddr>,
+    #[command(flatten)]
+    pub token: TokenArgs,
+}
+
+/// The admin API's token, for --server.
+#[derive(Args)]
+pub struct TokenArgs {
+    /// A file holding the admin API's bearer token (or set PORTCULLIS_ADMIN_TOKEN).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }

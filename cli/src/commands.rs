@@ -10,7 +10,7 @@ use portcullis::gate::{Action, Gate, GateError, GateRequest, GateStats, KeyState
 use portcullis::store::StoreError;
 use serde_json::json;
 
-use crate::args::{CheckArgs, ConfigArgs, InspectArgs, ResetArgs, ValidateArgs};
+use crate::args::{CheckArgs, ConfigArgs, InspectArgs, ResetArgs, TokenArgs, ValidateArgs};
 
 /// `n` and the noun, singular for 1: `1 limit`, `2 limits`.
 fn count(n: u64, one: &str, many: &str) -> String {
@@ -194,7 +194,7 @@ pub fn inspect(a: InspectArgs, as_json: bool) -> Result<ExitCode, String> {
         return inspect_shared_folder(dir, only, as_json);
     }
     if let Some(server) = a.server {
-        let (keys, stats) = inspect_server(server, only)?;
+        let (keys, stats) = inspect_server(server, &a.token, only)?;
         print_inspection(&keys, &stats, only, true, as_json);
         return Ok(ExitCode::SUCCESS);
     }
@@ -231,14 +231,14 @@ pub fn inspect(a: InspectArgs, as_json: bool) -> Result<ExitCode, String> {
 /// Asks a running `portcullis serve` for its stats and the keys of its policies (of `only`).
 fn inspect_server(
     server: SocketAddr,
+    token: &TokenArgs,
     only: Option<&str>,
 ) -> Result<(PolicyKeys, GateStats), String> {
     let target = match only {
         Some(policy) => format!("/_portcullis/stats?policy={}", encode(policy)),
         None => "/_portcullis/stats".to_owned(),
     };
-    let (code, body) = crate::http::fetch(server, "GET", &target)
-        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    let (code, body) = crate::client::admin(server, token, http::Method::GET, &target, None)?;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     if code != 200 {
         return Err(match v["error"].as_str() {
@@ -389,13 +389,14 @@ pub fn reset_key(gate: &Gate, policy: &str, key: &str) -> Result<bool, String> {
 
 pub fn reset(a: ResetArgs, as_json: bool) -> Result<ExitCode, String> {
     let had = if let Some(server) = a.server {
-        let target = format!(
-            "/_portcullis/reset?policy={}&key={}",
-            encode(&a.policy),
-            encode(&a.key)
-        );
-        let (code, body) = crate::http::fetch(server, "POST", &target)
-            .map_err(|e| format!("cannot reach {server}: {e}"))?;
+        let asked = json!({ "policy": a.policy, "key": a.key }).to_string();
+        let (code, body) = crate::client::admin(
+            server,
+            &a.token,
+            http::Method::POST,
+            "/_portcullis/reset",
+            Some(asked),
+        )?;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         if code != 200 {
             return Err(v["error"].as_str().unwrap_or(&body).to_owned());

@@ -4,8 +4,8 @@
 //! Exit codes: 0 success (or allowed), 1 denied or invalid, 2 usage error.
 
 mod args;
+mod client;
 mod commands;
-mod http;
 mod serve;
 
 use std::process::ExitCode;

@@ -10,13 +10,29 @@ const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/portcullis.toml");
 const LOGIN: &str = "POST /api/v1/auth/login HTTP/1.1\r\ncontent-length: 0";
 
-struct Server(Child);
+/// The admin token the tests' servers are given.
+const TOKEN: &str = "test-admin-token-0123456789";
+
+struct Server {
+    child: Child,
+    /// The admin API's address.
+    admin: String,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// The address a `portcullis: <what> http://ADDR` line names.
+fn address(line: &str) -> String {
+    line.trim()
+        .rsplit("http://")
+        .next()
+        .expect("an address is printed")
+        .to_owned()
 }
 
 fn start(data: &Path) -> (Server, String) {
@@ -27,24 +43,27 @@ fn start(data: &Path) -> (Server, String) {
             CONFIG,
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--data",
         ])
         .arg(data)
+        .env("PORTCULLIS_ADMIN_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .spawn()
         .expect("serve starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
+    let (mut line, mut admin_line) = (String::new(), String::new());
     stdout.read_line(&mut line).unwrap();
+    stdout.read_line(&mut admin_line).unwrap();
+    assert!(admin_line.contains("admin API"), "{admin_line}");
     // Keep reading what the server prints, so it never writes to a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("the bound address is printed")
-        .to_owned();
-    (Server(child), addr)
+    let server = Server {
+        child,
+        admin: address(&admin_line),
+    };
+    (server, address(&line))
 }
 
 /// Sends one request; returns the status and the raw header section.
@@ -59,7 +78,11 @@ fn request(addr: &str, head: &str) -> (u16, String) {
 }
 
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env("PORTCULLIS_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
@@ -115,8 +138,8 @@ fn serve_then_inspect_and_reset_the_store() {
     );
 
     // Stop it as an operator would: SIGTERM writes every counter to the store.
-    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
-    assert!(server.0.wait().unwrap().success());
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert!(server.child.wait().unwrap().success());
 
     let data = data.to_str().unwrap();
     let args = ["--json", "inspect", "--config", CONFIG, "--data", data];
@@ -157,13 +180,13 @@ fn serve_then_inspect_and_reset_the_store() {
     );
     assert_eq!(code, 200);
     assert!(h.contains("x-ratelimit-remaining: 18"), "{h}");
-    let (code, out) = run(&["--json", "inspect", "--server", &addr]);
+    let (code, out) = run(&["--json", "inspect", "--server", &server.admin]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"cors_refused\":0"), "{out}");
     let (code, out) = run(&[
         "reset",
         "--server",
-        &addr,
+        &server.admin,
         "--policy",
         "api-free",
         "--key",
@@ -255,21 +278,24 @@ fn inspect_server_lists_the_keys_of_each_policy_and_honours_policy() {
     }
     assert_eq!(request(&addr, LOGIN).0, 429);
 
-    let (code, online) = run(&["inspect", "--server", &addr]);
+    let admin = server.admin.clone();
+    let (code, online) = run(&["inspect", "--server", &admin]);
     assert_eq!(code, 0, "{online}");
     assert!(
         online.contains("policy login: 1 live key\n  ip:127.0.0.1"),
         "{online}"
     );
     assert!(online.contains(", blocked"), "{online}");
+    // The admin API never shows a principal in clear: a keyed hash stands in for it.
     assert!(
-        online.contains("policy api-free: 1 live key\n  principal:key-1"),
+        online.contains("policy api-free: 1 live key\n  principal:#"),
         "{online}"
     );
+    assert!(!online.contains("key-1"), "{online}");
     assert!(online.contains("policy export: 0 live keys"), "{online}");
     assert!(online.contains("1 denial\n"), "{online}");
 
-    let (code, out) = run(&["inspect", "--server", &addr, "--policy", "login"]);
+    let (code, out) = run(&["inspect", "--server", &admin, "--policy", "login"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("policy login: 1 live key\n"), "{out}");
     assert!(!out.contains("policy api-free"), "{out}");
@@ -277,24 +303,40 @@ fn inspect_server_lists_the_keys_of_each_policy_and_honours_policy() {
         !out.contains("api-anon"),
         "only the login route's limits: {out}"
     );
-    let (code, out) = run(&["--json", "inspect", "--server", &addr, "--policy", "login"]);
+    let (code, out) = run(&["--json", "inspect", "--server", &admin, "--policy", "login"]);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["keys"]["login"][0]["key"], "ip:127.0.0.1", "{v}");
     assert_eq!(v["keys"]["login"][0]["blocked"], true, "{v}");
     assert_eq!(v["keys"].as_object().unwrap().len(), 1, "{v}");
     assert_eq!(v["recent_denials"][0]["policy"], "login", "{v}");
-    let (code, out) = run(&["inspect", "--server", &addr, "--policy", "nope"]);
+    let (code, out) = run(&["inspect", "--server", &admin, "--policy", "nope"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no policy named \"nope\""), "{out}");
 
     // The same listing as inspect on the store once the server has stopped.
-    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
-    assert!(server.0.wait().unwrap().success());
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert!(server.child.wait().unwrap().success());
     let data = data.to_str().unwrap();
     let (code, offline) = run(&["inspect", "--config", CONFIG, "--data", data]);
     assert_eq!(code, 0, "{offline}");
-    assert_eq!(key_listing(&online), key_listing(&offline));
+    // The same keys, principals in clear only offline (the operator holds the store).
+    let hashed = key_listing(&online)
+        .iter()
+        .find(|l| l.contains("principal:#"))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .expect("a hashed principal");
+    let words = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let online: Vec<String> = key_listing(&online)
+        .iter()
+        .map(|l| l.replace(&hashed, "principal:key-1"))
+        .collect();
+    assert_eq!(words(online), words(key_listing(&offline)));
     // Six policies; keys under login, api-free and the shadow api-ip.
     assert_eq!(key_listing(&offline).len(), 6 + 3, "{offline}");
 }
@@ -402,27 +444,35 @@ fn validate_counts_in_words() {
 }
 
 #[test]
-fn admin_query_values_are_percent_decoded() {
+fn admin_reset_takes_a_json_body_and_any_principal() {
     let dir = tempfile::tempdir().unwrap();
     let (server, addr) = start(&dir.path().join("data"));
     for principal in ["a% 1", "\u{fc}+/&=?"] {
         let head = format!("GET /api/v1/things HTTP/1.1\r\nauthorization: Bearer {principal}");
         assert_eq!(request(&addr, &head).0, 200);
     }
-    // `%` not followed by two hex digits stays as it is; `+` is a space.
-    let mut s = TcpStream::connect(&addr).unwrap();
+    let body = r#"{"policy":"api-free","key":"principal:a% 1"}"#;
+    let mut s = TcpStream::connect(&server.admin).unwrap();
     write!(
         s,
-        "POST /_portcullis/reset?policy=api-free&key=principal:a%+1 HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "POST /_portcullis/reset HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        server.admin,
+        body.len()
     )
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     assert!(text.ends_with(r#"{"reset":true}"#), "{text}");
-    // The CLI encodes what it sends.
+    // The CLI sends any key as it is.
     let key = "principal:\u{fc}+/&=?";
     let (code, out) = run(&[
-        "reset", "--server", &addr, "--policy", "api-free", "--key", key,
+        "reset",
+        "--server",
+        &server.admin,
+        "--policy",
+        "api-free",
+        "--key",
+        key,
     ]);
     assert_eq!(
         (code, out.trim()),

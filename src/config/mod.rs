@@ -355,11 +355,35 @@ pub struct Config {
     /// The proxies whose `X-Forwarded-For` / `Forwarded` headers name the client (none by
     /// default: the TCP peer is the client).
     pub trusted_proxies: TrustedProxies,
+    /// Tiers by principal (`[principals]`, and `principals_file` when loaded from a file):
+    /// the tier of a request that did not come with one from the application.
+    pub principals: BTreeMap<String, String>,
+    /// A request header naming the tier (`tier_header`), believed only from a trusted proxy.
+    pub tier_header: Option<String>,
 }
 
 impl Config {
     /// Parses and validates a config text.
+    /// A `principals_file` is read relative to the working directory.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Self::parse_in(text, Path::new("."))
+    }
+
+    /// Reads, parses and validates a config file; errors name the file. A `principals_file`
+    /// is read relative to the config file's folder.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let source = Some(path.display().to_string());
+        let text = read_text(path, "config")?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, base).map_err(|e| ConfigErrors {
+            source: e.source.or(source),
+            ..e
+        })
+    }
+
+    /// [`Config::parse`], with a `principals_file` read relative to `base`.
+    fn parse_in(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
         let mut ctx = Ctx {
             text,
             errors: Vec::new(),
@@ -371,26 +395,19 @@ impl Config {
                 return Err(ctx.finish());
             }
         };
-        let config = ctx.validate(raw);
-        match ctx.errors.is_empty() {
-            true => Ok(config),
-            false => Err(ctx.finish()),
+        let file = raw.principals_file.clone();
+        let mut config = ctx.validate(raw);
+        if !ctx.errors.is_empty() {
+            return Err(ctx.finish());
         }
-    }
-
-    /// Reads, parses and validates a config file; errors name the file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
-        let path = path.as_ref();
-        let source = Some(path.display().to_string());
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            source: None,
-            errors: vec![ConfigError {
-                line: 0,
-                column: 0,
-                message: format!("cannot read config file {}: {e}", path.display()),
-            }],
-        })?;
-        Self::parse(&text).map_err(|e| ConfigErrors { source, ..e })
+        if let Some(file) = file {
+            let path = base.join(file.get_ref());
+            let listed = principals_file(&path, &config)?;
+            for (principal, tier) in listed {
+                config.principals.entry(principal).or_insert(tier);
+            }
+        }
+        Ok(config)
     }
 
     /// The policy settings of a name.
@@ -438,6 +455,91 @@ impl FromStr for Config {
     }
 }
 
+fn read_text(path: &Path, what: &str) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source: None,
+        errors: vec![ConfigError {
+            line: 0,
+            column: 0,
+            message: format!("cannot read {what} file {}: {e}", path.display()),
+        }],
+    })
+}
+
+/// Whether `name` is a header name (an RFC 9110 token).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The tiers the routes name.
+fn route_tiers(routes: &[RouteSettings]) -> Vec<&str> {
+    let mut tiers: Vec<&str> = routes
+        .iter()
+        .flat_map(|r| r.limits.iter().chain(r.anonymous.iter().flatten()))
+        .flat_map(|l| match &l.select {
+            PolicySelect::Tiers { tiers, .. } => tiers.iter().map(|(t, _)| t.as_str()).collect(),
+            PolicySelect::Fixed(_) => Vec::new(),
+        })
+        .collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    tiers
+}
+
+/// A principal's tier must be one some route has: a typo would silently give the default.
+fn check_tier(tier: &str, known: &[&str]) -> Result<(), String> {
+    if known.contains(&tier) {
+        return Ok(());
+    }
+    Err(match known.is_empty() {
+        true => format!("tier {tier:?}: no route has tiers"),
+        false => format!(
+            "tier {tier:?} is not one of the routes' tiers ({})",
+            known.join(", ")
+        ),
+    })
+}
+
+/// A principals file: `"api-key" = "tier"` lines, checked like `[principals]`, errors naming
+/// the file and line.
+fn principals_file(path: &Path, config: &Config) -> Result<BTreeMap<String, String>, ConfigErrors> {
+    let text = read_text(path, "principals")?;
+    let mut ctx = Ctx {
+        text: &text,
+        errors: Vec::new(),
+    };
+    let raw: BTreeMap<String, Spanned<String>> = match toml::from_str(&text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            ctx.push(e.span().unwrap_or(0..0), explain_syntax(e.message()));
+            return Err(ConfigErrors {
+                source: Some(path.display().to_string()),
+                ..ctx.finish()
+            });
+        }
+    };
+    let tiers = route_tiers(&config.routes);
+    let mut out = BTreeMap::new();
+    for (principal, tier) in raw {
+        match check_tier(tier.get_ref(), &tiers) {
+            Ok(()) => {
+                out.insert(principal, tier.into_inner());
+            }
+            Err(e) => ctx.push(tier.span(), format!("{principal:?}: {e}")),
+        }
+    }
+    match ctx.errors.is_empty() {
+        true => Ok(out),
+        false => Err(ConfigErrors {
+            source: Some(path.display().to_string()),
+            ..ctx.finish()
+        }),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The document as written.
 
@@ -447,6 +549,9 @@ struct RawConfig {
     header_style: Option<Spanned<String>>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
     ipv6_prefix: Option<Spanned<i64>>,
+    tier_header: Option<Spanned<String>>,
+    principals_file: Option<Spanned<String>>,
+    principals: Option<BTreeMap<String, Spanned<String>>>,
     store: Option<RawStore>,
     #[serde(default)]
     policy: Vec<Spanned<RawPolicy>>,
@@ -696,6 +801,38 @@ impl Ctx<'_> {
                 Err(e) => self.push(p.span(), format!("trusted_proxies: {e}")),
             }
         }
+        let tier_header = raw.tier_header.as_ref().and_then(|h| {
+            let name = h.get_ref().trim();
+            if is_header_name(name) {
+                Some(name.to_ascii_lowercase())
+            } else {
+                self.push(
+                    h.span(),
+                    format!("tier_header: {name:?} is not a header name"),
+                );
+                None
+            }
+        });
+        if tier_header.is_some() && trusted_proxies.is_empty() {
+            if let Some(h) = &raw.tier_header {
+                self.push(
+                    h.span(),
+                    "tier_header is believed only from trusted_proxies, and there are none: \
+                     list the proxies that set it, or map API keys to tiers in [principals]"
+                        .to_string(),
+                );
+            }
+        }
+        let tiers = route_tiers(&routes);
+        let mut principals = BTreeMap::new();
+        for (principal, tier) in raw.principals.iter().flatten() {
+            match check_tier(tier.get_ref(), &tiers) {
+                Ok(()) => {
+                    principals.insert(principal.clone(), tier.get_ref().clone());
+                }
+                Err(e) => self.push(tier.span(), format!("[principals] {principal:?}: {e}")),
+            }
+        }
         Config {
             header_style,
             ipv6_prefix,
@@ -704,6 +841,8 @@ impl Ctx<'_> {
             routes,
             cors,
             trusted_proxies,
+            principals,
+            tier_header,
         }
     }
 

@@ -12,10 +12,10 @@ const SHARDS: usize = 64;
 /// once owns a shard (by [`thread_index`], which exited threads give back), which only it
 /// writes, so it adds with a plain load and store instead of a locked read-modify-write;
 /// threads beyond 64 share one more shard and add atomically. Reads sum every shard.
-struct Striped<const N: usize>(Box<[CachePadded<[StatAtomic; N]>; SHARDS + 1]>);
+pub(crate) struct Striped<const N: usize>(Box<[CachePadded<[StatAtomic; N]>; SHARDS + 1]>);
 
 impl<const N: usize> Striped<N> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Box::new(std::array::from_fn(|_| {
             CachePadded::new(std::array::from_fn(|_| StatAtomic::new(0)))
         })))
@@ -23,7 +23,7 @@ impl<const N: usize> Striped<N> {
 
     /// Adds `n` to each of `fields`, finding the thread's shard once.
     #[inline(always)]
-    fn add(&self, fields: &[usize], n: u64) {
+    pub(crate) fn add(&self, fields: &[usize], n: u64) {
         // One range test covers a thread without an index yet (taken on the slow path).
         let i = thread_index_if_set();
         if i < SHARDS {
@@ -58,7 +58,7 @@ impl<const N: usize> Striped<N> {
     }
 
     /// Field `f` summed over every shard.
-    fn sum(&self, f: usize) -> u64 {
+    pub(crate) fn sum(&self, f: usize) -> u64 {
         self.0.iter().map(|s| s[f].load(Ordering::Relaxed)).sum()
     }
 }
@@ -83,7 +83,7 @@ impl StripedCounter {
 
 /// Allowed, denied and delayed counts in one striped shard: a decision finds its thread's
 /// shard once and bumps a word in the same cache line.
-pub(crate) struct DecisionCounts(Striped<3>);
+pub(crate) struct DecisionCounts(Striped<4>);
 
 /// The totals of a [`DecisionCounts`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,6 +96,8 @@ pub(crate) struct Totals {
 const ALLOWED: usize = 0;
 const DENIED: usize = 1;
 const DELAYED: usize = 2;
+/// Of `DecisionCounts` only: leases given back.
+const RELEASED: usize = 3;
 
 impl DecisionCounts {
     pub(crate) fn new() -> Self {
@@ -112,12 +114,106 @@ impl DecisionCounts {
         }
     }
 
+    /// Counts a concurrency lease given back (a word of the same shard).
+    pub(crate) fn released(&self) {
+        self.0.add(&[RELEASED], 1);
+    }
+
+    /// Leases given back.
+    pub(crate) fn leases_released(&self) -> u64 {
+        self.0.sum(RELEASED)
+    }
+
     /// The totals over every shard.
     pub(crate) fn get(&self) -> Totals {
         Totals {
             allowed: self.0.sum(ALLOWED),
             denied: self.0.sum(DENIED),
             delayed: self.0.sum(DELAYED),
+        }
+    }
+}
+
+/// What one limit of the gate decided for one request. Every variant but `Allowed` is a
+/// denial (in shadow mode, one that was not enforced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Allowed (perhaps after a delay).
+    Allowed,
+    /// Denied by the algorithm: over the limit.
+    Limited,
+    /// Denied because the key is blocked (a lockout).
+    Blocked,
+    /// Would have been denied, but the limit is in shadow mode.
+    ShadowLimited,
+    /// The limiter or its store failed: denied, failing closed.
+    Error,
+}
+
+/// A gate limit's counts: allowed, denied (every kind), delayed, and the denials by kind, in
+/// one cache line per shard, so a decision still bumps one shard (two words when denied or
+/// delayed) as it did when only allowed and denied were counted.
+pub(crate) struct OutcomeCounts(Striped<7>);
+
+/// The totals of an [`OutcomeCounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct OutcomeTotals {
+    pub(crate) allowed: u64,
+    /// Every denial: limited, blocked, shadow-limited and errors.
+    pub(crate) denied: u64,
+    pub(crate) delayed: u64,
+    pub(crate) limited: u64,
+    pub(crate) blocked: u64,
+    pub(crate) shadow_limited: u64,
+    pub(crate) errors: u64,
+}
+
+impl OutcomeTotals {
+    /// Adds another set of totals.
+    pub(crate) fn add(&mut self, o: &OutcomeTotals) {
+        self.allowed += o.allowed;
+        self.denied += o.denied;
+        self.delayed += o.delayed;
+        self.limited += o.limited;
+        self.blocked += o.blocked;
+        self.shadow_limited += o.shadow_limited;
+        self.errors += o.errors;
+    }
+}
+
+const LIMITED: usize = 3;
+const BLOCKED: usize = 4;
+const SHADOW_LIMITED: usize = 5;
+const ERRORS: usize = 6;
+
+impl OutcomeCounts {
+    pub(crate) fn new() -> Self {
+        Self(Striped::new())
+    }
+
+    /// Counts one decision.
+    #[inline]
+    pub(crate) fn record(&self, outcome: Outcome, delayed: bool) {
+        match (outcome, delayed) {
+            (Outcome::Allowed, false) => self.0.add(&[ALLOWED], 1),
+            (Outcome::Allowed, true) => self.0.add(&[ALLOWED, DELAYED], 1),
+            (Outcome::Limited, _) => self.0.add(&[DENIED, LIMITED], 1),
+            (Outcome::Blocked, _) => self.0.add(&[DENIED, BLOCKED], 1),
+            (Outcome::ShadowLimited, _) => self.0.add(&[DENIED, SHADOW_LIMITED], 1),
+            (Outcome::Error, _) => self.0.add(&[DENIED, ERRORS], 1),
+        }
+    }
+
+    /// The totals over every shard.
+    pub(crate) fn get(&self) -> OutcomeTotals {
+        OutcomeTotals {
+            allowed: self.0.sum(ALLOWED),
+            denied: self.0.sum(DENIED),
+            delayed: self.0.sum(DELAYED),
+            limited: self.0.sum(LIMITED),
+            blocked: self.0.sum(BLOCKED),
+            shadow_limited: self.0.sum(SHADOW_LIMITED),
+            errors: self.0.sum(ERRORS),
         }
     }
 }
@@ -156,6 +252,28 @@ mod tests {
                 want.delayed += u64::from(allowed && i % 5 == 0);
             }
         }
+        assert_eq!(counts.get(), want);
+    }
+
+    #[test]
+    fn outcome_counts_split_denials_by_kind() {
+        let counts = OutcomeCounts::new();
+        counts.record(Outcome::Allowed, false);
+        counts.record(Outcome::Allowed, true);
+        counts.record(Outcome::Limited, false);
+        counts.record(Outcome::Blocked, false);
+        counts.record(Outcome::Blocked, false);
+        counts.record(Outcome::ShadowLimited, false);
+        counts.record(Outcome::Error, false);
+        let want = OutcomeTotals {
+            allowed: 2,
+            denied: 5,
+            delayed: 1,
+            limited: 1,
+            blocked: 2,
+            shadow_limited: 1,
+            errors: 1,
+        };
         assert_eq!(counts.get(), want);
     }
 
@@ -218,6 +336,10 @@ pub struct PolicyStats {
     /// Of those, keys that were being denied (limited or blocked): every candidate slot held
     /// such a key, so the table is too small for its traffic (raise `capacity`).
     pub limited_evictions: u64,
+    /// New keys placed in the table (each took a slot: empty, recovered or evicted).
+    pub placed: u64,
+    /// Concurrency leases given back (the others expired).
+    pub leases_released: u64,
     /// Slots in the policy's table.
     pub capacity: usize,
     /// Bytes of the policy's table, fixed at construction.

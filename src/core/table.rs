@@ -34,6 +34,11 @@
 
 use crate::core::clock::Nanos;
 use crate::core::keyhash;
+use crate::core::stats::Striped;
+
+/// Fields of `Table::placed`.
+const PLACED: usize = 0;
+const RESTORED: usize = 1;
 use std::ptr::NonNull;
 
 use crate::core::sync::{spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
@@ -252,6 +257,10 @@ pub struct Table {
     evictions: AtomicU64,
     /// Evictions of keys that were being denied: the table is too small for its traffic.
     limited_evictions: AtomicU64,
+    /// New keys placed, and of those the keys put back from a store at open (not new).
+    /// Striped: a flood of new keys places from every thread at once. One field, so the
+    /// table's hot fields keep their places.
+    placed: Striped<2>,
     /// One bit per page of slots written since the last [`Table::take_dirty_pages`]; present
     /// only when a store persists the table.
     dirty: Option<Box<[AtomicU64]>>,
@@ -400,6 +409,7 @@ impl Table {
             k1,
             evictions: AtomicU64::new(0),
             limited_evictions: AtomicU64::new(0),
+            placed: Striped::new(),
             dirty: None,
         }
     }
@@ -509,6 +519,13 @@ impl Table {
     /// Keys evicted while live because every candidate slot was taken.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// New keys placed (over an empty, recovered or evicted slot) by this process.
+    pub fn placed(&self) -> u64 {
+        self.placed
+            .sum(PLACED)
+            .saturating_sub(self.placed.sum(RESTORED))
     }
 
     /// Of [`Table::evictions`], keys that were being denied (limited or blocked): every
@@ -686,7 +703,11 @@ impl Table {
             return false;
         }
         let f = self.fingerprint_of(fp);
-        self.update(&f, now, reclaim, |_| (state, ())).wrote
+        let up = self.update(&f, now, reclaim, |_| (state, ()));
+        if up.placed {
+            self.placed.add(&[RESTORED], 1);
+        }
+        up.wrote
     }
 
     #[inline(never)]
@@ -750,6 +771,7 @@ impl Table {
                 return Placed::Raced;
             }
             self.mark_dirty(slot.index);
+            self.placed.add(&[PLACED], 1);
             return Placed::Done;
         }
     }

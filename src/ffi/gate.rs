@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use crate::config::{Config, KeyKind};
-use crate::gate::{Action, Gate, GateRequest, Outcome, Reason};
+use crate::gate::{Action, Gate, GateRequest, MetricsFormat, Outcome, Reason};
 
 use super::boundary::{
     copy_out, guard, guard_drop, opt_out, take_box, try_buf, try_fields, try_mut, try_out, try_ref,
@@ -124,6 +124,26 @@ fn key_kind(kind: u32) -> FfiResult<KeyKind> {
     }
 }
 
+/// Which text format `portcullis_gate_metrics` renders.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum portcullis_metrics_format {
+    /// The Prometheus text format 0.0.4: serve as `text/plain; version=0.0.4`.
+    Prometheus = 0,
+    /// OpenMetrics 1.0: serve as `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics = 1,
+}
+
+fn metrics_format(format: u32) -> FfiResult<MetricsFormat> {
+    match format {
+        0 => Ok(MetricsFormat::Prometheus),
+        1 => Ok(MetricsFormat::OpenMetrics),
+        _ => Err(Failure::invalid(format!(
+            "metrics format {format} is not one of PORTCULLIS_METRICS_FORMAT_* (0 or 1)"
+        ))),
+    }
+}
+
 impl portcullis_gate {
     /// The gate, unless the handle was closed.
     #[inline(always)]
@@ -227,6 +247,8 @@ impl<'a> Fields<'a, portcullis_request> {
                 tier: r.tier.optional("request.tier")?,
                 forwarded_for: r.forwarded_for.optional("request.forwarded_for")?,
                 forwarded: r.forwarded.optional("request.forwarded")?,
+                // A C front end passes the tier it vouches for in `tier`.
+                tier_claim: None,
             })
         }
     }
@@ -410,6 +432,49 @@ pub unsafe extern "C" fn portcullis_gate_stats_json(
         let json = serde_json::to_string(&g.stats())
             .map_err(|e| Failure::invalid(format!("stats: {e}")))?;
         copy_out(json.as_bytes(), try_buf!(buf, cap), try_out!(out_len))
+    })
+}
+
+/// The gate's metrics (decisions by policy and outcome, CORS refusals, table occupancy,
+/// evictions, leases, the store's writer) in the text `format` (a
+/// `portcullis_metrics_format`), copied into `buf` (UTF-8, no NUL): what a `/metrics`
+/// endpoint serves. With a shared store the counters are those of every process using it.
+/// `PORTCULLIS_RESULT_INSUFFICIENT_SIZE` with `*out_len` set when `cap` is too small (the
+/// counters may have grown by the next call: leave room).
+///
+/// # Safety
+/// `gate` is NULL or live; `buf` is valid for `cap` bytes; `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_metrics(
+    gate: *const portcullis_gate,
+    format: u32,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> portcullis_result {
+    guard(|| {
+        let g = try_ref!(gate).live()?;
+        let format = metrics_format(format)?;
+        let mut text = String::with_capacity(8192);
+        g.write_metrics(&mut text, format)
+            .map_err(|e| Failure::invalid(format!("metrics: {e}")))?;
+        copy_out(text.as_bytes(), try_buf!(buf, cap), try_out!(out_len))
+    })
+}
+
+/// Copies this process's counters to the shared store's board now, so that a scrape served
+/// by another process counts them (nothing to do without a shared store). Decisions do it at
+/// most once a second; a server whose workers may sit idle calls it from a timer.
+///
+/// # Safety
+/// `gate` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn portcullis_gate_publish_metrics(
+    gate: *const portcullis_gate,
+) -> portcullis_result {
+    guard(|| {
+        try_ref!(gate).live()?.publish_metrics();
+        Ok(())
     })
 }
 

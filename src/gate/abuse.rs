@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::core::stats::StripedCounter;
+use crate::core::stats::{Striped, StripedCounter};
 use crate::store::{Store, StoreError};
 
 /// A denial, as kept in the log of recent denials.
@@ -84,6 +84,10 @@ pub(super) struct Abuse {
     pub(super) cors_refused: StripedCounterCell,
     /// Denials the sketch or the log left out because another thread held it.
     pub(super) unlogged: StripedCounterCell,
+    /// Requests refused because a limit keyed by address found no client address.
+    pub(super) no_client: StripedCounterCell,
+    /// CORS refusals by reason (`REFUSAL_REASONS`, then any other), then preflights refused.
+    pub(super) refusals: Refusals,
     /// A denial since the log was last written to the store.
     dirty: AtomicBool,
     /// When the log was last written (gate clock, ns).
@@ -102,6 +106,58 @@ const SAVE_EVERY_NS: u64 = 1_000_000_000;
 struct Record {
     top_limited: Vec<Offender>,
     recent_denials: Vec<Denial>,
+}
+
+/// The reasons CORS refusals are counted by: [`crate::cors::CorsRefusal::code`]'s codes.
+pub(super) const REFUSAL_REASONS: [&str; 9] = [
+    "origin_not_allowed",
+    "private_network_not_allowed",
+    "invalid_method",
+    "method_not_allowed",
+    "invalid_header_name",
+    "header_not_allowed",
+    "authorization_not_covered_by_wildcard",
+    "request_headers_too_long",
+    "too_many_request_headers",
+];
+/// Refusals whose code is not listed above (a reason added to the CORS engine later).
+pub(super) const OTHER_REFUSAL: usize = REFUSAL_REASONS.len();
+const PREFLIGHT_REFUSED: usize = OTHER_REFUSAL + 1;
+
+/// CORS refusals by reason and preflights refused, in one striped block.
+pub(super) struct Refusals(Striped<{ PREFLIGHT_REFUSED + 1 }>);
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self(Striped::new())
+    }
+}
+
+impl Refusals {
+    /// Counts a refusal with its reason's code. Out of line: the string matching stays off
+    /// the path of requests CORS lets through.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn add(&self, code: &str, preflight: bool) {
+        let reason = REFUSAL_REASONS
+            .iter()
+            .position(|r| *r == code)
+            .unwrap_or(OTHER_REFUSAL);
+        match preflight {
+            true => self.0.add(&[reason, PREFLIGHT_REFUSED], 1),
+            false => self.0.add(&[reason], 1),
+        }
+    }
+
+    /// Refusals of reason `i` (`OTHER_REFUSAL` for the unlisted ones).
+    pub(super) fn by_reason(&self, i: usize) -> u64 {
+        self.0.sum(i)
+    }
+
+    /// Preflights refused.
+    pub(super) fn preflights(&self) -> u64 {
+        self.0.sum(PREFLIGHT_REFUSED)
+    }
 }
 
 pub(super) struct StripedCounterCell(pub(super) StripedCounter);

@@ -1,5 +1,6 @@
 //! A config compiled for deciding: policies bound to their limiters, routes to indices.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::stats::Counters;
@@ -7,6 +8,7 @@ use super::GateError;
 use crate::config::{Config, KeyKind, LimitSettings, PolicySelect, PolicySettings};
 use crate::config::{MissingKey, RoutePattern, TrustedProxies};
 use crate::core::clock::TimeSource;
+use crate::core::stats::OutcomeCounts;
 use crate::core::texts::Texts;
 use crate::cors::CorsPolicy;
 use crate::limit::decision::IetfTexts;
@@ -35,7 +37,9 @@ pub(super) struct PolicySlot {
 pub(super) enum Select {
     Fixed(usize),
     Tiers {
+        /// Each tier's policy index.
         tiers: Vec<(String, usize)>,
+        /// The position in `tiers` of the default tier.
         default: usize,
     },
 }
@@ -68,6 +72,8 @@ pub(super) struct Inner {
     pub(super) keyer: IpKeyer,
     /// Whose forwarding headers name the client.
     pub(super) trusted: TrustedProxies,
+    /// Tiers by principal (`[principals]`).
+    pub(super) principals: HashMap<Box<str>, Box<str>>,
     /// Owns every text the fields above view.
     #[expect(
         dead_code,
@@ -198,10 +204,7 @@ pub(super) fn compile(
                             .iter()
                             .map(|(t, p)| (t.clone(), index(p).unwrap_or(0)))
                             .collect();
-                        let default = tiers
-                            .iter()
-                            .find(|(t, _)| t == default)
-                            .map_or(0, |(_, p)| *p);
+                        let default = tiers.iter().position(|(t, _)| t == default).unwrap_or(0);
                         Select::Tiers { tiers, default }
                     }
                 };
@@ -220,9 +223,14 @@ pub(super) fn compile(
                     l.shadow
                 );
                 // Counters of a limit that survived the reload carry over.
+                let policies = match &select {
+                    Select::Fixed(_) => 1,
+                    Select::Tiers { tiers, .. } => tiers.len().max(1),
+                };
                 let counters = old
                     .and_then(|o| o.find_counters(&label))
-                    .unwrap_or_default();
+                    .filter(|c| c.len() == policies)
+                    .unwrap_or_else(|| Arc::new(Counters::new(policies)));
                 Limit {
                     select,
                     key: l.key,
@@ -270,6 +278,11 @@ pub(super) fn compile(
     Ok(Inner {
         style: config.header_style,
         trusted: config.trusted_proxies.clone(),
+        principals: config
+            .principals
+            .iter()
+            .map(|(p, t)| (p.as_str().into(), t.as_str().into()))
+            .collect(),
         config,
         policies,
         routes,
@@ -290,13 +303,28 @@ impl Inner {
 }
 
 impl Limit {
+    /// The index of the policy that applies to a request of `tier`, and of its counters in
+    /// `counters`.
     #[inline]
-    pub(super) fn policy_index(&self, tier: Option<&str>) -> usize {
+    pub(super) fn policy_index(&self, tier: Option<&str>) -> (usize, usize) {
         match &self.select {
-            Select::Fixed(i) => *i,
-            Select::Tiers { tiers, default } => tier
-                .and_then(|t| tiers.iter().find(|(name, _)| name == t))
-                .map_or(*default, |(_, i)| *i),
+            Select::Fixed(i) => (*i, 0),
+            Select::Tiers { tiers, default } => {
+                let at = tier
+                    .and_then(|t| tiers.iter().position(|(name, _)| name == t))
+                    .unwrap_or(*default);
+                (tiers.get(at).map_or(0, |(_, i)| *i), at)
+            }
         }
+    }
+
+    /// Each policy the limit may apply with its counters: one for a fixed policy, one per
+    /// tier.
+    pub(super) fn policies(&self) -> impl Iterator<Item = (usize, &OutcomeCounts)> {
+        let indices: Vec<usize> = match &self.select {
+            Select::Fixed(i) => vec![*i],
+            Select::Tiers { tiers, .. } => tiers.iter().map(|(_, i)| *i).collect(),
+        };
+        indices.into_iter().zip(self.counters.iter())
     }
 }

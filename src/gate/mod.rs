@@ -69,30 +69,32 @@
 //! limiter, so their counters carry over; new or changed policies start fresh. An invalid config
 //! never reaches the gate: [`Config`] refuses it first.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::{Config, KeyKind, MissingKey, StoreKind};
 use crate::core::clock::Clock;
 use crate::core::clock::TimeSource;
-use crate::core::stats::PolicyStats;
+use crate::core::stats::{Outcome as CountedAs, PolicyStats};
 use crate::cors::{CorsRequest, RequestKind};
 use crate::limit::decision::render_with_main;
 use crate::limit::decision::Decision;
 use crate::limit::error::Error;
 use crate::limit::limiter::Limiter;
 use crate::store::redis::RedisStore;
-use crate::store::{SharedStore, SledStore, Store};
+use crate::store::{Board, Durability, SharedStore, SledStore, Store};
 
 mod abuse;
 mod compile;
 mod headers;
 mod keys;
+mod metrics;
 mod outcome;
 mod path;
 mod stats;
@@ -107,6 +109,7 @@ use stats::millis;
 pub use crate::config::RoutePattern;
 pub use abuse::{Denial, Offender, RECENT_DENIALS, TOP_KEYS};
 pub use keys::{describe_key, limiter_key};
+pub use metrics::MetricsFormat;
 pub use outcome::{Action, Applied, GateRequest, Leases, Outcome, Reason};
 pub use stats::{GateStats, KeyState, LimitStats, PolicyStatsView};
 
@@ -177,14 +180,26 @@ impl GateBuilder {
         };
         let inner = compile(self.config, None, &clock, &shared_stores)?;
         static GATES: AtomicU64 = AtomicU64::new(0);
+        let persistent = store.is_some() || shared.is_some();
+        // Mapped now, by the process that reads the config: workers it forks (nginx's
+        // master does) use this mapping, even when they run as a user who could not open the
+        // file. A slot is claimed at a process's first publish, so the master holds none.
+        // Without a board (it could not be created) counters are this process's own.
+        let board = shared.as_ref().and_then(|s| Board::open(s.path()).ok());
         Ok(Gate {
+            waits_on_disk: AtomicBool::new(persistent && any_immediate(&inner)),
+            has_tier_header: AtomicBool::new(inner.config.tier_header.is_some()),
             inner: RwLock::new(Arc::new(inner)),
             generation: AtomicU64::new(0),
             id: GATES.fetch_add(1, Ordering::Relaxed),
             clock,
             abuse,
             store,
+            next_publish: AtomicU64::new(if board.is_some() { 0 } else { u64::MAX }),
+            board: Mutex::new(board),
             shared,
+            retired: Mutex::default(),
+            last_values: Mutex::default(),
             redis,
         })
     }
@@ -196,6 +211,10 @@ pub struct Gate {
     /// Bumped after every reload, so an outcome that kept this gate's config knows whether it
     /// is still the one in force.
     generation: AtomicU64,
+    /// Whether the config names a `tier_header`: front ends ask per request.
+    has_tier_header: AtomicBool,
+    /// Whether some policy has immediate durability over a persistent store.
+    waits_on_disk: AtomicBool,
     /// Tells this gate's configs apart from other gates' in an outcome.
     id: u64,
     clock: TimeSource,
@@ -204,9 +223,21 @@ pub struct Gate {
     store: Option<Arc<dyn Store>>,
     /// The shared store, when the config names one: new and changed policies get its tables.
     shared: Option<Arc<SharedStore>>,
+    /// The shared store's board, where this process publishes its counters.
+    board: Mutex<Option<Board>>,
+    /// When a decision next publishes this process's counters to the board (gate clock, ns;
+    /// never without a board).
+    next_publish: AtomicU64,
+    /// Counts of limits and policies that reloads dropped or restarted, by series.
+    retired: Mutex<HashMap<u64, u64>>,
+    /// The last value reported of each counter series, so none ever goes down.
+    last_values: Mutex<HashMap<u64, u64>>,
     /// The Redis store, when the config names one: opened once, used by every policy.
     redis: Option<Arc<RedisStore>>,
 }
+
+/// How often a decision publishes this process's counters to the shared store's board.
+const PUBLISH_EVERY_NS: u64 = 1_000_000_000;
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -225,6 +256,7 @@ impl Drop for Gate {
         if let Some(store) = &self.store {
             let _ = self.abuse.save(store.as_ref(), self.clock.now());
         }
+        self.publish_last();
     }
 }
 
@@ -286,6 +318,73 @@ impl Gate {
         };
         self.decide_in(&config.inner, req, now, out);
         out.config = Some(config);
+        // One load and compare unless a shared store's board is due a publish.
+        if now >= self.next_publish.load(Ordering::Relaxed) {
+            self.publish_due(now);
+        }
+    }
+
+    /// Publishes this process's counters to the board from a decision, once a second: one
+    /// caller wins, the others never wait.
+    #[cold]
+    #[inline(never)]
+    fn publish_due(&self, now: u64) {
+        let due = self.next_publish.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_publish
+                .compare_exchange(
+                    due,
+                    now.saturating_add(PUBLISH_EVERY_NS),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        if let Some(mut board) = self.board.try_lock() {
+            self.publish_into(&mut board);
+        }
+    }
+
+    /// Copies this process's counters to the shared store's board now (a no-op without a
+    /// shared store). Decisions do it at most once a second and a scrape does it first; a
+    /// server whose workers may sit idle calls this from a timer, so that their last counts
+    /// reach the host's sums without waiting for their next request.
+    pub fn publish_metrics(&self) {
+        let mut board = self.board.lock();
+        self.publish_into(&mut board);
+    }
+
+    /// At close and drop: the last counts reach the board, where the host's counters keep
+    /// them once this process is gone. A process that never published (it made no decision:
+    /// nginx's master, say) has nothing to add and takes no slot.
+    fn publish_last(&self) {
+        let mut board = self.board.lock();
+        if board.as_ref().is_some_and(Board::claimed) {
+            self.publish_into(&mut board);
+        }
+    }
+
+    fn publish_into(&self, board: &mut Option<Board>) {
+        if let Some(b) = board {
+            let inner = self.inner.read().clone();
+            let values = self.monotonic(&self.counters(&inner));
+            b.publish(values.iter().map(|(k, v)| (*k, *v)));
+        }
+    }
+
+    /// Publishes `values` (this process's counters) and returns the board's sums and the
+    /// processes publishing, or `None` without a board or a free slot on it (every slot held
+    /// by a live process: `portcullis_metrics_host_wide` then says 0).
+    fn publish_values(&self, values: &HashMap<u64, u64>) -> Option<(HashMap<u64, u64>, usize)> {
+        let mut board = self.board.lock();
+        let b = board.as_mut()?;
+        if !b.publish(values.iter().map(|(k, v)| (*k, *v))) {
+            return None;
+        }
+        Some((b.sums(), b.processes()))
     }
 
     fn decide_in(&self, inner: &Inner, req: &GateRequest<'_>, now: u64, out: &mut Outcome) {
@@ -306,6 +405,9 @@ impl Gate {
             let kind = cors.decide_into(&creq, &mut sink);
             if let Some(refusal) = sink.refusal {
                 self.abuse.cors_refused.0.add(1);
+                self.abuse
+                    .refusals
+                    .add(refusal.code(), kind == RequestKind::Preflight);
                 out.answer(
                     Action::Forbidden,
                     Reason::Cors {
@@ -345,6 +447,7 @@ impl Gate {
             && route.on_missing_key == MissingKey::Deny
             && limits.iter().any(|l| by_address(l.key))
         {
+            self.abuse.no_client.0.add(1);
             out.route = Some(route.text);
             out.answer(
                 Action::Limited,
@@ -354,6 +457,7 @@ impl Gate {
             );
             return;
         }
+        let tier = tier_of(inner, req);
         let applied = &mut out.applied;
         let leases = &mut out.leases;
         let mut denied_by = None;
@@ -364,7 +468,7 @@ impl Gate {
                 // `on_missing_key = "skip"`: this limit does not apply.
                 continue;
             }
-            let slot_index = limit.policy_index(req.tier);
+            let (slot_index, counter_index) = limit.policy_index(tier);
             let slot = &inner.policies[slot_index];
             let key = key_bytes(
                 buf,
@@ -386,12 +490,16 @@ impl Gate {
             let Some(Applied { decision, .. }) = applied.last_mut() else {
                 continue;
             };
+            let mut failed = false;
             if slot.concurrency {
-                if let Ok((d, lease)) = slot.limiter.acquire_at(slot.id, key, 1, now) {
-                    *decision = d;
-                    if let Some(lease) = lease {
-                        leases.0.push((slot.limiter.clone(), lease));
+                match slot.limiter.acquire_at(slot.id, key, 1, now) {
+                    Ok((d, lease)) => {
+                        *decision = d;
+                        if let Some(lease) = lease {
+                            leases.0.push((slot.limiter.clone(), lease));
+                        }
                     }
+                    Err(_) => failed = true,
                 }
             } else {
                 // Written where the outcome keeps it; on an error the decision stays the
@@ -401,12 +509,16 @@ impl Gate {
                     .check_settled_into(slot.id, key, 1, now, decision)
                 {
                     store_error = Some(e.to_string());
+                    failed = true;
                 }
             }
-            limit.counters.0.record(
-                decision.allowed,
-                decision.allowed && !decision.delay().is_zero(),
-            );
+            let counts = limit.counters.get(counter_index);
+            match (decision.allowed, counts) {
+                // The allowed path counts as it always did: one word, two when delayed.
+                (true, Some(c)) => c.record(CountedAs::Allowed, !decision.delay().is_zero()),
+                (false, Some(c)) => count_denial(c, slot, key, now, failed, limit.shadow),
+                (_, None) => {}
+            }
             if !decision.allowed && !limit.shadow {
                 // Indices of `applied` (skipped limits have no entry) and of `limits`.
                 denied_by = Some((applied.len() - 1, i));
@@ -506,7 +618,14 @@ impl Gate {
                 summary.removed.push(o.name.to_string());
             }
         }
+        // Counters the new config drops or restarts keep counting in the metrics.
+        self.retire_counters(&old, &inner);
+        let has_tier_header = inner.config.tier_header.is_some();
+        let waits_on_disk = self.waits_on_disk(&inner);
         *self.inner.write() = Arc::new(inner);
+        self.has_tier_header
+            .store(has_tier_header, Ordering::Release);
+        self.waits_on_disk.store(waits_on_disk, Ordering::Release);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(summary)
     }
@@ -517,6 +636,52 @@ impl Gate {
         path: impl AsRef<std::path::Path>,
     ) -> Result<ReloadSummary, GateError> {
         self.reload(Config::load(path)?)
+    }
+
+    /// Whether deciding `req` may wait: on the network (a Redis store, up to its timeout) or
+    /// on the disk (its route has a policy of immediate durability over a persistent store).
+    /// An async front end decides such requests off its runtime's threads (the tower layer
+    /// uses `spawn_blocking`); every other decision is a few atomic operations. One atomic
+    /// load for configs with neither.
+    pub fn may_wait(&self, req: &GateRequest<'_>) -> bool {
+        if self.redis.is_some() {
+            return true;
+        }
+        if !self.waits_on_disk.load(Ordering::Acquire) {
+            return false;
+        }
+        let inner = self.inner.read();
+        let mut scratch = String::new();
+        let path = path::normalize(req.path, &mut scratch);
+        let Some(route) = inner
+            .routes
+            .iter()
+            .find(|r| r.pattern.matches(req.method, path))
+        else {
+            return false;
+        };
+        route
+            .limits
+            .iter()
+            .chain(route.anonymous.iter().flatten())
+            .any(|l| {
+                l.policies()
+                    .any(|(i, _)| inner.policies[i].settings.durability == Durability::Immediate)
+            })
+    }
+
+    /// The request header the config names as carrying the tier (`tier_header`, lowercase),
+    /// for front ends to fill [`GateRequest::tier_claim`]; `None` for most configs, at the cost
+    /// of one atomic load.
+    pub fn tier_header(&self) -> Option<String> {
+        if !self.has_tier_header.load(Ordering::Acquire) {
+            return None;
+        }
+        self.inner.read().config.tier_header.clone()
+    }
+
+    fn waits_on_disk(&self, inner: &Inner) -> bool {
+        (self.store.is_some() || self.shared.is_some()) && any_immediate(inner)
     }
 
     /// The config in force.
@@ -555,6 +720,12 @@ impl Gate {
         client_of(&self.inner.read(), req)
     }
 
+    /// Whether `peer` is one of the config's `trusted_proxies` (whose forwarding headers are
+    /// believed), e.g. for a reverse proxy deciding which headers to pass on.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.inner.read().trusted.contains(peer.to_canonical())
+    }
+
     /// Whether a decision may wait on the network (a Redis store: up to its timeout, after
     /// which its `on_error` answers). An event loop that must never block (nginx, Node.js)
     /// cannot use such a gate.
@@ -578,7 +749,7 @@ impl Gate {
                             .collect::<Vec<_>>()
                             .join(","),
                     };
-                    let totals = l.counters.0.get();
+                    let totals = l.counters.totals();
                     limits.push(LimitStats {
                         route: r.text.to_string(),
                         policy,
@@ -613,6 +784,7 @@ impl Gate {
                     live_keys: s.live_keys,
                     evictions: s.evictions,
                     limited_evictions: s.limited_evictions,
+                    placed: s.placed,
                     capacity: s.capacity,
                     store_fallbacks: s.store_fallbacks,
                     deny_cache_hits: s.deny_cache_hits,
@@ -672,6 +844,7 @@ impl Gate {
     /// Writes every counter and the log of recent denials to the store and makes them durable
     /// (nothing to do in memory).
     pub fn close(&self) -> Result<(), Error> {
+        self.publish_last();
         if let Some(store) = &self.store {
             self.abuse.save(store.as_ref(), self.clock.now())?;
         }
@@ -705,6 +878,53 @@ impl Gate {
     ) -> String {
         key_display(kind, route, ip, principal, self.inner.read().keyer)
     }
+}
+
+fn any_immediate(inner: &Inner) -> bool {
+    inner
+        .policies
+        .iter()
+        .any(|p| p.settings.durability == Durability::Immediate)
+}
+
+/// The request's tier: the application's, a trusted proxy's claim, the principal's listed
+/// tier, in that order (a limit falls back to its default tier).
+fn tier_of<'a>(inner: &'a Inner, req: &GateRequest<'a>) -> Option<&'a str> {
+    if req.tier.is_some() {
+        return req.tier;
+    }
+    if let (Some(claim), Some(peer)) = (req.tier_claim, req.client_ip) {
+        if inner.config.tier_header.is_some() && inner.trusted.contains(peer.to_canonical()) {
+            return Some(claim);
+        }
+    }
+    if inner.principals.is_empty() {
+        return None;
+    }
+    inner.principals.get(req.principal?).map(|t| &**t)
+}
+
+/// Counts a denial by its kind. Out of line, off the allowed path: telling a lockout from a
+/// plain limit reads the key's slot again.
+#[cold]
+#[inline(never)]
+fn count_denial(
+    counts: &crate::core::stats::OutcomeCounts,
+    slot: &compile::PolicySlot,
+    key: &[u8],
+    now: u64,
+    failed: bool,
+    shadow: bool,
+) {
+    let kind = match (failed, shadow) {
+        (true, _) => CountedAs::Error,
+        (false, true) => CountedAs::ShadowLimited,
+        (false, false) => match slot.limiter.is_blocked_at(slot.id, key, now) {
+            true => CountedAs::Blocked,
+            false => CountedAs::Limited,
+        },
+    };
+    counts.record(kind, false);
 }
 
 /// The client: the peer, or, from a trusted proxy, the rightmost untrusted hop.

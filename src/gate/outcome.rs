@@ -40,8 +40,14 @@ pub struct GateRequest<'a> {
     /// The RFC 7239 `Forwarded` header (several joined with `,`), believed only from a
     /// trusted proxy; preferred over `X-Forwarded-For`.
     pub forwarded: Option<&'a str>,
-    /// The principal's tier (`free`, `premium`, ...).
+    /// The principal's tier (`free`, `premium`, ...), as the application vouches for it (from
+    /// its own authentication). Without it, the tier comes from [`GateRequest::tier_claim`]
+    /// (trusted proxies only), then the config's `[principals]`, then the limit's default.
     pub tier: Option<&'a str>,
+    /// The value of the config's `tier_header` ([`crate::gate::Gate::tier_header`]) as the
+    /// request carried it: believed only when the TCP peer is one of `trusted_proxies`, since
+    /// any client can send the header.
+    pub tier_claim: Option<&'a str>,
 }
 
 impl<'a> GateRequest<'a> {
@@ -105,6 +111,12 @@ impl<'a> GateRequest<'a> {
     /// Sets `Forwarded` (believed only from a trusted proxy).
     pub fn forwarded(mut self, value: &'a str) -> Self {
         self.forwarded = Some(value);
+        self
+    }
+
+    /// Sets the tier header's value (believed only from a trusted proxy).
+    pub fn tier_claim(mut self, value: &'a str) -> Self {
+        self.tier_claim = Some(value);
         self
     }
 }

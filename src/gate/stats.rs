@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::abuse::{Denial, Offender};
-use crate::core::stats::DecisionCounts;
+use crate::core::stats::{OutcomeCounts, OutcomeTotals};
 
 /// Counters of one limit of one route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +97,9 @@ pub struct PolicyStatsView {
     pub evictions: u64,
     /// Of those, keys that were being denied: the table is too small for its traffic.
     pub limited_evictions: u64,
+    /// New keys placed in the table.
+    #[serde(default)]
+    pub placed: u64,
     /// Table slots.
     pub capacity: usize,
     /// Redis store only: decisions made without Redis because it did not answer in time (or
@@ -108,10 +111,42 @@ pub struct PolicyStatsView {
     pub deny_cache_hits: u64,
 }
 
-pub(super) struct Counters(pub(super) DecisionCounts);
+/// A limit's counters: one set per policy it may apply (one per tier for a tiered limit), so
+/// decisions are counted by the policy that made them. The first set is held inline, so a
+/// fixed policy's count reaches its shard through no more pointers than before.
+pub(super) struct Counters(OutcomeCounts, Box<[OutcomeCounts]>);
 
-impl Default for Counters {
-    fn default() -> Self {
-        Self(DecisionCounts::new())
+impl Counters {
+    pub(super) fn new(policies: usize) -> Self {
+        let rest = (1..policies.max(1)).map(|_| OutcomeCounts::new()).collect();
+        Self(OutcomeCounts::new(), rest)
+    }
+
+    /// How many policies it counts for.
+    pub(super) fn len(&self) -> usize {
+        1 + self.1.len()
+    }
+
+    /// The counters of the limit's `i`-th policy.
+    #[inline(always)]
+    pub(super) fn get(&self, i: usize) -> Option<&OutcomeCounts> {
+        match i {
+            0 => Some(&self.0),
+            i => self.1.get(i - 1),
+        }
+    }
+
+    /// Every policy's counters, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &OutcomeCounts> {
+        std::iter::once(&self.0).chain(self.1.iter())
+    }
+
+    /// The totals over every policy.
+    pub(super) fn totals(&self) -> OutcomeTotals {
+        let mut t = OutcomeTotals::default();
+        for c in self.iter() {
+            t.add(&c.get());
+        }
+        t
     }
 }

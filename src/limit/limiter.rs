@@ -29,6 +29,9 @@ pub struct StoreStats {
     pub write_errors: u64,
     /// Bytes of the store on disk.
     pub size_on_disk: u64,
+    /// Time since the writer last had every change written (within one flush interval when
+    /// healthy; grows while writes fail). Zero for a shared store, whose tables are the files.
+    pub write_lag: std::time::Duration,
 }
 
 /// Slots per policy unless set: about 16 MiB of table per policy.
@@ -60,6 +63,7 @@ struct Entry {
     /// For a Redis store, the local table is the deny cache (states Redis denied, in server
     /// time) and this decides.
     table: Table,
+    /// Decisions, and leases given back (an expired lease is never counted there).
     counts: DecisionCounts,
     remote: Option<Box<Remote>>,
 }
@@ -490,6 +494,7 @@ impl Limiter {
                 names_dropped: 0,
                 write_errors: 0,
                 size_on_disk: s.size_on_disk(),
+                write_lag: std::time::Duration::ZERO,
             });
         }
         let w = self.writer.as_ref()?;
@@ -500,6 +505,7 @@ impl Limiter {
             names_dropped: s.names_dropped,
             write_errors: s.errors,
             size_on_disk: w.size_on_disk().unwrap_or(0),
+            write_lag: w.lag(),
         })
     }
 
@@ -1034,8 +1040,24 @@ impl Limiter {
         let up = e.table.update(&lease.key, now, rule, |s| {
             (rule.release(s, now, lease.epoch, lease.cost), ())
         });
+        e.counts.released();
         self.persist(e, lease.policy, &[], &lease.key, (up.wrote, false))?;
         Ok(())
+    }
+
+    /// Whether a key is blocked (locked out) now. Reads its slot, changes nothing: the gate
+    /// asks only after a denial, to count lockouts apart from plain limits. Out of line: the
+    /// allowed path must not carry a second table lookup's code.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn is_blocked_at(&self, id: PolicyId, key: &[u8], now: Nanos) -> bool {
+        let Ok(e) = self.entry(id) else {
+            return false;
+        };
+        let f = e.table.fingerprint(key);
+        e.table
+            .read(&f)
+            .is_some_and(|state| e.rule.is_blocked(state, now))
     }
 
     /// Whether a check may wait on the network (a policy on a Redis store: up to the store's
@@ -1047,27 +1069,37 @@ impl Limiter {
 
     /// Counters and table occupancy per policy. Counting live keys scans the tables.
     pub fn stats(&self) -> Vec<PolicyStats> {
-        let now = self.inner.clock.now();
         self.inner
             .entries
             .iter()
-            .map(|e| {
-                let totals = e.counts.get();
-                PolicyStats {
-                    name: e.policy.name().into(),
-                    allowed: totals.allowed,
-                    denied: totals.denied,
-                    delayed: totals.delayed,
-                    live_keys: e.table.live(now, &e.rule),
-                    evictions: e.table.evictions(),
-                    limited_evictions: e.table.limited_evictions(),
-                    capacity: e.table.capacity(),
-                    memory_bytes: e.table.memory_bytes(),
-                    store_fallbacks: e.remote.as_ref().map_or(0, |r| r.fallbacks.get()),
-                    deny_cache_hits: e.remote.as_ref().map_or(0, |r| r.cache_hits.get()),
-                }
-            })
+            .map(|e| Self::entry_stats(e, Some(self.inner.clock.now())))
             .collect()
+    }
+
+    /// One policy's counters; its live keys too (a scan of its table) when `scan_at` gives
+    /// the time to judge them at, else `live_keys` is 0.
+    pub(crate) fn policy_stats(&self, id: PolicyId, scan_at: Option<Nanos>) -> Option<PolicyStats> {
+        let e = self.inner.entries.get(id.index())?;
+        Some(Self::entry_stats(e, scan_at))
+    }
+
+    fn entry_stats(e: &Entry, scan_at: Option<Nanos>) -> PolicyStats {
+        let totals = e.counts.get();
+        PolicyStats {
+            name: e.policy.name().into(),
+            allowed: totals.allowed,
+            denied: totals.denied,
+            delayed: totals.delayed,
+            live_keys: scan_at.map_or(0, |now| e.table.live(now, &e.rule)),
+            evictions: e.table.evictions(),
+            limited_evictions: e.table.limited_evictions(),
+            placed: e.table.placed(),
+            leases_released: e.counts.leases_released(),
+            capacity: e.table.capacity(),
+            memory_bytes: e.table.memory_bytes(),
+            store_fallbacks: e.remote.as_ref().map_or(0, |r| r.fallbacks.get()),
+            deny_cache_hits: e.remote.as_ref().map_or(0, |r| r.cache_hits.get()),
+        }
     }
 
     /// Renders the response headers for the decisions that applied to one request.

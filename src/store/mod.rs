@@ -10,6 +10,7 @@
 //! memory (for tests and for sharing a store between limiters of one process), [`SledStore`]
 //! on disk.
 
+mod board;
 mod error;
 mod memory;
 pub mod redis;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::sled::SledStore;
+pub use board::{Board, BOARD_COUNTERS, BOARD_NAME, BOARD_PROCESSES};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use shared::{SharedStore, TableFile, SHARED_FORMAT_VERSION, STALE_AFTER};

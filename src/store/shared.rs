@@ -12,6 +12,8 @@
 //!   claim flags, hash secret, the policy's name and full signature), the claim flags, then
 //!   the buckets. A policy whose definition changes gets a new file; the old one is never read
 //!   for the new definition.
+//! * `portcullis-metrics-v1.board`: where the processes publish their counters for the gate's
+//!   metrics (`store/board.rs`; 4 MiB, one slot per process).
 //!
 //! Files are built under a temporary name, sized with `posix_fallocate` (so a full tmpfs fails
 //! at open, never with SIGBUS at a later write), written, and published with `link`, which

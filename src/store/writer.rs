@@ -62,6 +62,9 @@ struct Shared {
     pages: AtomicU64,
     names_dropped: AtomicU64,
     errors: AtomicU64,
+    /// When the writer last found everything written: nanoseconds since `started`.
+    written_at: AtomicU64,
+    started: std::time::Instant,
 }
 
 /// The writer of one limiter.
@@ -103,6 +106,8 @@ impl Writer {
             pages: AtomicU64::new(0),
             names_dropped: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            written_at: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
         let job = Job {
             collect,
@@ -208,6 +213,13 @@ impl Writer {
         }
     }
 
+    /// Time since the writer last had every change written.
+    pub(crate) fn lag(&self) -> std::time::Duration {
+        let s = &self.shared;
+        let at = std::time::Duration::from_nanos(s.written_at.load(Ordering::Relaxed));
+        s.started.elapsed().saturating_sub(at)
+    }
+
     /// Bytes on disk.
     pub(crate) fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.shared.store.size_on_disk()
@@ -268,7 +280,11 @@ fn run(s: &Shared, mut job: Job) {
         let result = write_once(s, &mut job, immediate);
         let mut c = s.commit.lock();
         match result {
-            Ok(()) => c.durable = c.durable.max(target),
+            Ok(()) => {
+                c.durable = c.durable.max(target);
+                let at = u64::try_from(s.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                s.written_at.store(at, Ordering::Relaxed);
+            }
             Err(e) => {
                 s.errors.fetch_add(1, Ordering::Relaxed);
                 (job.remark)();

@@ -226,6 +226,31 @@ class Gate {
   }
 
   /**
+   * The gate's metrics for a `/metrics` endpoint: the Prometheus text format 0.0.4, or
+   * OpenMetrics 1.0 with `{ openmetrics: true }`; serve it with `Gate.metricsContentType()`.
+   * With a shared store the counters are every process's (docs/MONITORING.md).
+   */
+  metrics(options = {}) {
+    return native.gateMetrics(this.#t, Boolean(options && options.openmetrics));
+  }
+
+  /** The `Content-Type` to serve `metrics()` with. */
+  static metricsContentType(options = {}) {
+    return options && options.openmetrics
+      ? 'application/openmetrics-text; version=1.0.0; charset=utf-8'
+      : 'text/plain; version=0.0.4; charset=utf-8';
+  }
+
+  /**
+   * Copies this process's counters to the shared store's board now, so that a scrape served
+   * by another cluster worker counts them (decisions do it at most once a second; call it
+   * from an unref'd timer if workers may sit idle). Nothing to do without a shared store.
+   */
+  publishMetrics() {
+    native.gatePublishMetrics(this.#t);
+  }
+
+  /**
    * Writes every counter to the store (if any) and frees the gate; later calls throw
    * ClosedError. Idempotent. Outcomes and leases already returned stay valid. Async calls in
    * flight finish first. Throws a StoreError when the final write failed (freed all the same).

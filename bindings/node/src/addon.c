@@ -1495,6 +1495,41 @@ static napi_value js_gate_reset(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static portcullis_result gate_metrics_prometheus(const void *p, uint8_t *b, size_t c,
+                                                 size_t *l) {
+  return portcullis_gate_metrics(p, PORTCULLIS_METRICS_FORMAT_PROMETHEUS, b, c, l);
+}
+static portcullis_result gate_metrics_openmetrics(const void *p, uint8_t *b, size_t c,
+                                                  size_t *l) {
+  return portcullis_gate_metrics(p, PORTCULLIS_METRICS_FORMAT_OPEN_METRICS, b, c, l);
+}
+
+/* gateMetrics(gate, openmetrics): the metrics text, grown like the stats' JSON. */
+static napi_value js_gate_metrics(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, NULL)) return NULL;
+  handle_t *h = open_handle(env, argv[0], K_GATE);
+  if (h == NULL) return NULL;
+  bool openmetrics = false;
+  NAPI(napi_get_value_bool(env, argv[1], &openmetrics));
+  return json_result(env, h, openmetrics ? gate_metrics_openmetrics : gate_metrics_prometheus);
+}
+
+/* gatePublishMetrics(gate): this process's counters onto the shared store's board. */
+static napi_value js_gate_publish_metrics(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  if (!get_args(env, info, 1, argv, NULL)) return NULL;
+  handle_t *h = open_handle(env, argv[0], K_GATE);
+  if (h == NULL) return NULL;
+  portcullis_result rc = portcullis_gate_publish_metrics(h->ptr);
+  if (rc != PORTCULLIS_RESULT_OK) {
+    throw_result(env, rc);
+    return NULL;
+  }
+  NAPI(napi_get_undefined(env, &out));
+  return out;
+}
+
 /* outcomeRelease(lease): gives the outcome's leases back and frees it; true when held. */
 static napi_value js_outcome_release(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
@@ -1926,6 +1961,8 @@ NAPI_MODULE_INIT() {
       {"gateDecideAsync", js_gate_decide_async, NULL},
       {"gateReload", js_gate_reload, NULL},
       {"gateReset", js_gate_reset, NULL},
+      {"gateMetrics", js_gate_metrics, NULL},
+      {"gatePublishMetrics", js_gate_publish_metrics, NULL},
       {"outcomeRelease", js_outcome_release, NULL},
       {"limiterPolicy", js_limiter_policy, NULL},
       {"limiterCheck", js_limiter_decide, K(OP_CHECK)},

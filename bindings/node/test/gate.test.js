@@ -197,3 +197,57 @@ limits = [{ policy = "login", key = "ip" }]
     gate.close();
   }
 });
+
+/** `name{labels}` -> value from the Prometheus text format (every line checked). */
+const parseMetrics = (text) => {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ') || line === '# EOF') continue;
+    const m = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    out.set(m[1] + (m[2] || ''), Number(m[3]));
+  }
+  return out;
+};
+
+test('metrics: the decisions made, in the Prometheus text format and OpenMetrics', () => {
+  const gate = Gate.fromConfig(GATE_CONFIG);
+  const request = { method: 'GET', path: '/api/a', principal: 'm1', ip: '192.0.2.8' };
+  for (let i = 0; i < 5; i++) gate.decide(request);
+  gate.decide({ method: 'GET', path: '/api/a', principal: 'm1', ip: '192.0.2.8', headers: { origin: 'http://evil.test' } });
+  const text = gate.metrics();
+  const m = parseMetrics(text);
+  assert.equal(m.get('portcullis_decisions_total{policy="api",outcome="allowed"}'), 3);
+  assert.equal(m.get('portcullis_decisions_total{policy="api",outcome="limited"}'), 2);
+  assert.equal(m.get('portcullis_cors_refusals_total{reason="origin_not_allowed"}'), 1);
+  assert.equal(m.get('portcullis_metrics_host_wide'), 0);
+  assert.ok(!text.includes('m1') && !text.includes('192.0.2.8'), 'no client key in a label');
+  const om = gate.metrics({ openmetrics: true });
+  assert.ok(om.endsWith('# EOF\n'));
+  assert.match(om, /# TYPE portcullis_decisions counter\n/);
+  assert.equal(Gate.metricsContentType(), 'text/plain; version=0.0.4; charset=utf-8');
+  assert.match(Gate.metricsContentType({ openmetrics: true }), /^application\/openmetrics-text/);
+  gate.close();
+  assert.throws(() => gate.metrics(), { code: 'PORTCULLIS_RESULT_CLOSED' });
+});
+
+test('metrics: with a shared store, any handle reports every handle\'s decisions', () => {
+  const dir = tempDir();
+  const config = `${GATE_CONFIG}\n[store]\nkind = "shared"\npath = ${JSON.stringify(path.join(dir, 's'))}\n`;
+  // Two handles on one folder hold two slots of the board, as two cluster workers would.
+  const a = Gate.fromConfig(config);
+  const b = Gate.fromConfig(config);
+  const request = { method: 'GET', path: '/api/a', principal: 'm2', ip: '192.0.2.9' };
+  a.decide(request);
+  a.decide(request);
+  b.decide(request);
+  b.decide(request);
+  b.publishMetrics();
+  const m = parseMetrics(a.metrics());
+  assert.equal(m.get('portcullis_metrics_host_wide'), 1);
+  assert.equal(m.get('portcullis_metrics_processes'), 2);
+  assert.equal(m.get('portcullis_decisions_total{policy="api",outcome="allowed"}'), 3);
+  assert.equal(m.get('portcullis_decisions_total{policy="api",outcome="limited"}'), 1);
+  a.close();
+  b.close();
+});

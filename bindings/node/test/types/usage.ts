@@ -55,6 +55,9 @@ gate.reload();
 gate.reset('api', 'principal', 'k1');
 gate.reset('g', 'global');
 void gate.stats().limits.length;
+const text: string = gate.metrics({ openmetrics: true }) + Gate.metricsContentType();
+void text;
+gate.publishMetrics();
 
 const cors = new Cors(config);
 const cd = cors.decide({ method: 'OPTIONS', origin: 'https://a.example', requestMethod: 'PUT' });

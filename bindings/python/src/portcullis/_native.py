@@ -28,7 +28,8 @@ rule:
 - Calls that can wait on the disk or do heavy work release the GIL, always (:data:`BLOCKING`):
   opening a handle (it parses the config, reads files, opens and restores a sled store),
   ``*_close`` and the limiter's and gate's ``*_free`` (they write every counter to the store and
-  make it durable), and ``portcullis_gate_reload``.
+  make it durable), ``portcullis_gate_reload``, and the gate's metrics (they scan every table
+  and, with a shared store, write to its board).
 - Calls that change a key's state (:data:`DURABLE`: checks, penalties, refunds, resets, lease
   acquisitions and releases, gate decisions, giving an outcome's leases back) wait until the
   state is on disk when the policy has ``durability = "immediate"``. A handle whose config
@@ -198,6 +199,15 @@ class KeyKind(enum.IntEnum):
         raise TypeError(f"key kind must be a str or KeyKind, not {type(value).__name__}")
 
 
+class MetricsFormat(enum.IntEnum):
+    """Which text format a gate's metrics are rendered in (``portcullis_metrics_format``)."""
+
+    #: The Prometheus text format 0.0.4 (``text/plain; version=0.0.4``).
+    PROMETHEUS = 0
+    #: OpenMetrics 1.0 (``application/openmetrics-text; version=1.0.0``).
+    OPEN_METRICS = 1
+
+
 class Str(Structure):
     """``portcullis_str`` as an output: a borrowed (pointer, length) byte string.
 
@@ -330,6 +340,8 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "portcullis_gate_decide_into_at": (_R, [_H, POINTER(Request), c_uint64, _H]),
     "portcullis_gate_reset": (_R, [_H, _BYTES, c_size_t, c_uint32, _BYTES, c_size_t, _BOOL_P]),
     "portcullis_gate_stats_json": (_R, [_H, _BUF, c_size_t, _SIZE_P]),
+    "portcullis_gate_metrics": (_R, [_H, c_uint32, _BUF, c_size_t, _SIZE_P]),
+    "portcullis_gate_publish_metrics": (_R, [_H]),
     "portcullis_gate_may_block": (_R, [_H, _BOOL_P]),
     "portcullis_gate_close": (_R, [_H]),
     "portcullis_gate_free": (None, [_H]),
@@ -402,6 +414,8 @@ BLOCKING: FrozenSet[str] = frozenset(
         "portcullis_gate_open",
         "portcullis_gate_open_file",
         "portcullis_gate_reload",
+        "portcullis_gate_metrics",
+        "portcullis_gate_publish_metrics",
         "portcullis_gate_close",
         "portcullis_gate_free",
         "portcullis_limiter_open",
@@ -688,7 +702,8 @@ def text(s: Str) -> str:
 
 
 def json_out(lib: Any, fn: Any, handle: int, first: int = 4096) -> bytes:
-    """Calls a ``*_stats_json`` function, growing the buffer on ``INSUFFICIENT_SIZE``."""
+    """Calls a ``*_stats_json`` (or ``*_metrics``) function, growing the buffer on
+    ``INSUFFICIENT_SIZE``."""
     cap = first
     for _ in range(8):
         buf = (c_uint8 * cap)()

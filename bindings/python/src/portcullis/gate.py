@@ -259,6 +259,43 @@ class Gate(Handle):
             self._exit()
         return json.loads(data)
 
+    def metrics(self, openmetrics: bool = False) -> str:
+        """The gate's metrics for a ``/metrics`` endpoint: the Prometheus text format 0.0.4, or
+        OpenMetrics 1.0 with ``openmetrics=True``; serve it with :meth:`metrics_content_type`.
+        With a shared store the counters are those of every process using it (see
+        docs/MONITORING.md)."""
+        fmt = _native.MetricsFormat.OPEN_METRICS if openmetrics else _native.MetricsFormat.PROMETHEUS
+        fn = self._lib.portcullis_gate_metrics
+
+        def render(handle: int, buf: Any, cap: int, size: Any) -> int:
+            return int(fn(handle, int(fmt), buf, cap, size))
+
+        ptr = self._enter()
+        try:
+            data = _native.json_out(self._lib, render, ptr, first=16384)
+        finally:
+            self._exit()
+        return data.decode("utf-8")
+
+    @staticmethod
+    def metrics_content_type(openmetrics: bool = False) -> str:
+        """The ``Content-Type`` to serve :meth:`metrics` with."""
+        if openmetrics:
+            return "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        return "text/plain; version=0.0.4; charset=utf-8"
+
+    def publish_metrics(self) -> None:
+        """Copies this process's counters to the shared store's board now, so that a scrape
+        served by another worker counts them (decisions do it at most once a second; call it
+        from a timer if workers may sit idle). Nothing to do without a shared store."""
+        ptr = self._enter()
+        try:
+            rc = self._lib.portcullis_gate_publish_metrics(ptr)
+        finally:
+            self._exit()
+        if rc != _native.OK:
+            raise native_error(self._lib, rc)
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<portcullis.Gate {state}>"
