@@ -657,6 +657,10 @@ expect "durability = \"immediate\" refused with file:line" \
 out="$(bad_config "$(printf '[store]\nkind = "sled"\npath = "%s/sled"' "$T")")" || true
 expect "a sled store refused" grep -q 'bad.toml:2: \[store\] kind = "sled" belongs to one process' <<<"$out"
 expect "...and never opened" [ ! -e "$T/sled" ]
+# Port 1: the refusal comes from the scan, before any connection is tried.
+out="$(bad_config "$(printf '[store]\nkind = "redis"\nurl = "redis://127.0.0.1:1/0"')")" || true
+expect "a Redis store refused (the event loop must not wait on the network)" \
+  grep -q 'bad.toml:2: \[store\] kind = "redis" is refused in nginx' <<<"$out"
 rm -f "$T/main/conf/bad.toml"
 out="$(! $NGINX -p "$T/main" -c conf/bad.conf -t 2>&1)" || true
 expect "a missing file" grep -q 'bad.toml" failed (2: No such file or directory)' <<<"$out"
