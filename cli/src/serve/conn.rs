@@ -64,7 +64,16 @@ struct ConnState {
     started_head: AtomicBool,
     /// Milliseconds since when a write has been waiting for the client to read; 0 if none.
     write_blocked_since: AtomicU64,
+    /// Told to close (it still holds its descriptor until its task ends).
+    killed: AtomicBool,
     kill: Notify,
+}
+
+impl ConnState {
+    fn close(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.kill.notify_one();
+    }
 }
 
 /// Every open connection, for the sweeper and for making room.
@@ -74,6 +83,8 @@ pub struct Registry {
     conns: Mutex<HashMap<u64, Arc<ConnState>>>,
     /// Notified when the last connection closes (for the graceful stop).
     empty: Notify,
+    /// Notified whenever a connection closes (for accepting at the cap).
+    removed: Notify,
     limits: Limits,
     max: usize,
 }
@@ -85,6 +96,7 @@ impl Registry {
             next_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
             empty: Notify::new(),
+            removed: Notify::new(),
             max: limits.effective_max_connections(),
             limits,
         })
@@ -109,28 +121,47 @@ impl Registry {
             idle_since: AtomicU64::new(self.now_ms()),
             started_head: AtomicBool::new(false),
             write_blocked_since: AtomicU64::new(0),
+            killed: AtomicBool::new(false),
             kill: Notify::new(),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut conns = self.lock();
-        if conns.len() >= self.max {
-            // Room for the newcomer: the connection idle the longest goes (a slow client that
-            // never finishes its head is idle from the start).
-            let oldest = conns
-                .values()
-                .filter(|c| c.in_flight.load(Ordering::Relaxed) == 0)
-                .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
-            if let Some(c) = oldest {
-                c.kill.notify_one();
-            }
-        }
-        conns.insert(id, state.clone());
+        self.lock().insert(id, state.clone());
         (id, state)
+    }
+
+    /// Room for a newcomer: the connection idle the longest is told to close (a slow client
+    /// that never finishes its head is idle from its start).
+    fn make_room(&self) {
+        let conns = self.lock();
+        let oldest = conns
+            .values()
+            .filter(|c| {
+                c.in_flight.load(Ordering::Relaxed) == 0 && !c.killed.load(Ordering::Relaxed)
+            })
+            .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
+        if let Some(c) = oldest {
+            c.close();
+        }
+    }
+
+    /// Returns once a connection may be accepted: below the cap, making room when at it. A
+    /// connection told to close holds its descriptor until its task ends, so this waits for
+    /// closings to finish rather than counting them as room.
+    async fn room(&self) {
+        while self.len() >= self.max {
+            let removed = self.removed.notified();
+            tokio::pin!(removed);
+            removed.as_mut().enable();
+            self.make_room();
+            // Every connection busy: wait for one to finish (never a spin).
+            let _ = tokio::time::timeout(Duration::from_millis(50), removed).await;
+        }
     }
 
     fn remove(&self, id: u64) {
         let mut conns = self.lock();
         conns.remove(&id);
+        self.removed.notify_waiters();
         if conns.is_empty() {
             self.empty.notify_waiters();
         }
@@ -158,7 +189,7 @@ impl Registry {
                     now.saturating_sub(idle) > ms(self.limits.idle_timeout)
                 };
                 if expired {
-                    c.kill.notify_one();
+                    c.close();
                 }
             }
         }
@@ -367,6 +398,11 @@ pub async fn serve<H: Handler>(
     let builder = Arc::new(builder);
     let mut backoff = Duration::from_millis(5);
     loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            _ = registry.room() => {}
+        }
         let accepted = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
@@ -379,11 +415,15 @@ pub async fn serve<H: Handler>(
             }
             Err(e) if connection_error(&e) => continue,
             Err(e) => {
-                // Out of descriptors or memory: wait, doubling up to a second, instead of
-                // spinning; the sweeper and finishing requests free room meanwhile.
+                // Out of descriptors or memory: close the longest-idle connection, then wait,
+                // doubling up to 100 ms, instead of spinning (a waiting client is never kept
+                // longer than that by the backoff itself).
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    registry.make_room();
+                }
                 eprintln!("portcullis: accept: {e} (retrying in {backoff:?})");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff = (backoff * 2).min(Duration::from_millis(100));
                 continue;
             }
         };
