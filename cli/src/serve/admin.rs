@@ -59,12 +59,12 @@ pub fn load_token(file: Option<&Path>) -> Result<Vec<u8>, String> {
     Ok(token.as_bytes().to_vec())
 }
 
-/// The hosts the admin listener at `addr` answers to: its address, localhost on its port,
-/// and `extra` names (with or without the port).
+/// The hosts the admin listener at `addr` answers to: its address, localhost on its port
+/// (also when it listens on every address), and `extra` names (with or without the port).
 pub fn hosts(addr: SocketAddr, extra: &[String]) -> Vec<String> {
     let port = addr.port();
     let mut hosts = vec![addr.to_string(), format!("localhost:{port}")];
-    if addr.ip().is_loopback() {
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
         hosts.push(format!("127.0.0.1:{port}"));
         hosts.push(format!("[::1]:{port}"));
     }
