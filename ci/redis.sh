@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Redis store against a real redis-server (Debian's package, installed when missing):
 # starts one on a free port of 127.0.0.1 with no persistence in a temporary folder, exports
-# PORTCULLIS_REDIS_URL, runs the Redis tests (ignored by a plain `cargo test`, which lists them
-# as ignored), then the TLS test with the feature redis-tls, and stops the server on exit.
+# PORTCULLIS_REDIS_URL, runs the Redis tests (built with the feature redis-server-tests; a plain
+# `cargo test` does not build them), then the TLS test with the feature redis-tls, and stops
+# the server on exit.
 # Tests that kill, pause or reconfigure Redis start their own servers from the same binary
 # (PORTCULLIS_REDIS_SERVER).
 set -euo pipefail
@@ -36,8 +37,7 @@ done
 export PORTCULLIS_REDIS_URL="redis://127.0.0.1:$port/0"
 echo "redis-server $("$PORTCULLIS_REDIS_SERVER" --version | sed 's/.*v=\([^ ]*\).*/\1/') at $PORTCULLIS_REDIS_URL"
 
-cargo test --release -p portcullis \
-  --test redis_model --test redis_hosts --test redis_faults --test redis_open \
-  -- --include-ignored
+cargo test --release -p portcullis --features redis-server-tests \
+  --test redis_model --test redis_hosts --test redis_faults --test redis_open
 # rediss:// with the TLS feature (a private CA made with openssl, a TLS-only server).
-cargo test --release -p portcullis --features redis-tls --test redis_tls -- --include-ignored
+cargo test --release -p portcullis --features redis-server-tests,redis-tls --test redis_tls

@@ -83,7 +83,6 @@ fn recovers(l: &Limiter, id: PolicyId) {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn killed_mid_load_and_restarted() {
     let mut server = RedisServer::start();
     for mode in MODES {
@@ -121,7 +120,6 @@ fn killed_mid_load_and_restarted() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn paused_longer_than_the_timeout() {
     let server = RedisServer::start();
     for mode in MODES {
@@ -137,7 +135,6 @@ fn paused_longer_than_the_timeout() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn a_wrong_password() {
     let server = RedisServer::start_with(&["--requirepass", "secret"]);
     let url = format!("redis://:secret@127.0.0.1:{}/0", server.port);
@@ -164,7 +161,6 @@ fn a_wrong_password() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn a_full_redis() {
     let server = RedisServer::start();
     let mut admin = server.conn(None);
@@ -185,7 +181,6 @@ fn a_full_redis() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn scripts_flushed_from_redis_are_loaded_again() {
     let server = RedisServer::start();
     let (l, id) = limiter(&server.url(), OnError::FailClosed);
@@ -202,7 +197,6 @@ fn scripts_flushed_from_redis_are_loaded_again() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn a_key_of_another_type_falls_back_alone() {
     let server = RedisServer::start();
     let (l, id) = limiter(&server.url(), OnError::FailOpen);

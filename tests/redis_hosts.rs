@@ -39,7 +39,6 @@ fn open(url: &str, prefix: &str) -> (StoreConfig, Arc<RedisStore>) {
 /// The body of a worker process: waits for "go" on stdin, makes 1000 checks of one key
 /// against 500/h with a manual clock `skew` ns off the wall clock, prints how many passed.
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn worker_process() {
     let Ok(url) = std::env::var(WORKER) else {
         return; // run as a test of its own: nothing to do
@@ -71,12 +70,7 @@ fn two_hosts(skews: [i64; 2]) -> Vec<usize> {
         .iter()
         .map(|skew| {
             Command::new(&exe)
-                .args([
-                    "--exact",
-                    "worker_process",
-                    "--include-ignored",
-                    "--nocapture",
-                ])
+                .args(["--exact", "worker_process", "--nocapture"])
                 .args(["--test-threads", "1"])
                 .env(WORKER, server.url())
                 .env("SKEW", skew.to_string())
@@ -106,14 +100,12 @@ fn two_hosts(skews: [i64; 2]) -> Vec<usize> {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn two_processes_share_one_key_exactly() {
     let counts = two_hosts([0, 0]);
     assert_eq!(counts.iter().sum::<usize>(), 500, "{counts:?}");
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn skewed_host_clocks_change_nothing() {
     // Three hours ahead and five behind: the server's clock decides.
     let counts = two_hosts([3 * 3600 * SEC as i64, -5 * 3600 * SEC as i64]);
@@ -133,7 +125,6 @@ fn evalsha_calls(server: &RedisServer) -> u64 {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn a_denied_keys_flood_costs_no_round_trips() {
     let server = RedisServer::start();
     let (store, redis) = open(&server.url(), "flood:");
@@ -195,7 +186,6 @@ fn a_denied_keys_flood_costs_no_round_trips() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn threads_batched_on_one_connection_stay_exact() {
     let server = RedisServer::start();
     let mut o = RedisOptions::new(server.url());

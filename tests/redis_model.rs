@@ -34,7 +34,6 @@ fn config() -> ProptestConfig {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn gcra_on_redis_matches_model() {
     let _ = NEEDS;
     let server = RedisServer::start();
@@ -47,7 +46,6 @@ fn gcra_on_redis_matches_model() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn leaky_bucket_on_redis_matches_model() {
     let server = RedisServer::start();
     proptest!(config(), |((w, ops) in window().prop_flat_map(|w| (Just(w), ops(w))),
@@ -60,7 +58,6 @@ fn leaky_bucket_on_redis_matches_model() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn fixed_window_on_redis_matches_model() {
     let server = RedisServer::start();
     proptest!(config(), |((w, ops) in window().prop_flat_map(|w| (Just(w), ops(w))),
@@ -72,7 +69,6 @@ fn fixed_window_on_redis_matches_model() {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn sliding_window_on_redis_matches_model() {
     let server = RedisServer::start();
     proptest!(config(), |((w, ops) in window().prop_flat_map(|w| (Just(w), ops(w))),
@@ -92,7 +88,6 @@ enum LeaseOp {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn concurrency_on_redis_matches_local() {
     let server = RedisServer::start();
     let op = prop_oneof![

@@ -6,11 +6,10 @@ mod common;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::redis::RedisServer;
 use portcullis::config::{Config, StoreKind};
 use portcullis::store::redis::{OnError, RedisOptions};
 use portcullis::store::StoreConfig;
-use portcullis::{Gate, GateRequest};
+use portcullis::Gate;
 
 fn config_errors(store: &str) -> Vec<(usize, String)> {
     let text = format!("{store}\n[[policy]]\nname = \"api\"\nlimit = \"5/h\"\n");
@@ -117,48 +116,55 @@ fn opening_refuses_bad_input_clearly() {
     assert!(!e.contains("hunter2") && e.contains("***@"), "{e}");
 }
 
-#[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
-fn a_wrong_password_is_refused_at_open() {
-    let server = RedisServer::start_with(&["--requirepass", "secret"]);
-    let e = open_error(RedisOptions::new(format!(
-        "redis://:wrong@127.0.0.1:{}/0",
-        server.port
-    )));
-    assert!(e.contains("cannot connect") && !e.contains("wrong@"), "{e}");
-}
+/// The settings' effect on a real server (compiled with `--features redis-server-tests`,
+/// which ci/redis.sh gives).
+#[cfg(feature = "redis-server-tests")]
+mod on_a_server {
+    use super::*;
+    use common::redis::RedisServer;
+    use portcullis::GateRequest;
 
-#[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
-fn a_gate_runs_on_redis_from_its_config() {
-    let server = RedisServer::start();
-    let text = format!(
-        "[store]\nkind = \"redis\"\nurl = \"{}\"\n[[policy]]\nname = \"api\"\nlimit = \"2/h\"\n\
-         [[route]]\nmatch = \"GET /\"\nlimits = [{{ policy = \"api\", key = \"ip\" }}]\n",
-        server.url()
-    );
-    let gate = Gate::new(Config::parse(&text).unwrap()).unwrap();
-    // A decision may wait on the network: nginx and Node refuse such a gate.
-    assert!(gate.may_block());
-    assert!(Config::parse(&text).unwrap().limiter().unwrap().may_block());
-    let req = GateRequest::new("GET", "/").ip("203.0.113.9".parse().unwrap());
-    let statuses: Vec<_> = (0..3).map(|_| gate.decide(&req).status_code()).collect();
-    assert_eq!(statuses, [None, None, Some(429)]);
-    // Another gate (another host) sees the same counter.
-    let other = Gate::new(Config::parse(&text).unwrap()).unwrap();
-    assert_eq!(other.decide(&req).status_code(), Some(429));
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg("portcullis:*")
-        .query(&mut server.conn(None))
-        .unwrap();
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(
-        keys[0].starts_with(b"portcullis:api:") && keys[0].ends_with(b"}"),
-        "{keys:?}"
-    );
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(&keys[0])
-        .query(&mut server.conn(None))
-        .unwrap();
-    assert!(ttl > 0, "idle keys expire: {ttl}");
+    #[test]
+    fn a_wrong_password_is_refused_at_open() {
+        let server = RedisServer::start_with(&["--requirepass", "secret"]);
+        let e = open_error(RedisOptions::new(format!(
+            "redis://:wrong@127.0.0.1:{}/0",
+            server.port
+        )));
+        assert!(e.contains("cannot connect") && !e.contains("wrong@"), "{e}");
+    }
+
+    #[test]
+    fn a_gate_runs_on_redis_from_its_config() {
+        let server = RedisServer::start();
+        let text = format!(
+            "[store]\nkind = \"redis\"\nurl = \"{}\"\n[[policy]]\nname = \"api\"\nlimit = \"2/h\"\n\
+             [[route]]\nmatch = \"GET /\"\nlimits = [{{ policy = \"api\", key = \"ip\" }}]\n",
+            server.url()
+        );
+        let gate = Gate::new(Config::parse(&text).unwrap()).unwrap();
+        // A decision may wait on the network: nginx and Node refuse such a gate.
+        assert!(gate.may_block());
+        assert!(Config::parse(&text).unwrap().limiter().unwrap().may_block());
+        let req = GateRequest::new("GET", "/").ip("203.0.113.9".parse().unwrap());
+        let statuses: Vec<_> = (0..3).map(|_| gate.decide(&req).status_code()).collect();
+        assert_eq!(statuses, [None, None, Some(429)]);
+        // Another gate (another host) sees the same counter.
+        let other = Gate::new(Config::parse(&text).unwrap()).unwrap();
+        assert_eq!(other.decide(&req).status_code(), Some(429));
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("portcullis:*")
+            .query(&mut server.conn(None))
+            .unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(
+            keys[0].starts_with(b"portcullis:api:") && keys[0].ends_with(b"}"),
+            "{keys:?}"
+        );
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query(&mut server.conn(None))
+            .unwrap();
+        assert!(ttl > 0, "idle keys expire: {ttl}");
+    }
 }

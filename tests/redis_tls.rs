@@ -72,7 +72,6 @@ fn certificates(dir: &std::path::Path) {
 }
 
 #[test]
-#[ignore = "needs a redis-server: ci/redis.sh"]
 fn rediss_urls_speak_tls() {
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
