@@ -48,6 +48,7 @@ pub mod tower;
 
 pub use crate::core::clock::{Clock, CoarseClock, FastClock, ManualClock, Nanos, SystemClock};
 pub use crate::core::stats::PolicyStats;
+pub use crate::core::topk::{Counted, TopK};
 pub use gate::{Action, Gate, GateRequest, Outcome};
 pub use limit::decision::{render_headers, Decision, Header, HeaderStyle, PolicyId, PolicyMeta};
 pub use limit::error::Error;

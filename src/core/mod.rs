@@ -7,7 +7,8 @@
 //!   questions and know no algorithm;
 //! * `fork`: noticing a `fork()`, after which a parent's threads are missing;
 //! * `stats`: striped counters that cost the check path no locked instruction;
-//! * `texts`: the texts a compiled config owns, read by reference while it lives.
+//! * `texts`: the texts a compiled config owns, read by reference while it lives;
+//! * `topk`: the Space-Saving sketch of the keys counted most, in fixed memory.
 //!
 //! May import: nothing else of the crate.
 
@@ -18,3 +19,4 @@ pub(crate) mod stats;
 pub(crate) mod sync;
 pub(crate) mod table;
 pub(crate) mod texts;
+pub(crate) mod topk;

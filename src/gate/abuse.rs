@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::core::stats::{Striped, StripedCounter};
+use crate::core::topk::{Counted, TopK};
 use crate::store::{Store, StoreError};
 
 /// A denial, as kept in the log of recent denials.
@@ -39,39 +40,23 @@ pub const TOP_KEYS: usize = 32;
 /// How many denials the log keeps.
 pub const RECENT_DENIALS: usize = 256;
 
-/// The Space-Saving sketch: `TOP_KEYS` counters in fixed memory; a key that denies often is
-/// always among them, with its count overestimated by at most the evicted minimum.
-#[derive(Default)]
-struct TopKeys(Vec<Offender>);
+/// The most limited keys (a Space-Saving sketch of `TOP_KEYS` counters).
+struct TopKeys(TopK<String>);
+
+impl Default for TopKeys {
+    fn default() -> Self {
+        Self(TopK::new(TOP_KEYS))
+    }
+}
 
 impl TopKeys {
-    fn add(&mut self, key: &str) {
-        if let Some(o) = self.0.iter_mut().find(|o| o.key == key) {
-            o.denials += 1;
-            return;
-        }
-        if self.0.len() < TOP_KEYS {
-            self.0.push(Offender {
-                key: key.to_owned(),
-                denials: 1,
-                error: 0,
-            });
-            return;
-        }
-        if let Some(min) = self.0.iter_mut().min_by_key(|o| o.denials) {
-            let floor = min.denials;
-            *min = Offender {
-                key: key.to_owned(),
-                denials: floor + 1,
-                error: floor,
-            };
-        }
-    }
-
     fn top(&self) -> Vec<Offender> {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| b.denials.cmp(&a.denials).then_with(|| a.key.cmp(&b.key)));
-        v
+        let offender = |c: Counted<String>| Offender {
+            key: c.key,
+            denials: c.count,
+            error: c.error,
+        };
+        self.0.top().into_iter().map(offender).collect()
     }
 }
 
@@ -177,9 +162,12 @@ impl Abuse {
             return Ok(abuse);
         };
         let record: Record = serde_json::from_slice(&bytes).unwrap_or_default();
-        let mut top = record.top_limited;
-        top.truncate(TOP_KEYS);
-        *abuse.top.lock() = TopKeys(top);
+        let kept = record.top_limited.into_iter().map(|o| Counted {
+            key: o.key,
+            count: o.denials,
+            error: o.error,
+        });
+        *abuse.top.lock() = TopKeys(TopK::from_counts(TOP_KEYS, kept.collect()));
         let skip = record.recent_denials.len().saturating_sub(RECENT_DENIALS);
         abuse
             .recent
@@ -236,7 +224,7 @@ impl Abuse {
     pub(super) fn deny(&self, key: &str, policy: &str, route: &str, now: u64) {
         let mut left_out = false;
         match self.top.try_lock() {
-            Some(mut top) => top.add(key),
+            Some(mut top) => top.0.add(key),
             None => left_out = true,
         }
         match self.recent.try_lock() {

@@ -213,7 +213,7 @@ impl Admin {
             .allowed
             .iter()
             .flat_map(|a| a.list())
-            .map(|c| json!({ "policy": c.policy, "key": c.key, "allowed": c.allowed, "error": c.error }))
+            .map(|c| json!({ "policy": c.key.0, "key": c.key.1, "allowed": c.count, "error": c.error }))
             .collect();
         json(
             StatusCode::OK,
