@@ -1,6 +1,7 @@
 //! Asking a running `portcullis serve`'s admin API (inspect and reset with `--server`).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,13 +14,14 @@ use crate::args::TokenArgs;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The token for `--server`: `--token-file` or `PORTCULLIS_ADMIN_TOKEN`.
-fn token(args: &TokenArgs) -> Result<String, String> {
-    let token = match &args.token_file {
+/// The admin API's token, from `file` or `PORTCULLIS_ADMIN_TOKEN`, trimmed; `flag` names the
+/// option that gives the file, for the error.
+pub fn read_token(file: Option<&Path>, flag: &str) -> Result<String, String> {
+    let token = match file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
         None => std::env::var("PORTCULLIS_ADMIN_TOKEN").map_err(|_| {
-            "the admin API needs its token: --token-file FILE or PORTCULLIS_ADMIN_TOKEN".to_owned()
+            format!("the admin API needs its token: {flag} FILE or PORTCULLIS_ADMIN_TOKEN")
         })?,
     };
     Ok(token.trim().to_owned())
@@ -33,7 +35,7 @@ pub fn admin(
     target: &str,
     json: Option<String>,
 ) -> Result<(u16, String), String> {
-    let token = token(auth)?;
+    let token = read_token(auth.token_file.as_deref(), "--token-file")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -76,12 +76,7 @@ impl GateLayer {
 
     /// The principal is the token of `Authorization: Bearer <token>` (API keys).
     pub fn principal_from_bearer(self) -> Self {
-        self.principal(|parts| {
-            let value = super::service::text(parts.headers.get(http::header::AUTHORIZATION)?)?;
-            let (scheme, token) = value.trim().split_once(' ')?;
-            let token = token.trim();
-            (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
-        })
+        self.principal(|parts| bearer_token(&parts.headers).map(str::to_owned))
     }
 
     /// How to find the tier the application vouches for (from its own authentication, never
@@ -114,6 +109,15 @@ impl GateLayer {
     pub fn gate(&self) -> &Arc<Gate> {
         &self.shared.gate
     }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in any case), if the request
+/// carries a non-empty one as UTF-8 text.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = super::service::text(headers.get(http::header::AUTHORIZATION)?)?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl<S> Layer<S> for GateLayer {

@@ -47,5 +47,5 @@ mod service;
 
 pub use body::GateBody;
 pub use decided::{Decided, DecidedLimit};
-pub use layer::GateLayer;
+pub use layer::{bearer_token, GateLayer};
 pub use service::{GateService, ResponseFuture};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -42,21 +42,13 @@ pub struct Admin {
 
 /// The token from `--admin-token-file` or `PORTCULLIS_ADMIN_TOKEN`.
 pub fn load_token(file: Option<&Path>) -> Result<Vec<u8>, String> {
-    let token = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the admin token file {}: {e}", path.display()))?,
-        None => std::env::var("PORTCULLIS_ADMIN_TOKEN").map_err(|_| {
-            "the admin API needs a token: --admin-token-file FILE or PORTCULLIS_ADMIN_TOKEN"
-                .to_owned()
-        })?,
-    };
-    let token = token.trim();
+    let token = crate::client::read_token(file, "--admin-token-file")?;
     if token.len() < MIN_TOKEN || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "the admin token must be at least {MIN_TOKEN} characters without spaces (e.g. `openssl rand -hex 32`)"
         ));
     }
-    Ok(token.as_bytes().to_vec())
+    Ok(token.into_bytes())
 }
 
 /// The hosts the admin listener at `addr` answers to: its address, localhost on its port
@@ -137,13 +129,7 @@ impl Admin {
                 "the admin API does not serve this Host",
             ));
         }
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or("");
+        let given = portcullis::tower::bearer_token(req.headers()).unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(&self.token)) {
             let mut r = refuse(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             r.headers_mut().insert(

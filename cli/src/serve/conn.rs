@@ -306,8 +306,10 @@ pub trait Handler: Clone + Send + Sync + 'static {
     type Body: hyper::body::Body<Data = bytes::Bytes, Error = Self::BodyError> + Send + 'static;
     /// The body's error.
     type BodyError: Into<Box<dyn std::error::Error + Send + Sync>>;
-    /// The response future.
-    type Future: std::future::Future<Output = Response<Self::Body>> + Send + 'static;
+    /// The response future (hyper's services may fail; these answer every request).
+    type Future: std::future::Future<Output = Result<Response<Self::Body>, std::convert::Infallible>>
+        + Send
+        + 'static;
 
     fn call(&self, req: Request<Incoming>, peer: SocketAddr, in_flight: InFlight) -> Self::Future;
 }
@@ -323,7 +325,7 @@ struct PerConnection<H> {
 impl<H: Handler> Service<Request<Incoming>> for PerConnection<H> {
     type Response = Response<H::Body>;
     type Error = std::convert::Infallible;
-    type Future = futures_map::Infallible<H::Future>;
+    type Future = H::Future;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.state.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -332,31 +334,7 @@ impl<H: Handler> Service<Request<Incoming>> for PerConnection<H> {
             state: self.state.clone(),
             registry: self.registry.clone(),
         };
-        futures_map::Infallible(self.handler.call(req, self.peer, guard))
-    }
-}
-
-/// Wraps a future that cannot fail into `Result<_, Infallible>`.
-mod futures_map {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pin_project_lite::pin_project! {
-        pub struct Infallible<F> { #[pin] pub(super) inner: F }
-    }
-
-    #[allow(non_snake_case)]
-    pub fn Infallible<F>(inner: F) -> Infallible<F> {
-        Infallible { inner }
-    }
-
-    impl<F: Future> Future for Infallible<F> {
-        type Output = Result<F::Output, std::convert::Infallible>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            self.project().inner.poll(cx).map(Ok)
-        }
+        self.handler.call(req, self.peer, guard)
     }
 }
 

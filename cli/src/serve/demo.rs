@@ -32,7 +32,7 @@ impl Demo {
                 self.allowed.add(&l.policy, &self.redactor.key(&l.key));
             }
         }
-        let principal = super::bearer(req.headers());
+        let principal = portcullis::tower::bearer_token(req.headers());
         let path = req.uri().path();
         match (req.method(), path) {
             (&Method::POST, "/api/v1/auth/login") => {
@@ -45,7 +45,7 @@ impl Demo {
             }
             (_, p) if p == "/api" || p.starts_with("/api/") => json(
                 StatusCode::OK,
-                json!({ "hello": principal.as_deref().map_or("anonymous".into(), |p| self.redactor.principal(p)) }),
+                json!({ "hello": principal.map_or("anonymous".into(), |p| self.redactor.principal(p)) }),
             ),
             _ => json(StatusCode::NOT_FOUND, json!({ "error": "not found" })),
         }

@@ -11,6 +11,7 @@ mod proxy;
 mod redact;
 mod sketch;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -38,14 +39,6 @@ use conn::{Handler, InFlight, Limits, Registry};
 /// How long a stop waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// The principal of a request: the token of `Authorization: Bearer`.
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = std::str::from_utf8(headers.get(http::header::AUTHORIZATION)?.as_bytes()).ok()?;
-    let (scheme, token) = v.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
-}
-
 /// Whether the request says its length twice (RFC 9112 section 6.1), or more than once.
 fn ambiguous_length(headers: &HeaderMap) -> bool {
     let te = headers.contains_key(http::header::TRANSFER_ENCODING);
@@ -53,7 +46,7 @@ fn ambiguous_length(headers: &HeaderMap) -> bool {
     (te && cl > 0) || cl > 1
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Infallible>> + Send>>;
 
 /// Keeps `guard` until the body is done (hyper drops a body once written).
 fn holding<B>(body: B, guard: InFlight) -> Body
@@ -123,7 +116,7 @@ impl Handler for Front {
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
             );
-            return Box::pin(async move { r.map(|body| holding(body, guard)) });
+            return Box::pin(async move { Ok(r.map(|body| holding(body, guard))) });
         }
         let declared = req
             .headers()
@@ -135,7 +128,7 @@ impl Handler for Front {
                 http::StatusCode::PAYLOAD_TOO_LARGE,
                 serde_json::json!({ "error": format!("the request body is larger than {} bytes", self.max_body) }),
             );
-            return Box::pin(async move { r.map(|body| holding(body, guard)) });
+            return Box::pin(async move { Ok(r.map(|body| holding(body, guard))) });
         }
         req.extensions_mut().insert(peer);
         let mut service = self.service.clone();
@@ -144,10 +137,8 @@ impl Handler for Front {
             if let Err(never) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
                 match never {}
             }
-            match service.call(req).await {
-                Ok(response) => response.map(|body| holding(body, guard)),
-                Err(never) => match never {},
-            }
+            let response = service.call(req).await?;
+            Ok(response.map(|body| holding(body, guard)))
         })
     }
 }
@@ -165,7 +156,7 @@ impl Handler for Back {
 
     fn call(&self, req: Request<Incoming>, _: SocketAddr, guard: InFlight) -> Self::Future {
         let admin = self.admin.clone();
-        Box::pin(async move { admin.handle(req).await.map(|body| holding(body, guard)) })
+        Box::pin(async move { Ok(admin.handle(req).await.map(|body| holding(body, guard))) })
     }
 }
 

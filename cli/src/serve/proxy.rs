@@ -73,14 +73,8 @@ impl Proxy {
 
     pub async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
         let peer = req.extensions().get::<SocketAddr>().map(|a| a.ip());
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body) {
-            return too_large(self.max_body);
-        }
+        // A declared length past the cap was refused before the gate; a streamed body is
+        // cut by `Limited`.
         let (mut parts, body) = req.into_parts();
         let target = parts
             .uri
