@@ -423,15 +423,7 @@ impl Gate {
                 return;
             }
         }
-        // Routes match the path as the backend resolves it (see `path`): allocates only for a
-        // target that needs a change.
-        let mut scratch = String::new();
-        let path = path::normalize(req.path, &mut scratch);
-        let Some(route) = inner
-            .routes
-            .iter()
-            .find(|r| r.pattern.matches(req.method, path))
-        else {
+        let Some(route) = route_of(inner, req) else {
             self.abuse.unrouted.0.add(1);
             out.answer(Action::Pass, Reason::NoRoute);
             return;
@@ -651,13 +643,7 @@ impl Gate {
             return false;
         }
         let inner = self.inner.read();
-        let mut scratch = String::new();
-        let path = path::normalize(req.path, &mut scratch);
-        let Some(route) = inner
-            .routes
-            .iter()
-            .find(|r| r.pattern.matches(req.method, path))
-        else {
+        let Some(route) = route_of(&inner, req) else {
             return false;
         };
         route
@@ -878,6 +864,18 @@ impl Gate {
     ) -> String {
         key_display(kind, route, ip, principal, self.inner.read().keyer)
     }
+}
+
+/// The first route that matches the request's path as the backend resolves it (see `path`:
+/// allocates only for a target that needs a change).
+#[inline]
+fn route_of<'a>(inner: &'a Inner, req: &GateRequest<'_>) -> Option<&'a compile::Route> {
+    let mut scratch = String::new();
+    let path = path::normalize(req.path, &mut scratch);
+    inner
+        .routes
+        .iter()
+        .find(|r| r.pattern.matches(req.method, path))
 }
 
 fn any_immediate(inner: &Inner) -> bool {
