@@ -17,16 +17,37 @@ use portcullis::{Limiter, ManualClock, Policy, Quota};
 const T0: u64 = 1_700_000_000_000_000_000;
 const THREADS: usize = 2;
 
+/// Loom runs each thread on a small coroutine stack; a limiter's check, with every store's
+/// branch compiled in, needs more than the default.
+const STACK: usize = 1 << 20;
+
+fn spawn<F, T>(f: F) -> thread::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(f)
+        .expect("a loom thread")
+}
+
+/// Built on a thread of its own: building a limiter takes more stack than loom gives the
+/// model's main thread (which cannot be given more).
 fn limiter(policy: Policy, clock: ManualClock) -> Arc<Limiter> {
-    Arc::new(
-        Limiter::builder()
-            .policy(policy)
-            .capacity(4)
-            .clock(clock)
-            .hash_key([1; 16])
-            .build()
-            .unwrap(),
-    )
+    spawn(move || {
+        Arc::new(
+            Limiter::builder()
+                .policy(policy)
+                .capacity(4)
+                .clock(clock)
+                .hash_key([1; 16])
+                .build()
+                .unwrap(),
+        )
+    })
+    .join()
+    .unwrap()
 }
 
 /// Two threads race on one new key with burst 1: exactly one is allowed in every interleaving
@@ -41,7 +62,7 @@ fn cas_loop_allows_exactly_burst() {
             .map(|_| {
                 let l = l.clone();
                 let allowed = allowed.clone();
-                thread::spawn(move || {
+                spawn(move || {
                     let id = l.policy_id("p").unwrap();
                     if l.check(id, "k", 1).unwrap().allowed {
                         allowed.fetch_add(1, Ordering::Relaxed);
@@ -87,7 +108,7 @@ fn claim_and_reclaim_never_duplicate_a_key() {
         let y = table.fingerprint(b"y");
         let spawn = |keys: Vec<_>| {
             let table = table.clone();
-            thread::spawn(move || {
+            spawn(move || {
                 let rule = gcra_rule(3);
                 keys.iter().all(|f| {
                     table
@@ -137,7 +158,7 @@ fn owner_change_never_takes_a_stale_update() {
         let (table, old, new) = bucket_with_lightest_key([4; 16]);
         let spawn = |f| {
             let table = table.clone();
-            thread::spawn(move || {
+            spawn(move || {
                 let rule = gcra_rule(4);
                 table.update(&f, T0, &rule, |s| rule.check(s, T0, 1));
             })
@@ -171,14 +192,14 @@ fn a_reader_never_uses_a_word_written_for_another_owner() {
         let (table, old, new) = bucket_with_lightest_key([5; 16]);
         let a = {
             let table = table.clone();
-            thread::spawn(move || {
+            spawn(move || {
                 let rule = gcra_rule(4);
                 table.update(&old, T0, &rule, |s| (s.max(T0) + interval, ()));
             })
         };
         let b = {
             let table = table.clone();
-            thread::spawn(move || {
+            spawn(move || {
                 let rule = gcra_rule(4);
                 table.update(&new, T0, &rule, |s| rule.check(s, T0, 1));
             })
@@ -212,7 +233,7 @@ fn eviction_takes_the_least_indebted() {
         let old = |i: u8| table.fingerprint(&[b'l', i]);
         let spawn = |key: &'static [u8]| {
             let table = table.clone();
-            thread::spawn(move || {
+            spawn(move || {
                 let rule = gcra_rule(4);
                 let f = table.fingerprint(key);
                 table
@@ -250,7 +271,7 @@ fn leases_exclude_and_return() {
             .map(|_| {
                 let l = l.clone();
                 let holding = holding.clone();
-                thread::spawn(move || {
+                spawn(move || {
                     let id = l.policy_id("c").unwrap();
                     if let (_, Some(lease)) = l.acquire(id, "k", 1).unwrap() {
                         assert_eq!(holding.fetch_add(1, Ordering::SeqCst), 0);
@@ -294,7 +315,7 @@ fn a_placer_that_dies_mid_protocol_stops_no_one() {
 
             let t = {
                 let table = table.clone();
-                thread::spawn(move || {
+                spawn(move || {
                     let rule = gcra_rule(3);
                     table.update(&live, T0, &rule, |s| rule.check(s, T0, 1));
                 })
