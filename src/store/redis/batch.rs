@@ -45,6 +45,11 @@ impl Job {
         })
     }
 
+    /// The same call, to be sent again (elsewhere, after a redirect).
+    pub(super) fn again(&self) -> Arc<Self> {
+        Job::new(self.packed.clone(), self.source)
+    }
+
     fn finish(&self, r: Result<::redis::Value, String>) {
         *self.result.lock() = Some(r);
         self.ready.notify_one();
@@ -168,6 +173,42 @@ impl Batcher {
                 batch.iter().for_each(|j| j.finish(Err(e.clone())));
                 false
             }
+        }
+    }
+
+    /// Runs one call after `ASKING` on `c`: its reply or the server's error, or `Err` when
+    /// the connection broke.
+    pub(super) fn asking(
+        c: &mut ::redis::Connection,
+        j: &Job,
+    ) -> Result<Result<::redis::Value, String>, String> {
+        use ::redis::ConnectionLike;
+        let mut packed = ::redis::cmd("ASKING").get_packed_command();
+        packed.extend_from_slice(&j.packed);
+        let ask = |c: &mut ::redis::Connection| {
+            c.req_packed_commands(&packed, 1, 1)
+                .map_err(|e| e.to_string())?
+                .pop()
+                .ok_or_else(|| "no reply".to_string())
+        };
+        match ask(c)? {
+            ::redis::Value::ServerError(e) if e.code() == "NOSCRIPT" => {
+                let loaded = ::redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(j.source)
+                    .query::<String>(c);
+                match loaded {
+                    Err(e) if e.is_io_error() || e.is_timeout() => return Err(e.to_string()),
+                    Err(e) => return Ok(Err(e.to_string())),
+                    Ok(_) => {}
+                }
+                Ok(match ask(c)? {
+                    ::redis::Value::ServerError(e) => Err(server_error!(e)),
+                    v => Ok(v),
+                })
+            }
+            ::redis::Value::ServerError(e) => Ok(Err(server_error!(e))),
+            v => Ok(Ok(v)),
         }
     }
 

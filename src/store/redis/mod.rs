@@ -1,36 +1,48 @@
-//! The Redis store: connections, timeouts, scripts and what to do when Redis goes away.
+//! The Redis store: connections, timeouts, scripts, Redis Cluster routing and what to do when
+//! Redis goes away.
 //!
 //! It knows nothing of algorithms: the limiter asks it to "run script S on key K with these
 //! arguments" and reads the reply. What it owns:
 //!
-//! * a small pool of synchronous connections (`pool_size`), each with the per-call timeout on
-//!   its socket, so a call never blocks much longer than the timeout (a call queued behind a
-//!   busy connection waits for at most about three);
+//! * per server, a small pool of synchronous connections (`pool_size`), each with the per-call
+//!   timeout on its socket, so a call never blocks much longer than the timeout (a call queued
+//!   behind a busy connection waits for at most about three);
 //! * the calls of threads waiting at once are sent together, one write and one read of all
 //!   their replies (`batch.rs`);
-//! * scripts by SHA (`EVALSHA`, loading the script on `NOSCRIPT`, by the client crate);
-//! * the failure state: after a failed call the store is *down* and answers every call at once
-//!   with [`Failure`] (no network) until a backoff has passed (exponential from 50 ms, capped at
-//!   2 s); then one caller probes, and a success brings the store back.
+//! * scripts by SHA (`EVALSHA`, loading the script on `NOSCRIPT`);
+//! * when the URL names a node of a Redis Cluster, the slot map: each call goes to its key's
+//!   master, and `MOVED` / `ASK` redirects are followed (`cluster.rs`);
+//! * per server, the failure state: after a failed call the server is *down* and every call
+//!   to it is answered at once with [`Failure`] (no network) until a backoff has passed
+//!   (exponential from 50 ms, capped at 2 s); then one caller probes, and a success brings it
+//!   back (`health.rs`). In a cluster, a dead master's keys fail alone.
 
 mod batch;
+mod cluster;
+mod health;
+mod node;
 mod pool;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::store::StoreError;
 
-use batch::{Batcher, Job};
-use pool::Pool;
+use batch::Job;
+use cluster::Redirect;
+use node::Node;
 
 /// How to reach a Redis server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
     /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS (needs the crate feature
-    /// `redis-tls`).
+    /// `redis-tls`). Any node of a Redis Cluster (database 0): the others are learned from it,
+    /// and reached with the same credentials and TLS settings.
     pub url: String,
-    /// Connections kept per process (default 4). Calls of threads that find them all busy are
+    /// Connections kept per process and server (default 4; in a cluster, per master). Calls of threads that find them all busy are
     /// queued and sent together, in one write, by a thread that holds one: a few connections
     /// serve many threads, with fewer system calls on both sides than a connection each.
     pub pool_size: usize,
@@ -205,37 +217,55 @@ pub struct RedisStats {
     pub skipped: u64,
     /// Connections opened.
     pub connects: u64,
-    /// Whether the store is backing off now.
+    /// Whether the store is backing off now (in a cluster: from any node).
     pub down: bool,
+    /// Calls a cluster node sent to another (`MOVED`, `ASK`), each followed.
+    pub redirects: u64,
+    /// Servers talked to: 1, or the cluster's nodes met so far.
+    pub nodes: usize,
 }
 
-const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// The most redirects one call follows (a slot can move again while a call follows it).
+const MAX_REDIRECTS: usize = 5;
 
-/// A Redis server shared by every host: see the module docs.
+/// A Redis server shared by every host, or a Redis Cluster: see the module docs.
 pub struct RedisStore {
     options: RedisOptions,
     shown_url: String,
-    pool: Pool,
-    batcher: Batcher,
-    epoch: Instant,
-    /// Nanoseconds since `epoch` until which calls fail at once; 0 when up.
-    down_until: AtomicU64,
-    /// Consecutive failed attempts (the backoff's exponent).
-    failures_in_row: AtomicU32,
-    /// One caller probes after a backoff; the others keep failing fast.
-    probing: AtomicBool,
-    last_failure: parking_lot::Mutex<String>,
+    /// The server of the URL; in a cluster, the node the map was first read from.
+    seed: Arc<Node>,
+    /// The slot map, when the URL names a node of a Redis Cluster.
+    cluster: Option<Cluster>,
     round_trips: AtomicU64,
-    failures: AtomicU64,
-    skipped: AtomicU64,
+    redirects: AtomicU64,
 }
+
+/// Which node serves each slot.
+struct Cluster {
+    /// How to reach a node: the URL's settings (credentials, TLS) with the node's address.
+    info: ::redis::ConnectionInfo,
+    map: RwLock<Arc<SlotMap>>,
+    /// Every node met so far, by address (a cluster has few; none is dropped).
+    nodes: Mutex<Vec<Arc<Node>>>,
+    /// One caller reads the map again after a `MOVED`; the others follow their redirect.
+    learning: AtomicBool,
+}
+
+struct SlotMap {
+    nodes: Vec<Arc<Node>>,
+    /// Per slot, the index in `nodes` of the node serving it; `UNSERVED` when none does (the
+    /// seed is asked, and redirects).
+    slots: Vec<u16>,
+}
+
+const UNSERVED: u16 = u16::MAX;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("url", &self.shown_url)
             .field("key_prefix", &self.options.key_prefix)
+            .field("cluster", &self.cluster.is_some())
             .finish()
     }
 }
@@ -243,6 +273,7 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Checks the options, connects once (within the timeout) and pings: an unreachable
     /// server, a bad URL, refused credentials or a bad key prefix are errors here, never later.
+    /// When the server is a node of a Redis Cluster, reads the cluster's slot map from it.
     pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
         let shown_url = redact(&options.url);
         let err = |detail: String| StoreError::Redis {
@@ -268,29 +299,60 @@ impl RedisStore {
             return Err(err(e));
         }
         let client = ::redis::Client::open(options.url.as_str()).map_err(|e| err(e.to_string()))?;
-        let pool = Pool::new(client, options.pool_size, options.timeout);
-        let mut conn = pool
-            .take()
-            .map_err(|e| err(format!("cannot connect: {e}")))?;
+        let info = client.get_connection_info().clone();
+        let seed = Arc::new(Node::new(
+            address(&info.addr),
+            client,
+            options.pool_size,
+            options.timeout,
+        ));
+        let mut conn = seed.pool.take().map_err(|e| {
+            err(match e.contains("SELECT is not allowed in cluster mode") {
+                true => format!(
+                    "the server is a node of a Redis Cluster, which has database 0 only, and the URL names database {}: end it with /0",
+                    info.redis.db
+                ),
+                false => format!("cannot connect: {e}"),
+            })
+        })?;
         let pong: ::redis::RedisResult<String> = ::redis::cmd("PING").query(conn.get());
         if let Err(e) = pong {
             return Err(err(format!("does not answer PING: {e}")));
         }
-        pool.put(conn);
-        Ok(Self {
-            shown_url,
-            pool,
-            batcher: Batcher::new(),
-            epoch: Instant::now(),
-            down_until: AtomicU64::new(0),
-            failures_in_row: AtomicU32::new(0),
-            probing: AtomicBool::new(false),
-            last_failure: parking_lot::Mutex::new(String::new()),
+        // A server that does not answer INFO (renamed away) is taken for a lone server.
+        let about: String = ::redis::cmd("INFO")
+            .arg("cluster")
+            .query(conn.get())
+            .unwrap_or_default();
+        seed.pool.put(conn);
+        let clustered = about.lines().any(|l| l.trim() == "cluster_enabled:1");
+        let mut store = Self {
+            shown_url: shown_url.clone(),
+            seed: Arc::clone(&seed),
+            cluster: None,
             round_trips: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
+            redirects: AtomicU64::new(0),
             options,
-        })
+        };
+        if clustered {
+            store.cluster = Some(Cluster {
+                info,
+                map: RwLock::new(Arc::new(SlotMap {
+                    nodes: Vec::new(),
+                    slots: vec![UNSERVED; cluster::SLOTS],
+                })),
+                nodes: Mutex::new(vec![seed]),
+                learning: AtomicBool::new(false),
+            });
+            store.learn_slots(&store.seed).map_err(err)?;
+            let map = store.slot_map();
+            if let Some(hole) = map.slots.iter().position(|&n| n == UNSERVED) {
+                return Err(err(format!(
+                    "the Redis Cluster serves no node for slot {hole}: its slots are not all assigned (CLUSTER INFO says why)"
+                )));
+            }
+        }
+        Ok(store)
     }
 
     /// The options it was opened with.
@@ -303,30 +365,34 @@ impl RedisStore {
         &self.shown_url
     }
 
-    /// Loads a script now (`SCRIPT LOAD`), so a script Redis refuses is an error at open.
+    /// Whether the URL named a node of a Redis Cluster (calls then go to each key's node).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Loads a script now (`SCRIPT LOAD`, on every master of a cluster), so a script Redis
+    /// refuses is an error at open.
     pub fn load(&self, script: &Script) -> Result<(), StoreError> {
-        let mut conn = self.pool.take().map_err(|e| StoreError::Redis {
-            url: self.shown_url.clone(),
-            detail: format!("cannot connect: {e}"),
-        })?;
-        let sha: ::redis::RedisResult<String> = ::redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(script.source)
-            .query(conn.get());
-        match sha {
-            Ok(_) => {
-                self.pool.put(conn);
-                Ok(())
-            }
-            Err(e) => Err(StoreError::Redis {
-                url: self.shown_url.clone(),
-                detail: format!("refused a script: {e}"),
-            }),
+        let nodes = match &self.cluster {
+            Some(c) => c.nodes.lock().clone(),
+            None => vec![Arc::clone(&self.seed)],
+        };
+        for node in nodes {
+            node.load(script.source)
+                .map_err(|detail| StoreError::Redis {
+                    url: self.shown_url.clone(),
+                    detail: match &self.cluster {
+                        Some(_) => format!("node {}: {detail}", node.addr),
+                        None => detail,
+                    },
+                })?;
         }
+        Ok(())
     }
 
     /// Runs `script` on one key with `args`: one round trip, shared with the calls of other
-    /// threads waiting at the same time (see `batch.rs`); two when Redis had to load the script.
+    /// threads waiting at the same time (see `batch.rs`); two when Redis had to load the
+    /// script, or a cluster node sent the call to another.
     pub fn eval(&self, script: &Script, key: &[u8], args: &[Arg<'_>]) -> Result<Reply, Failure> {
         let mut cmd = ::redis::cmd("EVALSHA");
         cmd.arg(script.sha()).arg(1).arg(key);
@@ -336,157 +402,217 @@ impl RedisStore {
                 Arg::Bytes(b) => cmd.arg(*b),
             };
         }
-        let job = Job::new(cmd.get_packed_command(), script.source);
-        let probe = self.gate()?;
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let result = self.batcher.run(&self.pool, job, self.options.timeout);
-        self.settle(result, probe).map(convert)
+        self.run(key, Job::new(cmd.get_packed_command(), script.source))
+            .map(convert)
     }
 
     /// Deletes a key; returns whether it existed.
     pub fn delete(&self, key: &[u8]) -> Result<bool, Failure> {
-        self.call(|c| ::redis::cmd("DEL").arg(key).query::<i64>(c))
-            .map(|n| n > 0)
+        let del = ::redis::cmd("DEL").arg(key).get_packed_command();
+        match self.run(key, Job::new(del, "")) {
+            Ok(::redis::Value::Int(n)) => Ok(n > 0),
+            Ok(other) => Err(Failure {
+                detail: format!("DEL answered {other:?}"),
+                retry_in: Duration::ZERO,
+            }),
+            Err(f) => Err(f),
+        }
     }
 
-    /// What the store has done so far.
+    /// What the store has done so far (summed over a cluster's nodes).
     pub fn stats(&self) -> RedisStats {
-        RedisStats {
-            round_trips: self.round_trips.load(Ordering::Relaxed),
-            batches: self.batcher.batches(),
-            failures: self.failures.load(Ordering::Relaxed),
-            skipped: self.skipped.load(Ordering::Relaxed),
-            connects: self.pool.connects(),
-            down: self.down_until.load(Ordering::Relaxed) != 0,
-        }
-    }
-
-    fn elapsed(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// The failure a call gets while the store is down.
-    #[cold]
-    fn fail_fast(&self, until: u64, now: u64) -> Failure {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-        Failure {
-            detail: self.last_failure.lock().clone(),
-            retry_in: Duration::from_nanos(until.saturating_sub(now)),
-        }
-    }
-
-    /// Whether a call may go to Redis now: `Ok(true)` for the one probe after a backoff,
-    /// `Ok(false)` when Redis is up, `Err` (no network) while backing off.
-    fn gate(&self) -> Result<bool, Failure> {
-        let until = self.down_until.load(Ordering::Acquire);
-        if until == 0 {
-            return Ok(false);
-        }
-        let now = self.elapsed();
-        if now < until {
-            return Err(self.fail_fast(until, now));
-        }
-        // The backoff is over: one caller probes, the rest keep failing without the network.
-        if self
-            .probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(self.fail_fast(now, now));
-        }
-        Ok(true)
-    }
-
-    /// Records a call's outcome: a success brings Redis back, a failure starts (or extends) the
-    /// backoff.
-    fn settle<T>(&self, result: Result<T, String>, probe: bool) -> Result<T, Failure> {
-        match result {
-            Ok(v) => {
-                if probe || self.down_until.load(Ordering::Relaxed) != 0 {
-                    self.failures_in_row.store(0, Ordering::Relaxed);
-                    self.down_until.store(0, Ordering::Release);
-                }
-                if probe {
-                    self.probing.store(false, Ordering::Release);
-                }
-                Ok(v)
-            }
-            // Redis answered, about this key only (another program wrote a key of another type
-            // under the prefix): this call falls back, Redis stays up for every other key.
-            Err(detail) if detail.starts_with("WRONGTYPE") => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                if probe {
-                    self.failures_in_row.store(0, Ordering::Relaxed);
-                    self.down_until.store(0, Ordering::Release);
-                    self.probing.store(false, Ordering::Release);
-                }
-                Err(Failure {
-                    detail,
-                    retry_in: Duration::ZERO,
-                })
-            }
-            Err(detail) => Err(self.went_down(detail, probe)),
-        }
-    }
-
-    fn call<T>(
-        &self,
-        op: impl FnOnce(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
-    ) -> Result<T, Failure> {
-        let probe = self.gate()?;
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let result = match self.pool.take() {
-            Ok(mut conn) => match op(conn.get()) {
-                Ok(v) => {
-                    self.pool.put(conn);
-                    Ok(v)
-                }
-                Err(e) => {
-                    // A broken or timed-out connection may hold a late reply: never reuse it.
-                    let broken = e.is_io_error()
-                        || e.is_timeout()
-                        || e.is_connection_dropped()
-                        || e.is_unrecoverable_error();
-                    if broken {
-                        self.pool.discard(conn);
-                    } else {
-                        self.pool.put(conn);
-                    }
-                    Err(e.to_string())
-                }
-            },
-            Err(e) => Err(e),
+        let nodes = match &self.cluster {
+            Some(c) => c.nodes.lock().clone(),
+            None => vec![Arc::clone(&self.seed)],
         };
-        self.settle(result, probe)
+        let mut s = RedisStats {
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            redirects: self.redirects.load(Ordering::Relaxed),
+            nodes: nodes.len(),
+            ..RedisStats::default()
+        };
+        for n in &nodes {
+            s.batches += n.batcher.batches();
+            s.failures += n.health.failures.load(Ordering::Relaxed);
+            s.skipped += n.health.skipped.load(Ordering::Relaxed);
+            s.connects += n.pool.connects();
+            s.down |= n.health.is_down();
+        }
+        s
     }
 
-    #[cold]
-    fn went_down(&self, detail: String, probe: bool) -> Failure {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        // The calls of one failed batch, or of threads failing together, are one failure of
-        // Redis: only a failure while up, or of a probe, lengthens the backoff.
-        let already = self.down_until.load(Ordering::Acquire) > self.elapsed();
-        let n = match already && !probe {
-            true => self
-                .failures_in_row
-                .load(Ordering::Relaxed)
-                .saturating_sub(1),
-            false => self.failures_in_row.fetch_add(1, Ordering::Relaxed),
+    /// Runs a call on its key's node, following a cluster's redirects.
+    fn run(&self, key: &[u8], mut job: Arc<Job>) -> Result<::redis::Value, Failure> {
+        let Some(cluster) = &self.cluster else {
+            let probe = self.seed.health.gate()?;
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let result = self.seed.run(job, self.options.timeout);
+            return self.seed.health.settle(result, probe);
+        };
+        let mut node = cluster.node_of(key, &self.seed);
+        let mut asking = false;
+        for _ in 0..=MAX_REDIRECTS {
+            let probe = node.health.gate()?;
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let result = match asking {
+                false => node.run(Arc::clone(&job), self.options.timeout),
+                true => node.asking(&job),
+            };
+            let redirect = match &result {
+                Err(detail) => cluster::redirect(detail),
+                Ok(_) => None,
+            };
+            let Some(redirect) = redirect else {
+                return node.health.settle(result, probe);
+            };
+            // The node answered: it is up, the call goes elsewhere.
+            node.health.answered(probe);
+            self.redirects.fetch_add(1, Ordering::Relaxed);
+            job = job.again();
+            (node, asking) = match redirect {
+                Redirect::Moved { slot, addr } => {
+                    let to = cluster.node_at(&addr, &self.options)?;
+                    cluster.moved(slot, &to);
+                    // The rest of the map has likely changed too (a reshard or failover
+                    // moves many slots): one caller learns it again from the node that has
+                    // this slot. A failure there changes nothing: this call follows its
+                    // redirect anyway, and the next MOVED tries again.
+                    if !cluster.learning.swap(true, Ordering::Acquire) {
+                        let _ = self.learn_slots(&to);
+                        cluster.learning.store(false, Ordering::Release);
+                    }
+                    (to, false)
+                }
+                Redirect::Ask { addr } => (cluster.node_at(&addr, &self.options)?, true),
+            };
         }
-        .min(16);
-        let backoff = BACKOFF_FIRST
-            .saturating_mul(1u32 << n.min(10))
-            .min(BACKOFF_CAP);
-        let until = self.elapsed() + u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX);
-        *self.last_failure.lock() = detail.clone();
-        self.down_until.fetch_max(until, Ordering::AcqRel);
-        if probe {
-            self.probing.store(false, Ordering::Release);
+        Err(Failure {
+            detail: format!("more than {MAX_REDIRECTS} cluster redirects for one call"),
+            retry_in: Duration::ZERO,
+        })
+    }
+
+    fn slot_map(&self) -> Arc<SlotMap> {
+        match &self.cluster {
+            Some(c) => Arc::clone(&c.map.read()),
+            None => Arc::new(SlotMap {
+                nodes: Vec::new(),
+                slots: Vec::new(),
+            }),
         }
-        Failure {
+    }
+
+    /// Reads the cluster's slot map from `via` (`CLUSTER SLOTS`) and puts it in force.
+    fn learn_slots(&self, via: &Node) -> Result<(), String> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        let reply: ::redis::Value = via
+            .query(::redis::cmd("CLUSTER").arg("SLOTS"))
+            .map_err(|e| format!("cannot read the cluster's slots from {}: {e}", via.addr))?;
+        let asked = via.addr.rsplit_once(':').map_or("", |(h, _)| h);
+        let ranges = cluster::ranges(&reply, asked)?;
+        let mut map = SlotMap {
+            nodes: Vec::new(),
+            slots: vec![UNSERVED; cluster::SLOTS],
+        };
+        for r in ranges {
+            let node = c
+                .node_at(&format!("{}:{}", r.host, r.port), &self.options)
+                .map_err(|f| f.detail)?;
+            let at = match map.nodes.iter().position(|n| Arc::ptr_eq(n, &node)) {
+                Some(at) => at,
+                None => {
+                    map.nodes.push(node);
+                    map.nodes.len() - 1
+                }
+            };
+            // At most one index per slot range's master: far below UNSERVED.
+            let at = u16::try_from(at).unwrap_or(UNSERVED);
+            map.slots[usize::from(r.first)..=usize::from(r.last)].fill(at);
+        }
+        *c.map.write() = Arc::new(map);
+        Ok(())
+    }
+}
+
+impl Cluster {
+    /// The master of a key's slot (the seed, which redirects, for a slot no master serves).
+    fn node_of(&self, key: &[u8], seed: &Arc<Node>) -> Arc<Node> {
+        let map = self.map.read();
+        match map.slots[usize::from(cluster::slot(key))] {
+            UNSERVED => Arc::clone(seed),
+            n => Arc::clone(&map.nodes[usize::from(n)]),
+        }
+    }
+
+    /// The node at `host:port`, met before or connected to from now on.
+    fn node_at(&self, addr: &str, options: &RedisOptions) -> Result<Arc<Node>, Failure> {
+        let mut nodes = self.nodes.lock();
+        if let Some(n) = nodes.iter().find(|n| n.addr == addr) {
+            return Ok(Arc::clone(n));
+        }
+        let refuse = |detail: String| Failure {
             detail,
-            retry_in: backoff,
-        }
+            retry_in: Duration::ZERO,
+        };
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(|c| c == '[' || c == ']'), p.parse().ok()?)))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "a cluster node at {addr:?}, which is not host:port"
+                ))
+            })?;
+        let mut info = self.info.clone();
+        info.addr = match info.addr {
+            ::redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ::redis::ConnectionAddr::TcpTls {
+                host: host.to_string(),
+                port,
+                insecure,
+                tls_params,
+            },
+            _ => ::redis::ConnectionAddr::Tcp(host.to_string(), port),
+        };
+        let client =
+            ::redis::Client::open(info).map_err(|e| refuse(format!("cluster node {addr}: {e}")))?;
+        let node = Arc::new(Node::new(
+            addr.to_string(),
+            client,
+            options.pool_size,
+            options.timeout,
+        ));
+        nodes.push(Arc::clone(&node));
+        Ok(node)
+    }
+
+    /// Puts one slot's new node in force at once, before the whole map is read again.
+    fn moved(&self, slot: u16, to: &Arc<Node>) {
+        let mut map = self.map.write();
+        let mut nodes = map.nodes.clone();
+        let at = match nodes.iter().position(|n| Arc::ptr_eq(n, to)) {
+            Some(at) => at,
+            None => {
+                nodes.push(Arc::clone(to));
+                nodes.len() - 1
+            }
+        };
+        let mut slots = map.slots.clone();
+        slots[usize::from(slot)] = u16::try_from(at).unwrap_or(UNSERVED);
+        *map = Arc::new(SlotMap { nodes, slots });
+    }
+}
+
+/// `host:port` of a connection address, as a cluster names its nodes.
+fn address(addr: &::redis::ConnectionAddr) -> String {
+    match addr {
+        ::redis::ConnectionAddr::Tcp(host, port)
+        | ::redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port}"),
+        ::redis::ConnectionAddr::Unix(path) => path.display().to_string(),
     }
 }
 
