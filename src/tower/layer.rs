@@ -19,6 +19,21 @@ pub struct GateLayer {
     pub(super) shared: Arc<Shared>,
 }
 
+/// The TCP peer, from the extensions the servers this layer knows put on a request.
+fn default_peer(parts: &Parts) -> Option<IpAddr> {
+    if let Some(a) = parts.extensions.get::<SocketAddr>() {
+        return Some(a.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(c) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(c.0.ip());
+    }
+    None
+}
+
 /// What every service of one layer shares.
 #[derive(Clone)]
 pub(super) struct Shared {
@@ -42,8 +57,7 @@ impl fmt::Debug for GateLayer {
 impl GateLayer {
     /// A layer deciding with `gate`. By default every request is anonymous (limits keyed by
     /// principal fall back to the route's `anonymous` list), without a tier of the
-    /// application's, and its client is the `SocketAddr` extension of the request (which
-    /// hyper users insert per connection; see [`GateLayer::peer`] for axum), or, behind the
+    /// application's, and its client is the TCP peer ([`GateLayer::peer`]) or, behind the
     /// config's `trusted_proxies`, the client their forwarding headers name.
     pub fn new(gate: impl Into<Arc<Gate>>) -> Self {
         Self {
@@ -51,7 +65,7 @@ impl GateLayer {
                 gate: gate.into(),
                 principal: None,
                 tier: None,
-                peer: Arc::new(|parts| parts.extensions.get::<SocketAddr>().map(|a| a.ip())),
+                peer: Arc::new(default_peer),
                 expose: false,
             }),
         }
@@ -89,9 +103,12 @@ impl GateLayer {
         self.with(|s| s.tier = Some(Arc::new(extract)))
     }
 
-    /// How to find the TCP peer's address. With axum:
-    /// `.peer(|p| p.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))`.
-    /// Forwarding headers are believed only from the config's `trusted_proxies`.
+    /// How to find the TCP peer's address. By default: the request's `SocketAddr` extension
+    /// (which hyper users insert per connection), and with the crate feature `axum`, axum's
+    /// `ConnectInfo<SocketAddr>` (serve the app with `into_make_service_with_connect_info`).
+    /// A request whose peer is not found is refused by any limit keyed by address (and counted
+    /// in `portcullis_requests_without_client_address_total`). Forwarding headers are believed
+    /// only from the config's `trusted_proxies`.
     pub fn peer<F>(self, extract: F) -> Self
     where
         F: Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static,

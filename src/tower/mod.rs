@@ -1,6 +1,7 @@
 //! A [`tower`](https://docs.rs/tower) layer: the gate in front of any `tower::Service` over
 //! `http` types, so axum, hyper, tonic and tower-http stacks take it like any other
-//! middleware. Enabled by the `tower` cargo feature.
+//! middleware. Enabled by the `tower` cargo feature, or `axum` (the same, and the client address
+//! read from axum's `ConnectInfo` by default).
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -22,8 +23,9 @@
 //! let layer = GateLayer::new(gate)
 //!     // Who is asking: here the API key of `Authorization: Bearer`.
 //!     .principal_from_bearer()
-//!     // The TCP peer: hyper users insert it as an extension; with axum, read
-//!     // `ConnectInfo<SocketAddr>` instead.
+//!     // The TCP peer. This is the default (hyper users insert it as an extension; with the
+//!     // feature `axum`, axum's `ConnectInfo<SocketAddr>` is read too): write your own to
+//!     // read it from elsewhere.
 //!     .peer(|parts| parts.extensions.get::<SocketAddr>().map(|a| a.ip()));
 //! # let _ = layer;
 //! # Ok::<(), Box<dyn std::error::Error>>(())

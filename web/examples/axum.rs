@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use portcullis::config::Config;
@@ -35,11 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gate = Arc::new(Gate::new(CONFIG.parse::<Config>()?)?);
     let app = Router::new()
         .route("/api/hello", get(|| async { "hello\n" }))
-        .layer(GateLayer::new(gate).principal_from_bearer().peer(|p| {
-            p.extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        }));
+        // With the feature `axum`, the client is read from `ConnectInfo` (see below).
+        .layer(GateLayer::new(gate).principal_from_bearer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(

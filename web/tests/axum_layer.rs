@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -111,13 +110,9 @@ async fn start(config: &str) -> App {
             }),
         )
         .layer(
+            // The client address comes from axum's ConnectInfo (the feature `axum`).
             GateLayer::new(gate.clone())
                 .principal_from_bearer()
-                .peer(|p| {
-                    p.extensions
-                        .get::<ConnectInfo<SocketAddr>>()
-                        .map(|c| c.0.ip())
-                })
                 .expose_decisions(),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -379,4 +374,20 @@ async fn immediate_durability_is_decided_off_the_runtime() {
             .status(),
         429
     );
+}
+
+#[tokio::test]
+async fn anonymous_clients_are_keyed_by_the_connection_address_axum_reports() {
+    let app = start(CONFIG).await;
+    // No `.peer(..)` was given: the address comes from axum's ConnectInfo.
+    for left in ["2", "1", "0"] {
+        let r = send(app.addr, req("/hello", &[])).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some(left));
+    }
+    assert_eq!(send(app.addr, req("/hello", &[])).await.status(), 429);
+    // Keyed by 127.0.0.1 under the anonymous list's policy.
+    let keys = app.gate.stats();
+    let text = serde_json::to_string(&keys).unwrap();
+    assert!(text.contains("127.0.0.1"), "{text}");
 }
