@@ -5,7 +5,8 @@
 #
 # Standalone and idempotent; meant for root on Debian 12 with Node >= 18 (and its headers, as
 # the nodejs packages install them under <prefix>/include/node) and Rust. Installs what
-# node-gyp needs (python3, make, a C compiler) with apt-get when one is missing.
+# node-gyp needs (python3, make, a C compiler) and redis-server (for the Redis tests) with
+# apt-get when one is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The Redis tests (test/redis.test.js) start their own redis-server from Debian's package.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "node: installing redis-server (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  # The package starts a system service; the tests run their own servers.
+  ($SUDO service redis-server stop || $SUDO systemctl stop redis-server || true) >/dev/null 2>&1
+fi
+PORTCULLIS_REDIS_SERVER="$(command -v redis-server)"
+export PORTCULLIS_REDIS_SERVER
 
 cargo build --release -p portcullis --lib
 

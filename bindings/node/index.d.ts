@@ -41,7 +41,7 @@ export type ResultCode =
   | 'PORTCULLIS_RESULT_UNKNOWN';
 
 /** Every `code` a PortcullisError may carry. */
-export type ErrorCode = ResultCode | 'PORTCULLIS_RATE_LIMITED';
+export type ErrorCode = ResultCode | 'PORTCULLIS_RATE_LIMITED' | 'PORTCULLIS_WOULD_BLOCK';
 
 /** A failed call of the library: `code` the result's name, `result` its number. */
 export class PortcullisError extends Error {
@@ -63,6 +63,14 @@ export class ConfigError extends PortcullisError {}
 export class PolicyError extends PortcullisError {}
 /** STORE_LOCKED, STORE_CORRUPT, STORE_FOREIGN, STORE_VERSION, STORE_IO, STORE_FORKED. */
 export class StoreError extends PortcullisError {}
+/**
+ * A synchronous call on a gate or limiter whose store is Redis (`mayBlock`): it would wait on
+ * the network on the event loop. `method` names the asynchronous call to make instead.
+ */
+export class WouldBlockError extends PortcullisError {
+  readonly code: 'PORTCULLIS_WOULD_BLOCK';
+  readonly method: string;
+}
 /** `Limiter#acquire` found no lease available. */
 export class RateLimitedError extends PortcullisError {
   readonly code: 'PORTCULLIS_RATE_LIMITED';
@@ -159,8 +167,10 @@ export class GateLease implements Disposable {
   private constructor();
   /** Whether the leases are still held. */
   readonly held: boolean;
-  /** Gives the leases back; true if they were held. */
+  /** Gives the leases back; true if they were held. Waits for Redis on a Redis gate. */
   release(): boolean;
+  /** `release` on libuv's pool (for a gate whose store is Redis). */
+  releaseAsync(): Promise<boolean>;
   [Symbol.dispose](): void;
 }
 
@@ -171,14 +181,18 @@ export class Gate implements Disposable {
   constructor(config: ConfigSource);
   static fromConfig(text: Text): Gate;
   static fromFile(path: PathLike): Gate;
-  /** Decides one request (synchronously). */
+  /** Whether decisions wait on the network (the Redis store): then only the `*Async` calls decide. */
+  readonly mayBlock: boolean;
+  /** Decides one request (synchronously). Throws WouldBlockError on a Redis gate. */
   decide(request: RequestInfo): Outcome;
-  /** `decide` on libuv's pool, for policies with `durability = "immediate"`. */
+  /** `decide` on libuv's pool, for policies with `durability = "immediate"` and the Redis store. */
   decideAsync(request: RequestInfo): Promise<Outcome>;
   /** Applies a new config text; without one, reads the gate's file again. */
   reload(config?: Text): void;
   /** Forgets a key's state under a policy; true if it had state. */
   reset(policy: Text, kind: KeyKind, key?: Text): boolean;
+  /** `reset` on libuv's pool. */
+  resetAsync(policy: Text, kind: KeyKind, key?: Text): Promise<boolean>;
   /** The gate's counters (the parsed JSON). */
   stats(): GateStats;
   /** The gate's metrics: Prometheus text 0.0.4, or OpenMetrics 1.0 with `openmetrics`. */
@@ -262,6 +276,10 @@ export class Limiter implements Disposable {
   refundAsync(policy: PolicyRef, key: Text, cost?: number): Promise<Decision>;
   /** Forgets a key; true if it had state. */
   reset(policy: PolicyRef, key: Text): boolean;
+  /** `reset` on libuv's pool. */
+  resetAsync(policy: PolicyRef, key: Text): Promise<boolean>;
+  /** Whether decisions wait on the network (the Redis store): the synchronous calls then throw WouldBlockError. */
+  readonly mayBlock: boolean;
   /** Takes leases of a concurrency policy; throws RateLimitedError when denied. */
   acquire(policy: PolicyRef, key: Text, cost?: number): Lease;
   /** Takes leases of a concurrency policy, or none (`lease.acquired`). */

@@ -30,6 +30,7 @@ module.exports = {
   ConfigError: errors.ConfigError,
   PolicyError: errors.PolicyError,
   StoreError: errors.StoreError,
+  WouldBlockError: errors.WouldBlockError,
   RateLimitedError: errors.RateLimitedError,
   /** The library's version, e.g. "0.1.0". */
   version: native.version,

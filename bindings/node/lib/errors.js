@@ -15,6 +15,10 @@
  * | StoreError            | STORE_LOCKED, STORE_CORRUPT, STORE_FOREIGN, STORE_VERSION,   |
  * |                       | STORE_IO, STORE_FORKED                                       |
  *
+ * `WouldBlockError` (code `PORTCULLIS_WOULD_BLOCK`): a synchronous call on a gate or limiter
+ * whose store is Redis, which would wait on the network on the event loop; use the `*Async`
+ * call it names.
+ *
  * `RateLimitedError` (code `PORTCULLIS_RATE_LIMITED`) is not a failure of the library but a
  * verdict: `Limiter#acquire` throws it when no lease is available, with the decision.
  *
@@ -41,6 +45,21 @@ class ClosedError extends PortcullisError {}
 class ConfigError extends PortcullisError {}
 class PolicyError extends PortcullisError {}
 class StoreError extends PortcullisError {}
+
+/**
+ * A synchronous call on a gate or limiter whose store waits on the network (Redis): it would
+ * stall the event loop, so it is refused; `method` is the asynchronous call to use instead.
+ */
+class WouldBlockError extends PortcullisError {
+  constructor(call, method) {
+    super(
+      `${call} would wait on the network (the Redis store) on the event loop: use ${method}, which runs on libuv's pool (the middlewares do so by themselves)`,
+      'PORTCULLIS_WOULD_BLOCK',
+      -1,
+    );
+    this.method = method;
+  }
+}
 
 class RateLimitedError extends PortcullisError {
   /**
@@ -71,6 +90,7 @@ for (const cls of [
   ConfigError,
   PolicyError,
   StoreError,
+  WouldBlockError,
   RateLimitedError,
 ]) {
   Object.defineProperty(cls.prototype, 'name', {
@@ -142,6 +162,7 @@ module.exports = {
   ConfigError,
   PolicyError,
   StoreError,
+  WouldBlockError,
   RateLimitedError,
   makeError,
   errorClass,

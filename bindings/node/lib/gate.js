@@ -1,7 +1,7 @@
 'use strict';
 const fs = require('node:fs');
 const { native, readOutcome, setGateLease, readCorsDecision } = require('./native');
-const { typeError, rangeError } = require('./errors');
+const { typeError, rangeError, WouldBlockError } = require('./errors');
 const { kDispose, isText, checkText, checkOptionalText, filePath, joinHeader } = require('./util');
 
 const KEY_KINDS = { ip: 0, principal: 1, route: 2, global: 3 };
@@ -31,12 +31,27 @@ class GateLease {
     return this.#native !== null;
   }
 
-  /** Gives the leases back; true if they were held. */
+  /**
+   * Gives the leases back; true if they were held. On a gate whose store is Redis this waits
+   * for Redis (up to its timeout): use `releaseAsync` there.
+   */
   release() {
     const n = this.#native;
     if (n === null) return false;
     this.#native = null;
     return native.outcomeRelease(n);
+  }
+
+  /** `release` on libuv's pool: a Promise of whether the leases were held. */
+  releaseAsync() {
+    const n = this.#native;
+    if (n === null) return Promise.resolve(false);
+    this.#native = null;
+    try {
+      return native.outcomeReleaseAsync(n);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   [kDispose]() {
@@ -104,18 +119,34 @@ function requestArgs(req) {
   ];
 }
 
+/** The checked [policy, kind, key] of a gate reset. */
+function resetArgs(policy, kind, key) {
+  checkText(policy, 'policy');
+  const k = KEY_KINDS[kind];
+  if (k === undefined) {
+    if (typeof kind !== 'string') throw typeError('kind', 'of type string', kind);
+    throw rangeError('kind', `one of ${Object.keys(KEY_KINDS).join(', ')}`, kind);
+  }
+  if (kind === 'global' && key === undefined) key = '';
+  checkText(key, 'key');
+  return [policy, k, key];
+}
+
 /**
  * CORS and rate limiting for every request, from one config (`[store]`, `[[policy]]`,
  * `[[route]]`, `[cors]`, `header_style`; docs/GATE.md).
  *
  * `decide` is synchronous; `decideAsync` runs on libuv's pool, for gates whose policies have
- * `durability = "immediate"` (a decision then waits for the disk).
+ * `durability = "immediate"` (a decision then waits for the disk). On a gate whose store is
+ * Redis (`mayBlock`), a decision waits on the network: `decide` and `reset` throw
+ * WouldBlockError, and `decideAsync` / `resetAsync` are the calls to make.
  */
 class Gate {
   // The native handle (its collection frees the gate) and the token the calls take.
   #h;
   #t;
   #file;
+  #mayBlock;
 
   /**
    * @param {string | Uint8Array | {file: string | Buffer | URL} | {config: string | Uint8Array}} config
@@ -138,6 +169,15 @@ class Gate {
       throw typeError('config', 'a string, a Uint8Array or an object with a file or config property', config);
     }
     this.#t = native.gateToken(this.#h);
+    this.#mayBlock = native.gateMayBlock(this.#t);
+  }
+
+  /**
+   * Whether a decision may wait on the network (the store is Redis): then only the `*Async`
+   * calls decide, off the event loop, and the middlewares offload by themselves.
+   */
+  get mayBlock() {
+    return this.#mayBlock;
   }
 
   /** Opens a gate from a config text (TOML). */
@@ -161,6 +201,7 @@ class Gate {
    * concurrency leases, `outcome.lease` gives them back: release it when the response is done.
    */
   decide(request) {
+    if (this.#mayBlock) throw new WouldBlockError('Gate#decide', 'decideAsync');
     const a = requestArgs(request);
     return readOutcome(native.gateDecide(this.#t, ...a));
   }
@@ -177,6 +218,7 @@ class Gate {
 
   /** @internal decide from arguments already checked (the middlewares). */
   _decide(method, path, origin, requestMethod, requestHeaders, ip, principal, tier, forwardedFor, forwarded, privateNetwork) {
+    if (this.#mayBlock) throw new WouldBlockError('Gate#decide', 'decideAsync');
     return readOutcome(
       native.gateDecide(this.#t, method, path, origin, requestMethod, requestHeaders, ip, principal, tier, forwardedFor, forwarded, privateNetwork),
     );
@@ -209,15 +251,17 @@ class Gate {
    * 'ip' (key: an address), 'principal', 'route' (the route's `match`) or 'global'.
    */
   reset(policy, kind, key) {
-    checkText(policy, 'policy');
-    const k = KEY_KINDS[kind];
-    if (k === undefined) {
-      if (typeof kind !== 'string') throw typeError('kind', 'of type string', kind);
-      throw rangeError('kind', `one of ${Object.keys(KEY_KINDS).join(', ')}`, kind);
+    if (this.#mayBlock) throw new WouldBlockError('Gate#reset', 'resetAsync');
+    return native.gateReset(this.#t, ...resetArgs(policy, kind, key));
+  }
+
+  /** `reset` on libuv's pool: a Promise of whether the key had state. */
+  resetAsync(policy, kind, key) {
+    try {
+      return native.gateResetAsync(this.#t, ...resetArgs(policy, kind, key));
+    } catch (err) {
+      return Promise.reject(err);
     }
-    if (kind === 'global' && key === undefined) key = '';
-    checkText(key, 'key');
-    return native.gateReset(this.#t, policy, k, key);
   }
 
   /** The gate's counters (per route and limit, per policy, top limited keys, recent denials). */

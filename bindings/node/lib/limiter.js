@@ -1,6 +1,6 @@
 'use strict';
 const { native, readDecision, readHeaders } = require('./native');
-const { RateLimitedError, typeError, rangeError } = require('./errors');
+const { RateLimitedError, WouldBlockError, typeError, rangeError } = require('./errors');
 const { kDispose, isText, checkText, checkU32, filePath } = require('./util');
 
 /** A handle the static openers made, for the constructor. */
@@ -32,6 +32,11 @@ function checkCost(cost) {
  * Every method is synchronous except the `*Async` ones, which run on libuv's pool and resolve
  * a Promise: use them for policies with `durability = "immediate"` (a decision then waits for
  * the disk). A denial is a Decision with `allowed` false, not an exception.
+ *
+ * On a limiter whose store is Redis (`mayBlock`) every decision waits on the network: the
+ * synchronous calls that would reach Redis throw WouldBlockError, naming the `*Async` call to
+ * make instead (`acquire` has none there: take concurrency leases through a gate's
+ * `decideAsync`).
  */
 class Limiter {
   // The native handle (its collection frees the limiter) and the token the calls take.
@@ -43,6 +48,7 @@ class Limiter {
   // comparing a string with itself costs less than a Map lookup.
   #lastName = NO_NAME;
   #lastId = 0;
+  #mayBlock;
 
   /**
    * @param {string | Uint8Array | {file: string | Buffer | URL} | {config: string | Uint8Array}} config
@@ -62,6 +68,7 @@ class Limiter {
       throw typeError('config', 'a string, a Uint8Array or an object with a file or config property', config);
     }
     this.#t = native.limiterToken(this.#h);
+    this.#mayBlock = native.limiterMayBlock(this.#t);
   }
 
   /** Opens a limiter from a config text (TOML: `[store]` and `[[policy]]`). */
@@ -114,6 +121,7 @@ class Limiter {
    * quota when allowed.
    */
   check(policy, key, cost = 1) {
+    if (this.#mayBlock) throw new WouldBlockError('Limiter#check', 'checkAsync');
     const id = this.#id(policy);
     checkKey(key);
     if (cost === 1) {
@@ -127,6 +135,7 @@ class Limiter {
 
   /** What `check` would answer, consuming nothing. */
   peek(policy, key, cost = 1) {
+    if (this.#mayBlock) throw new WouldBlockError('Limiter#peek', 'peekAsync');
     const id = this.#id(policy);
     checkKey(key);
     if (cost === 1) {
@@ -140,6 +149,7 @@ class Limiter {
 
   /** Consumes `cost` whatever the verdict (count failed logins only). */
   penalize(policy, key, cost = 1) {
+    if (this.#mayBlock) throw new WouldBlockError('Limiter#penalize', 'penalizeAsync');
     const id = this.#id(policy);
     checkKey(key);
     if (cost === 1) {
@@ -153,6 +163,7 @@ class Limiter {
 
   /** Gives back `cost` (the backend failed). Never lifts a block. */
   refund(policy, key, cost = 1) {
+    if (this.#mayBlock) throw new WouldBlockError('Limiter#refund', 'refundAsync');
     const id = this.#id(policy);
     checkKey(key);
     if (cost === 1) {
@@ -197,9 +208,29 @@ class Limiter {
 
   /** Forgets a key (unblocks a user); true if it had state. */
   reset(policy, key) {
+    if (this.#mayBlock) throw new WouldBlockError('Limiter#reset', 'resetAsync');
     const id = this.#id(policy);
     checkKey(key);
     return native.limiterReset(this.#t, id, key);
+  }
+
+  /** `reset` on libuv's pool: a Promise of whether the key had state. */
+  resetAsync(policy, key) {
+    try {
+      const id = this.#id(policy);
+      checkKey(key);
+      return native.limiterResetAsync(this.#t, id, key);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Whether a decision may wait on the network (the store is Redis): then only the `*Async`
+   * calls decide, off the event loop.
+   */
+  get mayBlock() {
+    return this.#mayBlock;
   }
 
   /**
@@ -207,6 +238,7 @@ class Limiter {
    * says whether it was granted (a denied one is inert).
    */
   tryAcquire(policy, key, cost = 1) {
+    if (this.#mayBlock) throw new WouldBlockError('Limiter#acquire', "a gate's decideAsync");
     const id = this.#id(policy);
     checkKey(key);
     checkCost(cost);

@@ -93,9 +93,9 @@ function isVary(name) {
  * (having given it back) when the response is already closed: the client went away while the
  * decision was made off the loop.
  */
-function releaseOnDone(res, lease) {
+function releaseOnDone(res, lease, offload) {
   if (res.destroyed === true || res.closed === true) {
-    lease.release();
+    giveBack(lease, offload);
     return false;
   }
   let done = false;
@@ -104,15 +104,29 @@ function releaseOnDone(res, lease) {
     done = true;
     res.removeListener('finish', release);
     res.removeListener('close', release);
-    try {
-      lease.release();
-    } catch (err) {
-      process.emitWarning(`portcullis: releasing a lease failed: ${err.message}`, { code: 'PORTCULLIS_RELEASE' });
-    }
+    giveBack(lease, offload);
   };
   res.once('finish', release);
   res.once('close', release);
   return true;
+}
+
+/**
+ * Gives a lease back: off the event loop with `offload` (a release on Redis waits on the
+ * network); a failure is a warning, there is no request left to fail.
+ */
+function giveBack(lease, offload) {
+  const warn = (err) =>
+    process.emitWarning(`portcullis: releasing a lease failed: ${err.message}`, { code: 'PORTCULLIS_RELEASE' });
+  if (offload) {
+    lease.releaseAsync().catch(warn);
+    return;
+  }
+  try {
+    lease.release();
+  } catch (err) {
+    warn(err);
+  }
 }
 
 /** The status and body of a refused request (preflight, 403, 429). */
@@ -175,14 +189,15 @@ function expressIp(req) {
  * - `ip(req)`: the client address (default: `req.ip`, which follows Express's "trust proxy",
  *   else the socket's address);
  * - `skip(req)`: true to let a request through undecided;
- * - `offload`: decide on libuv's pool (for `durability = "immediate"` policies);
+ * - `offload`: decide on libuv's pool (for `durability = "immediate"` policies; always on for
+ *   a gate whose store is Redis, `gate.mayBlock`);
  * - `onError(err, req, res, next)`: when a decision fails (default: `next(err)`).
  *
  * Works as a Connect or plain node:http middleware too: `(req, res, next)`.
  */
 function express(gate, options = {}) {
   checkOptions(gate, options, 'express');
-  const offload = options.offload === true;
+  const offload = options.offload === true || gate.mayBlock;
   const onError = options.onError;
   if (onError !== undefined && typeof onError !== 'function') throw typeError('options.onError', 'a function', onError);
   const skip = options.skip;
@@ -200,7 +215,7 @@ function express(gate, options = {}) {
     }
     const lease = outcome.lease;
     if (!outcome.allowed) {
-      if (lease !== null) lease.release();
+      if (lease !== null) giveBack(lease, offload);
       const [status, body] = refusal(outcome);
       res.statusCode = status;
       if (body === null) {
@@ -212,7 +227,7 @@ function express(gate, options = {}) {
       }
       return;
     }
-    if (lease !== null && !releaseOnDone(res, lease)) return;
+    if (lease !== null && !releaseOnDone(res, lease, offload)) return;
     if (outcome.delayMs > 0) setTimeout(next, outcome.delayMs);
     else next();
   };
@@ -290,7 +305,7 @@ function fastify(instance, options, done) {
     done(err);
     return;
   }
-  const offload = options.offload === true;
+  const offload = options.offload === true || gate.mayBlock;
   const skip = options.skip;
   const onError = options.onError;
 
@@ -307,7 +322,7 @@ function fastify(instance, options, done) {
     }
     const lease = outcome.lease;
     if (!outcome.allowed) {
-      if (lease !== null) lease.release();
+      if (lease !== null) giveBack(lease, offload);
       const [status, body] = refusal(outcome);
       reply.code(status);
       if (body === null) {
@@ -318,7 +333,7 @@ function fastify(instance, options, done) {
       }
       return;
     }
-    if (lease !== null && !releaseOnDone(reply.raw, lease)) return;
+    if (lease !== null && !releaseOnDone(reply.raw, lease, offload)) return;
     if (outcome.delayMs > 0) setTimeout(next, outcome.delayMs);
     else next();
   };

@@ -935,20 +935,6 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
                                       "the library returned no handle", 30));
     return NULL;
   }
-  /* A check that waits on the network (the Redis store) would stall the event loop: the
-   * addon's calls run on it. Refused until they run on the thread pool. */
-  bool may_block = false;
-  if (spec->kind == K_GATE) portcullis_gate_may_block(ptr, &may_block);
-  if (spec->kind == K_LIMITER) portcullis_limiter_may_block(ptr, &may_block);
-  if (may_block) {
-    static const char msg[] =
-        "[store] kind = \"redis\" is refused in Node.js: a check waits on the network (up to "
-        "the store's timeout) and would stall the event loop; use kind = \"shared\" for this "
-        "host's processes";
-    free_native(spec->kind, ptr);
-    throw_error_value(env, make_error(env, PORTCULLIS_RESULT_INVALID_CONFIG, msg, sizeof msg - 1));
-    return NULL;
-  }
   return wrap_handle(env, spec->kind, ptr);
 }
 
@@ -1642,9 +1628,13 @@ typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   handle_t *h;
-  int op; /* OP_* for the limiter, -1 for a gate decision */
+  int op; /* OP_* for the limiter's decisions, AOP_* for the rest */
   uint32_t policy, cost;
   portcullis_str key;
+  portcullis_str policy_name; /* a gate reset's policy */
+  uint32_t key_kind;          /* a gate reset's kind of key */
+  bool had;                   /* a reset's or release's answer */
+  portcullis_outcome *release; /* the outcome whose leases go back */
   portcullis_request req;
   uint8_t *bytes; /* the copies `key` and `req` point into */
   portcullis_result rc;
@@ -1654,10 +1644,14 @@ typedef struct {
   size_t err_len;
 } async_t;
 
+/* The calls other than a limiter's decisions (OP_*) that run on the pool. */
+enum { AOP_GATE_DECIDE = -1, AOP_GATE_RESET = -2, AOP_LIMITER_RESET = -3, AOP_OUTCOME_RELEASE = -4 };
+
 static void async_free(async_t *w) {
   free(w->bytes);
   free(w->err);
   if (w->outcome != NULL) portcullis_outcome_free(w->outcome);
+  if (w->release != NULL) portcullis_outcome_free(w->release); /* never queued */
   free(w);
 }
 
@@ -1665,10 +1659,27 @@ static void async_free(async_t *w) {
 static void async_execute(napi_env env, void *data) {
   async_t *w = data;
   (void)env;
-  if (w->op < 0) {
-    w->rc = portcullis_gate_decide(w->h->ptr, &w->req, &w->outcome);
-  } else {
-    w->rc = DECIDE_FNS[w->op](w->h->ptr, w->policy, w->key.ptr, w->key.len, w->cost, &w->d);
+  switch (w->op) {
+    case AOP_GATE_DECIDE:
+      w->rc = portcullis_gate_decide(w->h->ptr, &w->req, &w->outcome);
+      break;
+    case AOP_GATE_RESET:
+      w->rc = portcullis_gate_reset(w->h->ptr, w->policy_name.ptr, w->policy_name.len,
+                                    w->key_kind, w->key.ptr, w->key.len, &w->had);
+      break;
+    case AOP_LIMITER_RESET:
+      w->rc = portcullis_limiter_reset(w->h->ptr, w->policy, w->key.ptr, w->key.len, &w->had);
+      break;
+    case AOP_OUTCOME_RELEASE:
+      w->rc = portcullis_outcome_release(w->release);
+      /* Freed here too: freeing gives back what a failed release still holds, which may
+       * wait on the network again. */
+      portcullis_outcome_free(w->release);
+      w->release = NULL;
+      w->had = true;
+      break;
+    default:
+      w->rc = DECIDE_FNS[w->op](w->h->ptr, w->policy, w->key.ptr, w->key.len, w->cost, &w->d);
   }
   if (w->rc != PORTCULLIS_RESULT_OK) w->err = last_error_copy(&w->err_len);
 }
@@ -1723,7 +1734,7 @@ static void async_complete(napi_env env, napi_status status, void *data) {
       value = make_error(env, w->rc, w->err, w->err_len);
     } else if (inst == NULL) {
       napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "the addon's instance data is missing");
-    } else if (w->op < 0) {
+    } else if (w->op == AOP_GATE_DECIDE) {
       portcullis_outcome *o = w->outcome;
       w->outcome = NULL; /* outcome_result owns it now */
       napi_value raw = outcome_result(env, inst, o);
@@ -1731,6 +1742,9 @@ static void async_complete(napi_env env, napi_status status, void *data) {
         value = call_factory(env, inst->make_outcome, 1, &raw);
         ok = value != NULL;
       }
+    } else if (w->op < 0) {
+      ok = napi_get_boolean(env, w->had, &value) == napi_ok;
+      if (!ok) value = NULL;
     } else {
       write_decision(inst->buf, &w->d);
       value = call_factory(env, inst->make_decision, 0, NULL);
@@ -1749,9 +1763,11 @@ static void async_complete(napi_env env, napi_status status, void *data) {
     if (napi_delete_async_work(env, w->work) != napi_ok) st = napi_generic_failure;
     if (st != napi_ok) (void)take_exception(env);
   }
-  h->inflight--;
   async_free(w);
-  handle_settle(h);
+  if (h != NULL) {
+    h->inflight--;
+    handle_settle(h);
+  }
 }
 
 /* Rejects a promise with the error of the Node-API call that just failed. */
@@ -1781,7 +1797,7 @@ static napi_value async_queue(napi_env env, async_t *w, const char *name) {
     async_free(w);
     return promise;
   }
-  w->h->inflight++;
+  if (w->h != NULL) w->h->inflight++;
   return promise;
 }
 
@@ -1866,7 +1882,7 @@ static napi_value js_gate_decide_async(napi_env env, napi_callback_info info) {
     return NULL;
   }
   w->h = h;
-  w->op = -1;
+  w->op = AOP_GATE_DECIDE;
   w->req.private_network = req.private_network;
   portcullis_str src[REQ_FIELDS] = {req.method,    req.path,          req.origin,
                                     req.request_method, req.request_headers, req.client_ip,
@@ -1888,6 +1904,127 @@ static napi_value js_gate_decide_async(napi_env env, napi_callback_info info) {
     if (src[i].ptr != NULL && dst[i]->len == 0) dst[i]->ptr = EMPTY;
   }
   return async_queue(env, w, "portcullis.Gate");
+}
+
+/* gateResetAsync(token, policy, kind, key): as gateReset, a Promise of whether it had state. */
+static napi_value js_gate_reset_async(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv, NULL)) return NULL;
+  handle_t *h = open_handle(env, argv[0], K_GATE);
+  if (h == NULL) return NULL;
+  uint32_t kind;
+  if (!arg_u32(env, argv[2], "kind", &kind)) return NULL;
+  char stack[512];
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
+  portcullis_str src[2];
+  if (!arg_bytes(env, argv[1], &a, &src[0], "policy", false) ||
+      !arg_bytes(env, argv[3], &a, &src[1], "key", false)) {
+    arena_free(&a);
+    return NULL;
+  }
+  async_t *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    arena_free(&a);
+    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
+    return NULL;
+  }
+  w->h = h;
+  w->op = AOP_GATE_RESET;
+  w->key_kind = kind;
+  portcullis_str *dst[2] = {&w->policy_name, &w->key};
+  bool copied = copy_fields(env, w, dst, src, 2);
+  arena_free(&a);
+  if (!copied) {
+    async_free(w);
+    return NULL;
+  }
+  if (w->policy_name.ptr == NULL) w->policy_name.ptr = EMPTY;
+  if (w->key.ptr == NULL) w->key.ptr = EMPTY;
+  return async_queue(env, w, "portcullis.Gate");
+}
+
+/* limiterResetAsync(token, policy, key): as limiterReset, a Promise of whether it had state. */
+static napi_value js_limiter_reset_async(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, NULL)) return NULL;
+  uint32_t policy;
+  handle_t *h = open_handle(env, argv[0], K_LIMITER);
+  if (h == NULL || !arg_u32(env, argv[1], "policy", &policy)) return NULL;
+  char stack[512];
+  arena_t a;
+  arena_init(&a, stack, sizeof stack);
+  portcullis_str key;
+  if (!arg_bytes(env, argv[2], &a, &key, "key", false)) {
+    arena_free(&a);
+    return NULL;
+  }
+  async_t *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    arena_free(&a);
+    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
+    return NULL;
+  }
+  w->h = h;
+  w->op = AOP_LIMITER_RESET;
+  w->policy = policy;
+  portcullis_str *dst[1] = {&w->key};
+  bool copied = copy_fields(env, w, dst, &key, 1);
+  arena_free(&a);
+  if (!copied) {
+    async_free(w);
+    return NULL;
+  }
+  if (w->key.ptr == NULL) w->key.ptr = EMPTY;
+  return async_queue(env, w, "portcullis.Limiter");
+}
+
+/* outcomeReleaseAsync(outcome): as outcomeRelease, on the pool; a Promise of whether the
+ * leases were held. The outcome needs no handle: it keeps what it releases into alive. */
+static napi_value js_outcome_release_async(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, NULL)) return NULL;
+  outcome_lease_t *l = unwrap_kind(env, argv[0], K_OUTCOME);
+  if (l == NULL) return NULL;
+  async_t *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
+    return NULL;
+  }
+  if (l->outcome == NULL) {
+    /* Already given back: a promise of false, settled now. */
+    napi_value promise, no;
+    napi_deferred deferred;
+    free(w);
+    NAPI(napi_create_promise(env, &deferred, &promise));
+    NAPI(napi_get_boolean(env, false, &no));
+    NAPI(napi_resolve_deferred(env, deferred, no));
+    return promise;
+  }
+  w->op = AOP_OUTCOME_RELEASE;
+  w->release = l->outcome;
+  l->outcome = NULL;
+  return async_queue(env, w, "portcullis.Outcome");
+}
+
+/* gateMayBlock(token) / limiterMayBlock(token): whether its calls may wait on the network (the
+ * Redis store); the JavaScript side then runs them only on the pool. */
+static napi_value js_may_block(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  void *data = NULL;
+  if (!get_args(env, info, 1, argv, &data)) return NULL;
+  int kind = (int)(intptr_t)data;
+  handle_t *h = open_handle(env, argv[0], kind);
+  if (h == NULL) return NULL;
+  bool may = false;
+  portcullis_result rc = kind == K_GATE ? portcullis_gate_may_block(h->ptr, &may)
+                                        : portcullis_limiter_may_block(h->ptr, &may);
+  if (rc != PORTCULLIS_RESULT_OK) {
+    throw_result(env, rc);
+    return NULL;
+  }
+  NAPI(napi_get_boolean(env, may, &out));
+  return out;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1961,6 +2098,10 @@ NAPI_MODULE_INIT() {
       {"gateDecideAsync", js_gate_decide_async, NULL},
       {"gateReload", js_gate_reload, NULL},
       {"gateReset", js_gate_reset, NULL},
+      {"gateResetAsync", js_gate_reset_async, NULL},
+      {"gateMayBlock", js_may_block, K(K_GATE)},
+      {"limiterMayBlock", js_may_block, K(K_LIMITER)},
+      {"outcomeReleaseAsync", js_outcome_release_async, NULL},
       {"gateMetrics", js_gate_metrics, NULL},
       {"gatePublishMetrics", js_gate_publish_metrics, NULL},
       {"outcomeRelease", js_outcome_release, NULL},
@@ -1974,6 +2115,7 @@ NAPI_MODULE_INIT() {
       {"limiterPenalizeAsync", js_limiter_decide_async, K(OP_PENALIZE)},
       {"limiterRefundAsync", js_limiter_decide_async, K(OP_REFUND)},
       {"limiterReset", js_limiter_reset, NULL},
+      {"limiterResetAsync", js_limiter_reset_async, NULL},
       {"limiterAcquire", js_limiter_acquire, NULL},
       {"limiterHeaders", js_limiter_headers, NULL},
       {"leaseRelease", js_lease_release, NULL},

@@ -8,6 +8,7 @@ import {
   PortcullisError,
   ClosedError,
   RateLimitedError,
+  WouldBlockError,
   type Decision,
   type Outcome,
   type ErrorCode,
@@ -54,6 +55,12 @@ const later: Promise<Outcome> = gate2.decideAsync({ method: 'GET', path: '/', he
 gate.reload();
 gate.reset('api', 'principal', 'k1');
 gate.reset('g', 'global');
+const onRedis: boolean = gate.mayBlock && limiter.mayBlock;
+void onRedis;
+const hadState: Promise<boolean> = gate.resetAsync('api', 'principal', 'k1');
+const hadKey: Promise<boolean> = limiter.resetAsync('api', 'k1');
+void hadState, hadKey;
+later.then((o) => o.lease?.releaseAsync());
 void gate.stats().limits.length;
 const text: string = gate.metrics({ openmetrics: true }) + Gate.metricsContentType();
 void text;
@@ -71,6 +78,10 @@ try {
     void code;
   } else if (err instanceof RateLimitedError) {
     void err.retryAfterMs;
+  } else if (err instanceof WouldBlockError) {
+    const code: 'PORTCULLIS_WOULD_BLOCK' = err.code;
+    const method: string = err.method;
+    void code, method;
   } else if (err instanceof PortcullisError) {
     const code: ErrorCode = err.code;
     const n: number = err.result;
