@@ -2,7 +2,8 @@
 # The Redis benchmark in one run: one loopback redis-server (installed when missing), then
 # portcullis's criterion bench, the `limits` package's Redis storage (Python) and
 # rate-limiter-flexible's RateLimiterRedis (Node) doing the same fixed-window check on 10,000
-# keys from 1, 8 and 64 threads (calls in flight, for Node). Results go to stdout.
+# keys from 1, 8 and 64 threads (calls in flight, for Node), and the same from Node through
+# portcullis's addon (checkAsync on libuv's pool). Results go to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -11,6 +12,8 @@ venv=target/redis-bench-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q "limits[redis]==5.8.0"
 (cd benches/redis && npm install --no-audit --no-fund --silent)
+cargo build --release -p portcullis --lib
+[ -d bindings/node/node_modules ] || (cd bindings/node && npm ci --no-audit --no-fund --loglevel=error)
 
 dir="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -24,3 +27,5 @@ echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on $u
 PORTCULLIS_REDIS_URL="$url" cargo bench -p portcullis-benches --bench redis
 "$venv/bin/python" benches/redis/limits_driver.py "$url"
 node benches/redis/flexible_driver.js "$url"
+node benches/redis/addon_driver.js "$url"
+UV_THREADPOOL_SIZE=16 node benches/redis/addon_driver.js "$url"
