@@ -15,6 +15,7 @@ use portcullis::store::StoreConfig;
 use portcullis::{Limiter, ManualClock, Policy, Quota};
 
 const WORKER: &str = "PORTCULLIS_REDIS_TEST_WORKER";
+const FORK_WORKER: &str = "PORTCULLIS_REDIS_TEST_FORK_WORKER";
 const SEC: u64 = 1_000_000_000;
 
 fn wall_now() -> u64 {
@@ -97,6 +98,96 @@ fn two_hosts(skews: [i64; 2]) -> Vec<usize> {
             line["allowed ".len()..].parse().unwrap()
         })
         .collect()
+}
+
+/// The body of a process that forks (single-threaded until then): opens a limiter on Redis
+/// (no deny cache: every check is a round trip) and spends key "b" (500/h) before forking, so
+/// its pool holds a connection; then the parent checks key "a" and the child key "b", 1000
+/// times each, at the same time. Were they to share the inherited socket, replies would reach
+/// the wrong process: the parent would see denials, the child passes, or either a timeout.
+/// Prints what each was allowed and the failures both saw.
+#[test]
+fn fork_worker() {
+    let Ok(url) = std::env::var(FORK_WORKER) else {
+        return; // run as a test of its own: nothing to do
+    };
+    let mut o = RedisOptions::new(&url);
+    o.key_prefix = "fork:".into();
+    o.timeout = Duration::from_secs(2);
+    o.deny_cache = false;
+    let store = StoreConfig::redis(o).unwrap();
+    let StoreConfig::Redis(redis) = &store else {
+        unreachable!()
+    };
+    let redis = Arc::clone(redis);
+    let limiter = Limiter::builder()
+        .policy(Policy::gcra("api", Quota::per_hour(500).unwrap()))
+        .store(store)
+        .build()
+        .unwrap();
+    let id = limiter.policy_id("api").unwrap();
+    let checks = |key: &str| {
+        (0..1000)
+            .filter(|_| limiter.check(id, key, 1).unwrap().allowed)
+            .count() as u32
+    };
+    assert_eq!(checks("b"), 500);
+    let (mut go, mut counts) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain system calls on arrays of two descriptors.
+    assert_eq!(unsafe { libc::pipe(go.as_mut_ptr()) }, 0);
+    assert_eq!(unsafe { libc::pipe(counts.as_mut_ptr()) }, 0);
+    // SAFETY: this process runs one thread (the harness runs this test alone, with
+    // --test-threads 1); the child only checks, writes to a pipe and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut b = [0u8; 1];
+        // SAFETY: reads one byte into `b`.
+        unsafe { libc::read(go[0], b.as_mut_ptr().cast(), 1) };
+        let report = [checks("b"), redis.stats().failures as u32];
+        // SAFETY: writes the eight bytes of `report`, then leaves without unwinding.
+        unsafe {
+            libc::write(counts[1], report.as_ptr().cast(), 8);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: writes one byte: the child starts with the parent.
+    unsafe { libc::write(go[1], [1u8].as_ptr().cast(), 1) };
+    let parent = checks("a");
+    let mut child = [0u32; 2];
+    // SAFETY: reads the child's eight bytes into `child`, then reaps it.
+    unsafe {
+        assert_eq!(libc::read(counts[0], child.as_mut_ptr().cast(), 8), 8);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    println!(
+        "\nparent {parent} child {} failures {}",
+        child[0],
+        redis.stats().failures + u64::from(child[1])
+    );
+}
+
+#[test]
+fn a_store_opened_before_fork_serves_parent_and_child_on_their_own_connections() {
+    let server = RedisServer::start();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fork_worker",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(FORK_WORKER, server.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fork worker failed: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("parent "))
+        .unwrap_or_else(|| panic!("no count in {text:?}"));
+    assert_eq!(line, "parent 500 child 0 failures 0");
 }
 
 #[test]

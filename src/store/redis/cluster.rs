@@ -8,6 +8,15 @@
 //! is being migrated, `ASK <slot> <host:port>` (this one key is already there: ask that node
 //! once, after `ASKING`).
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::node::Node;
+use super::{Failure, RedisOptions};
+
 /// Slots in a Redis Cluster.
 pub(super) const SLOTS: usize = 16384;
 
@@ -130,6 +139,149 @@ pub(super) fn ranges(reply: &::redis::Value, asked_host: &str) -> Result<Vec<Ran
         });
     }
     Ok(out)
+}
+
+/// Which node serves each slot, and every node met.
+pub(super) struct Cluster {
+    /// How to reach a node: the URL's settings (credentials, TLS) with the node's address.
+    info: ::redis::ConnectionInfo,
+    map: RwLock<Arc<SlotMap>>,
+    /// Every node met so far, by address (a cluster has few; none is dropped).
+    nodes: Mutex<Vec<Arc<Node>>>,
+    /// One caller reads the map again after a `MOVED`; the others follow their redirect.
+    pub(super) learning: AtomicBool,
+}
+
+struct SlotMap {
+    nodes: Vec<Arc<Node>>,
+    /// Per slot, the index in `nodes` of the node serving it; `UNSERVED` when none does (the
+    /// seed is asked, and redirects).
+    slots: Vec<u16>,
+}
+
+const UNSERVED: u16 = u16::MAX;
+
+impl Cluster {
+    /// A cluster reached through `seed`, its map not read yet.
+    pub(super) fn new(info: ::redis::ConnectionInfo, seed: Arc<Node>) -> Self {
+        Cluster {
+            info,
+            map: RwLock::new(Arc::new(SlotMap {
+                nodes: Vec::new(),
+                slots: vec![UNSERVED; SLOTS],
+            })),
+            nodes: Mutex::new(vec![seed]),
+            learning: AtomicBool::new(false),
+        }
+    }
+
+    /// Every node met so far.
+    pub(super) fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.lock().clone()
+    }
+
+    /// The first slot no node serves, if any.
+    pub(super) fn unserved(&self) -> Option<usize> {
+        self.map.read().slots.iter().position(|&n| n == UNSERVED)
+    }
+
+    /// Reads the slot map from `via` (`CLUSTER SLOTS`) and puts it in force.
+    pub(super) fn learn(&self, via: &Node, options: &RedisOptions) -> Result<(), String> {
+        let reply: ::redis::Value = via
+            .query(::redis::cmd("CLUSTER").arg("SLOTS"))
+            .map_err(|e| format!("cannot read the cluster's slots from {}: {e}", via.addr))?;
+        let asked = via.addr.rsplit_once(':').map_or("", |(h, _)| h);
+        let mut map = SlotMap {
+            nodes: Vec::new(),
+            slots: vec![UNSERVED; SLOTS],
+        };
+        for r in ranges(&reply, asked)? {
+            let node = self
+                .node_at(&format!("{}:{}", r.host, r.port), options)
+                .map_err(|f| f.detail)?;
+            let at = match map.nodes.iter().position(|n| Arc::ptr_eq(n, &node)) {
+                Some(at) => at,
+                None => {
+                    map.nodes.push(node);
+                    map.nodes.len() - 1
+                }
+            };
+            // At most one index per slot range's master: far below UNSERVED.
+            let at = u16::try_from(at).unwrap_or(UNSERVED);
+            map.slots[usize::from(r.first)..=usize::from(r.last)].fill(at);
+        }
+        *self.map.write() = Arc::new(map);
+        Ok(())
+    }
+
+    /// The master of a key's slot (the seed, which redirects, for a slot no master serves).
+    pub(super) fn node_of(&self, key: &[u8], seed: &Arc<Node>) -> Arc<Node> {
+        let map = self.map.read();
+        match map.slots[usize::from(slot(key))] {
+            UNSERVED => Arc::clone(seed),
+            n => Arc::clone(&map.nodes[usize::from(n)]),
+        }
+    }
+
+    /// The node at `host:port`, met before or connected to from now on.
+    pub(super) fn node_at(&self, addr: &str, options: &RedisOptions) -> Result<Arc<Node>, Failure> {
+        let mut nodes = self.nodes.lock();
+        if let Some(n) = nodes.iter().find(|n| n.addr == addr) {
+            return Ok(Arc::clone(n));
+        }
+        let refuse = |detail: String| Failure {
+            detail,
+            retry_in: Duration::ZERO,
+        };
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(|c| c == '[' || c == ']'), p.parse().ok()?)))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "a cluster node at {addr:?}, which is not host:port"
+                ))
+            })?;
+        let mut info = self.info.clone();
+        info.addr = match info.addr {
+            ::redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ::redis::ConnectionAddr::TcpTls {
+                host: host.to_string(),
+                port,
+                insecure,
+                tls_params,
+            },
+            _ => ::redis::ConnectionAddr::Tcp(host.to_string(), port),
+        };
+        let client =
+            ::redis::Client::open(info).map_err(|e| refuse(format!("cluster node {addr}: {e}")))?;
+        let node = Arc::new(Node::new(
+            addr.to_string(),
+            client,
+            options.pool_size,
+            options.timeout,
+        ));
+        nodes.push(Arc::clone(&node));
+        Ok(node)
+    }
+
+    /// Puts one slot's new node in force at once, before the whole map is read again.
+    pub(super) fn moved(&self, slot: u16, to: &Arc<Node>) {
+        let mut map = self.map.write();
+        let mut nodes = map.nodes.clone();
+        let at = match nodes.iter().position(|n| Arc::ptr_eq(n, to)) {
+            Some(at) => at,
+            None => {
+                nodes.push(Arc::clone(to));
+                nodes.len() - 1
+            }
+        };
+        let mut slots = map.slots.clone();
+        slots[usize::from(slot)] = u16::try_from(at).unwrap_or(UNSERVED);
+        *map = Arc::new(SlotMap { nodes, slots });
+    }
 }
 
 #[cfg(test)]

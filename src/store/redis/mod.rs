@@ -23,16 +23,15 @@ mod health;
 mod node;
 mod pool;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
-
+use crate::core::fork;
 use crate::store::StoreError;
 
 use batch::Job;
-use cluster::Redirect;
+use cluster::{Cluster, Redirect};
 use node::Node;
 
 /// How to reach a Redis server.
@@ -232,41 +231,70 @@ const MAX_REDIRECTS: usize = 5;
 pub struct RedisStore {
     options: RedisOptions,
     shown_url: String,
-    /// The server of the URL; in a cluster, the node the map was first read from.
-    seed: Arc<Node>,
-    /// The slot map, when the URL names a node of a Redis Cluster.
-    cluster: Option<Cluster>,
+    /// The client of the URL (a child process connects again with it).
+    client: ::redis::Client,
+    /// Whether the URL names a node of a Redis Cluster.
+    clustered: bool,
+    /// This process's connections. Never null; a forked child replaces them with its own
+    /// (see [`RedisStore::links`]), and the replaced ones are never freed in the child.
+    links: AtomicPtr<Links>,
     round_trips: AtomicU64,
     redirects: AtomicU64,
 }
 
-/// Which node serves each slot.
-struct Cluster {
-    /// How to reach a node: the URL's settings (credentials, TLS) with the node's address.
-    info: ::redis::ConnectionInfo,
-    map: RwLock<Arc<SlotMap>>,
-    /// Every node met so far, by address (a cluster has few; none is dropped).
-    nodes: Mutex<Vec<Arc<Node>>>,
-    /// One caller reads the map again after a `MOVED`; the others follow their redirect.
-    learning: AtomicBool,
+/// The servers one process talks to, with their connections, queues and backoff state.
+struct Links {
+    /// The fork generation they were made in.
+    generation: u64,
+    /// The server of the URL; in a cluster, the node the map is first read from.
+    seed: Arc<Node>,
+    /// The slot map, when the URL names a node of a Redis Cluster.
+    cluster: Option<Cluster>,
 }
 
-struct SlotMap {
-    nodes: Vec<Arc<Node>>,
-    /// Per slot, the index in `nodes` of the node serving it; `UNSERVED` when none does (the
-    /// seed is asked, and redirects).
-    slots: Vec<u16>,
-}
+impl Links {
+    /// Links to the URL's server (and, in a cluster, the nodes met from it), with no
+    /// connection made yet.
+    fn new(client: &::redis::Client, clustered: bool, options: &RedisOptions) -> Self {
+        let info = client.get_connection_info();
+        let seed = Arc::new(Node::new(
+            address(&info.addr),
+            client.clone(),
+            options.pool_size,
+            options.timeout,
+        ));
+        Links {
+            generation: fork::generation(),
+            cluster: clustered.then(|| Cluster::new(info.clone(), Arc::clone(&seed))),
+            seed,
+        }
+    }
 
-const UNSERVED: u16 = u16::MAX;
+    /// Every node met so far.
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        match &self.cluster {
+            Some(c) => c.nodes(),
+            None => vec![Arc::clone(&self.seed)],
+        }
+    }
+}
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("url", &self.shown_url)
             .field("key_prefix", &self.options.key_prefix)
-            .field("cluster", &self.cluster.is_some())
+            .field("cluster", &self.clustered)
             .finish()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        let links = *self.links.get_mut();
+        // SAFETY: `links` came from `Box::into_raw` and is freed only here, once, when no
+        // call can use it any more (`&mut self`).
+        drop(unsafe { Box::from_raw(links) });
     }
 }
 
@@ -299,18 +327,14 @@ impl RedisStore {
             return Err(err(e));
         }
         let client = ::redis::Client::open(options.url.as_str()).map_err(|e| err(e.to_string()))?;
-        let info = client.get_connection_info().clone();
-        let seed = Arc::new(Node::new(
-            address(&info.addr),
-            client,
-            options.pool_size,
-            options.timeout,
-        ));
-        let mut conn = seed.pool.take().map_err(|e| {
+        // A process forked after this one opened the store connects again (see `links`).
+        fork::watch();
+        let links = Links::new(&client, false, &options);
+        let db = client.get_connection_info().redis.db;
+        let mut conn = links.seed.pool.take().map_err(|e| {
             err(match e.contains("SELECT is not allowed in cluster mode") {
                 true => format!(
-                    "the server is a node of a Redis Cluster, which has database 0 only, and the URL names database {}: end it with /0",
-                    info.redis.db
+                    "the server is a node of a Redis Cluster, which has database 0 only, and the URL names database {db}: end it with /0"
                 ),
                 false => format!("cannot connect: {e}"),
             })
@@ -324,35 +348,32 @@ impl RedisStore {
             .arg("cluster")
             .query(conn.get())
             .unwrap_or_default();
-        seed.pool.put(conn);
+        links.seed.pool.put(conn);
         let clustered = about.lines().any(|l| l.trim() == "cluster_enabled:1");
-        let mut store = Self {
-            shown_url: shown_url.clone(),
-            seed: Arc::clone(&seed),
-            cluster: None,
-            round_trips: AtomicU64::new(0),
-            redirects: AtomicU64::new(0),
-            options,
-        };
+        let mut links = links;
         if clustered {
-            store.cluster = Some(Cluster {
-                info,
-                map: RwLock::new(Arc::new(SlotMap {
-                    nodes: Vec::new(),
-                    slots: vec![UNSERVED; cluster::SLOTS],
-                })),
-                nodes: Mutex::new(vec![seed]),
-                learning: AtomicBool::new(false),
-            });
-            store.learn_slots(&store.seed).map_err(err)?;
-            let map = store.slot_map();
-            if let Some(hole) = map.slots.iter().position(|&n| n == UNSERVED) {
+            links.cluster = Some(Cluster::new(
+                client.get_connection_info().clone(),
+                Arc::clone(&links.seed),
+            ));
+        }
+        if let Some(c) = &links.cluster {
+            c.learn(&links.seed, &options).map_err(err)?;
+            if let Some(hole) = c.unserved() {
                 return Err(err(format!(
                     "the Redis Cluster serves no node for slot {hole}: its slots are not all assigned (CLUSTER INFO says why)"
                 )));
             }
         }
-        Ok(store)
+        Ok(Self {
+            shown_url: shown_url.clone(),
+            client,
+            clustered,
+            links: AtomicPtr::new(Box::into_raw(Box::new(links))),
+            round_trips: AtomicU64::new(0),
+            redirects: AtomicU64::new(0),
+            options,
+        })
     }
 
     /// The options it was opened with.
@@ -367,23 +388,63 @@ impl RedisStore {
 
     /// Whether the URL named a node of a Redis Cluster (calls then go to each key's node).
     pub fn is_cluster(&self) -> bool {
-        self.cluster.is_some()
+        self.clustered
+    }
+
+    /// This process's connections. A child forked after the store was opened (a pre-forking
+    /// server: gunicorn's `--preload`, a C server's workers) must not use its parent's
+    /// sockets, whose replies the parent may read, nor locks a parent's thread held at the
+    /// fork: its first call makes links of its own.
+    fn links(&self) -> &Links {
+        let current = self.links.load(Ordering::Acquire);
+        // SAFETY: never null; a `Links` is freed only by `drop`, and one that was replaced
+        // (in a child) is never freed, so the reference lives as long as `&self`.
+        let links = unsafe { &*current };
+        if links.generation == fork::generation() {
+            return links;
+        }
+        self.relink(current)
+    }
+
+    #[cold]
+    fn relink(&self, seen: *mut Links) -> &Links {
+        let fresh = Box::into_raw(Box::new(Links::new(
+            &self.client,
+            self.clustered,
+            &self.options,
+        )));
+        let installed =
+            match self
+                .links
+                .compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => fresh,
+                Err(other) => {
+                    // SAFETY: `fresh` was never shared.
+                    drop(unsafe { Box::from_raw(fresh) });
+                    other
+                }
+            };
+        // SAFETY: as in `links`.
+        let links = unsafe { &*installed };
+        if let Some(c) = &links.cluster {
+            // Without the map every call goes to the seed, which redirects: correct, only
+            // slower until a MOVED has the map read again.
+            let _ = c.learn(&links.seed, &self.options);
+        }
+        links
     }
 
     /// Loads a script now (`SCRIPT LOAD`, on every master of a cluster), so a script Redis
     /// refuses is an error at open.
     pub fn load(&self, script: &Script) -> Result<(), StoreError> {
-        let nodes = match &self.cluster {
-            Some(c) => c.nodes.lock().clone(),
-            None => vec![Arc::clone(&self.seed)],
-        };
-        for node in nodes {
+        for node in self.links().nodes() {
             node.load(script.source)
                 .map_err(|detail| StoreError::Redis {
                     url: self.shown_url.clone(),
-                    detail: match &self.cluster {
-                        Some(_) => format!("node {}: {detail}", node.addr),
-                        None => detail,
+                    detail: match self.clustered {
+                        true => format!("node {}: {detail}", node.addr),
+                        false => detail,
                     },
                 })?;
         }
@@ -419,12 +480,9 @@ impl RedisStore {
         }
     }
 
-    /// What the store has done so far (summed over a cluster's nodes).
+    /// What the store has done so far in this process (summed over a cluster's nodes).
     pub fn stats(&self) -> RedisStats {
-        let nodes = match &self.cluster {
-            Some(c) => c.nodes.lock().clone(),
-            None => vec![Arc::clone(&self.seed)],
-        };
+        let nodes = self.links().nodes();
         let mut s = RedisStats {
             round_trips: self.round_trips.load(Ordering::Relaxed),
             redirects: self.redirects.load(Ordering::Relaxed),
@@ -443,13 +501,14 @@ impl RedisStore {
 
     /// Runs a call on its key's node, following a cluster's redirects.
     fn run(&self, key: &[u8], mut job: Arc<Job>) -> Result<::redis::Value, Failure> {
-        let Some(cluster) = &self.cluster else {
-            let probe = self.seed.health.gate()?;
+        let links = self.links();
+        let Some(cluster) = &links.cluster else {
+            let probe = links.seed.health.gate()?;
             self.round_trips.fetch_add(1, Ordering::Relaxed);
-            let result = self.seed.run(job, self.options.timeout);
-            return self.seed.health.settle(result, probe);
+            let result = links.seed.run(job, self.options.timeout);
+            return links.seed.health.settle(result, probe);
         };
-        let mut node = cluster.node_of(key, &self.seed);
+        let mut node = cluster.node_of(key, &links.seed);
         let mut asking = false;
         for _ in 0..=MAX_REDIRECTS {
             let probe = node.health.gate()?;
@@ -478,7 +537,7 @@ impl RedisStore {
                     // this slot. A failure there changes nothing: this call follows its
                     // redirect anyway, and the next MOVED tries again.
                     if !cluster.learning.swap(true, Ordering::Acquire) {
-                        let _ = self.learn_slots(&to);
+                        let _ = cluster.learn(&to, &self.options);
                         cluster.learning.store(false, Ordering::Release);
                     }
                     (to, false)
@@ -490,120 +549,6 @@ impl RedisStore {
             detail: format!("more than {MAX_REDIRECTS} cluster redirects for one call"),
             retry_in: Duration::ZERO,
         })
-    }
-
-    fn slot_map(&self) -> Arc<SlotMap> {
-        match &self.cluster {
-            Some(c) => Arc::clone(&c.map.read()),
-            None => Arc::new(SlotMap {
-                nodes: Vec::new(),
-                slots: Vec::new(),
-            }),
-        }
-    }
-
-    /// Reads the cluster's slot map from `via` (`CLUSTER SLOTS`) and puts it in force.
-    fn learn_slots(&self, via: &Node) -> Result<(), String> {
-        let Some(c) = &self.cluster else {
-            return Ok(());
-        };
-        let reply: ::redis::Value = via
-            .query(::redis::cmd("CLUSTER").arg("SLOTS"))
-            .map_err(|e| format!("cannot read the cluster's slots from {}: {e}", via.addr))?;
-        let asked = via.addr.rsplit_once(':').map_or("", |(h, _)| h);
-        let ranges = cluster::ranges(&reply, asked)?;
-        let mut map = SlotMap {
-            nodes: Vec::new(),
-            slots: vec![UNSERVED; cluster::SLOTS],
-        };
-        for r in ranges {
-            let node = c
-                .node_at(&format!("{}:{}", r.host, r.port), &self.options)
-                .map_err(|f| f.detail)?;
-            let at = match map.nodes.iter().position(|n| Arc::ptr_eq(n, &node)) {
-                Some(at) => at,
-                None => {
-                    map.nodes.push(node);
-                    map.nodes.len() - 1
-                }
-            };
-            // At most one index per slot range's master: far below UNSERVED.
-            let at = u16::try_from(at).unwrap_or(UNSERVED);
-            map.slots[usize::from(r.first)..=usize::from(r.last)].fill(at);
-        }
-        *c.map.write() = Arc::new(map);
-        Ok(())
-    }
-}
-
-impl Cluster {
-    /// The master of a key's slot (the seed, which redirects, for a slot no master serves).
-    fn node_of(&self, key: &[u8], seed: &Arc<Node>) -> Arc<Node> {
-        let map = self.map.read();
-        match map.slots[usize::from(cluster::slot(key))] {
-            UNSERVED => Arc::clone(seed),
-            n => Arc::clone(&map.nodes[usize::from(n)]),
-        }
-    }
-
-    /// The node at `host:port`, met before or connected to from now on.
-    fn node_at(&self, addr: &str, options: &RedisOptions) -> Result<Arc<Node>, Failure> {
-        let mut nodes = self.nodes.lock();
-        if let Some(n) = nodes.iter().find(|n| n.addr == addr) {
-            return Ok(Arc::clone(n));
-        }
-        let refuse = |detail: String| Failure {
-            detail,
-            retry_in: Duration::ZERO,
-        };
-        let (host, port) = addr
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_matches(|c| c == '[' || c == ']'), p.parse().ok()?)))
-            .ok_or_else(|| {
-                refuse(format!(
-                    "a cluster node at {addr:?}, which is not host:port"
-                ))
-            })?;
-        let mut info = self.info.clone();
-        info.addr = match info.addr {
-            ::redis::ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ::redis::ConnectionAddr::TcpTls {
-                host: host.to_string(),
-                port,
-                insecure,
-                tls_params,
-            },
-            _ => ::redis::ConnectionAddr::Tcp(host.to_string(), port),
-        };
-        let client =
-            ::redis::Client::open(info).map_err(|e| refuse(format!("cluster node {addr}: {e}")))?;
-        let node = Arc::new(Node::new(
-            addr.to_string(),
-            client,
-            options.pool_size,
-            options.timeout,
-        ));
-        nodes.push(Arc::clone(&node));
-        Ok(node)
-    }
-
-    /// Puts one slot's new node in force at once, before the whole map is read again.
-    fn moved(&self, slot: u16, to: &Arc<Node>) {
-        let mut map = self.map.write();
-        let mut nodes = map.nodes.clone();
-        let at = match nodes.iter().position(|n| Arc::ptr_eq(n, to)) {
-            Some(at) => at,
-            None => {
-                nodes.push(Arc::clone(to));
-                nodes.len() - 1
-            }
-        };
-        let mut slots = map.slots.clone();
-        slots[usize::from(slot)] = u16::try_from(at).unwrap_or(UNSERVED);
-        *map = Arc::new(SlotMap { nodes, slots });
     }
 }
 
