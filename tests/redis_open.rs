@@ -143,7 +143,7 @@ mod on_a_server {
             server.url()
         );
         let gate = Gate::new(Config::parse(&text).unwrap()).unwrap();
-        // A decision may wait on the network: nginx and Node refuse such a gate.
+        // A decision may wait on the network: Node decides off its event loop, nginx refuses.
         assert!(gate.may_block());
         assert!(Config::parse(&text).unwrap().limiter().unwrap().may_block());
         let req = GateRequest::new("GET", "/").ip("203.0.113.9".parse().unwrap());
@@ -166,5 +166,54 @@ mod on_a_server {
             .query(&mut server.conn(None))
             .unwrap();
         assert!(ttl > 0, "idle keys expire: {ttl}");
+    }
+
+    /// The value of an unlabelled series in a Prometheus text exposition.
+    fn series(text: &str, name: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_metrics_show_redis_calls_failures_and_whether_it_answers() {
+        let mut server = RedisServer::start();
+        let text = format!(
+            "[store]\nkind = \"redis\"\nurl = \"{}\"\ntimeout = \"100ms\"\non_error = \"fail_open\"\n\
+             [[policy]]\nname = \"api\"\nlimit = \"100/h\"\n\
+             [[route]]\nmatch = \"GET /\"\nlimits = [{{ policy = \"api\", key = \"ip\" }}]\n",
+            server.url()
+        );
+        let gate = Gate::new(Config::parse(&text).unwrap()).unwrap();
+        let req = GateRequest::new("GET", "/").ip("203.0.113.9".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(gate.decide(&req).status_code(), None);
+        }
+        let up = gate.metrics();
+        assert_eq!(series(&up, "portcullis_store_redis_up"), 1);
+        assert_eq!(series(&up, "portcullis_store_redis_nodes"), 1);
+        assert_eq!(series(&up, "portcullis_store_redis_failures_total"), 0);
+        let calls = series(&up, "portcullis_store_redis_calls_total");
+        assert!(calls >= 3, "{calls}");
+
+        server.kill();
+        assert_eq!(gate.decide(&req).status_code(), None, "fail_open");
+        let down = gate.metrics();
+        assert_eq!(series(&down, "portcullis_store_redis_up"), 0);
+        assert!(series(&down, "portcullis_store_redis_failures_total") >= 1);
+
+        server.restart();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while series(&gate.metrics(), "portcullis_store_redis_up") == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Redis never came back"
+            );
+            gate.decide(&req);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }

@@ -284,9 +284,31 @@ impl Gate {
                 .int(&[], w[3]),
             ]);
         }
-        if self.redis.is_some() {
+        if let Some(redis) = &self.redis {
+            let r = redis.stats();
             families.push(fallbacks);
             families.push(cache_hits);
+            families.extend([
+                Family::new(
+                    "portcullis_store_redis_calls_total",
+                    Counter,
+                    "Calls this process made to Redis (script runs and deletes, failed ones included).",
+                )
+                .int(&[], r.round_trips),
+                Family::new(
+                    "portcullis_store_redis_failures_total",
+                    Counter,
+                    "Calls to Redis that failed: no answer within the timeout, a refused \
+                     connection or password, a server error such as a full Redis.",
+                )
+                .int(&[], r.failures),
+                Family::new(
+                    "portcullis_store_redis_redirects_total",
+                    Counter,
+                    "Calls a Redis Cluster node sent to another (MOVED, ASK), each followed.",
+                )
+                .int(&[], r.redirects),
+            ]);
         }
         Metrics(families)
     }
@@ -338,6 +360,26 @@ impl Gate {
                     "Bytes the store occupies on disk.",
                 )
                 .int(&[], size),
+            );
+        }
+        if let Some(redis) = &self.redis {
+            let r = redis.stats();
+            families.push(
+                Family::new(
+                    "portcullis_store_redis_up",
+                    Gauge,
+                    "1 when every Redis server this process uses answers, 0 while one is \
+                     backed off (its keys get on_error).",
+                )
+                .int(&[], u64::from(!r.down)),
+            );
+            families.push(
+                Family::new(
+                    "portcullis_store_redis_nodes",
+                    Gauge,
+                    "Redis servers this process talks to: 1, or the cluster's nodes met so far.",
+                )
+                .int(&[], r.nodes as u64),
             );
         }
         families.push(
