@@ -37,6 +37,8 @@ done
 export PORTCULLIS_REDIS_URL="redis://127.0.0.1:$port/0"
 echo "redis-server $("$PORTCULLIS_REDIS_SERVER" --version | sed 's/.*v=\([^ ]*\).*/\1/') at $PORTCULLIS_REDIS_URL"
 
+# The tests behind the feature are linted like the rest.
+cargo clippy -p portcullis --all-targets --features redis-server-tests,redis-tls -- -D warnings
 cargo test --release -p portcullis --features redis-server-tests \
   --test redis_model --test redis_hosts --test redis_faults --test redis_open --test redis_cluster
 # rediss:// with the TLS feature (a private CA made with openssl, a TLS-only server).
