@@ -4,9 +4,10 @@
 # store in /dev/shm) in front of an nginx upstream and a slow python3 one, and checks with curl:
 # one quota across the workers, host-wide metrics from any worker (portcullis_metrics),
 # preflights, 429s with CORS headers, headers on proxied 2xx/4xx/5xx and static responses, a concurrency limit with aborted clients, shaping on a timer, reload and
-# kill -9 keeping the counters, config errors at `nginx -t`, hostile input, a short wrk load, and
-# a run under valgrind. Standalone and idempotent; run as root on Debian 12 (installs nginx,
-# nginx-dev, curl, wrk, python3, valgrind and procps when missing). Prints "N passed, N failed".
+# kill -9 keeping the counters, config errors at `nginx -t`, hostile input, the Redis store on
+# nginx's thread pool (two nginx hosts on one redis-server), a short wrk load, and a run under
+# valgrind. Standalone and idempotent; run as root on Debian 12 (installs nginx,
+# nginx-dev, curl, wrk, python3, valgrind, procps and redis-server when missing). Prints "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,7 +56,7 @@ stop_nginx() { # prefix
 
 cleanup() {
   set +e
-  for prefix in "$T/main" "$T/one"; do stop_nginx "$prefix"; done
+  for prefix in "$T/main" "$T/one" "$T/ra" "$T/rb"; do stop_nginx "$prefix"; done
   for pid in "${pids_to_kill[@]}"; do kill "$pid" 2>/dev/null; done
   rm -rf "$T" "$SHM"
 }
@@ -657,10 +658,10 @@ expect "durability = \"immediate\" refused with file:line" \
 out="$(bad_config "$(printf '[store]\nkind = "sled"\npath = "%s/sled"' "$T")")" || true
 expect "a sled store refused" grep -q 'bad.toml:2: \[store\] kind = "sled" belongs to one process' <<<"$out"
 expect "...and never opened" [ ! -e "$T/sled" ]
-# Port 1: the refusal comes from the scan, before any connection is tried.
+# Port 1: nothing listens; the store is opened (and refused) at nginx -t, naming the URL.
 out="$(bad_config "$(printf '[store]\nkind = "redis"\nurl = "redis://127.0.0.1:1/0"')")" || true
-expect "a Redis store refused (the event loop must not wait on the network)" \
-  grep -q 'bad.toml:2: \[store\] kind = "redis" is refused in nginx' <<<"$out"
+expect "an unreachable Redis fails nginx -t, naming the URL" \
+  grep -q 'redis store redis://127.0.0.1:1/0: cannot connect' <<<"$out"
 rm -f "$T/main/conf/bad.toml"
 out="$(! $NGINX -p "$T/main" -c conf/bad.conf -t 2>&1)" || true
 expect "a missing file" grep -q 'bad.toml" failed (2: No such file or directory)' <<<"$out"
@@ -702,6 +703,151 @@ expect "...allowing both" \
   grep -qi 'content-type, *x-api-key' <<<"$(header Access-Control-Allow-Headers "${pf2[@]}" "$M/api/x")"
 expect "invalid UTF-8 in the path still matched its route" \
   [ -n "$(header X-RateLimit-Limit "$M/api/%FF")" ]
+
+# ---------------------------------------------------------------------------------------------
+step "the Redis store: decisions on nginx's thread pool; one quota across two nginx hosts"
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "nginx: installing redis-server (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  ($SUDO service redis-server stop || true) >/dev/null 2>&1
+fi
+read -r RPORT RA RB < <(python3 - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+EOF
+)
+mkdir -p "$T/redis"
+redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$T/redis" \
+  --daemonize no >"$T/redis/log" 2>&1 &
+pids_to_kill+=($!)
+for _ in $(seq 200); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+for host in ra rb; do
+  mkdir -p "$T/$host/conf" "$T/$host/logs" "$T/$host/tmp"
+  cat >"$T/$host/conf/portcullis.toml" <<EOF
+[store]
+kind = "redis"
+url = "redis://127.0.0.1:$RPORT/0"
+timeout = "2s"
+deny_cache = false
+
+[[policy]]
+name = "quota"
+limit = "10/h"
+burst = 10
+
+[[policy]]
+name = "conc"
+algorithm = "concurrency"
+limit = 1
+lease_timeout = "30s"
+
+[[route]]
+match = "/slow/"
+limits = [{ policy = "conc", key = "global" }]
+
+[[route]]
+match = "/"
+limits = [{ policy = "quota", key = "principal" }]
+EOF
+  if [ "$host" = ra ]; then port="$RA"; else port="$RB"; fi
+  # One worker on host a: a request waiting for Redis must not hold up its others.
+  if [ "$host" = ra ]; then nworkers=1; else nworkers=2; fi
+  cat >"$T/$host/conf/nginx.conf" <<EOF
+load_module $module;
+worker_processes $nworkers;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+thread_pool default threads=4;
+events { worker_connections 256; }
+http {
+$(http_common "$T/$host")
+    portcullis_config portcullis.toml;
+    server {
+        listen 127.0.0.1:$port;
+        portcullis on;
+        portcullis_principal \$http_x_api_key;
+        location / { proxy_pass http://127.0.0.1:$UP; }
+        location /slow/ { proxy_pass http://127.0.0.1:$SLOW; }
+        location /off/ { portcullis off; proxy_pass http://127.0.0.1:$UP; }
+    }
+}
+EOF
+done
+expect "nginx -t accepts a Redis store (nginx has threads)" $NGINX -p "$T/ra" -c conf/nginx.conf -t -q
+out="$($NGINX -p "$T/rb" -c conf/nginx.conf -t 2>&1)"
+expect "...without the per-process warning of a memory store (2 workers)" \
+  bash -c '! grep -q "each process" <<<"$1"' _ "$out"
+$NGINX -p "$T/ra" -c conf/nginx.conf
+$NGINX -p "$T/rb" -c conf/nginx.conf
+RM="http://127.0.0.1:$RA"
+RBM="http://127.0.0.1:$RB"
+for _ in $(seq 100); do curl -s -o /dev/null "$RM/off/" && curl -s -o /dev/null "$RBM/off/" && break; sleep 0.05; done
+
+codes=""
+for _ in $(seq 12); do codes+="$(code -H 'X-Api-Key: k' "$RM/q") "; done
+expect "host a: 10 of 12 allowed against 10/h ($codes)" \
+  [ "$codes" = "200 200 200 200 200 200 200 200 200 200 429 429 " ]
+expect "host b: the same key is spent (one quota on Redis)" [ "$(code -H 'X-Api-Key: k' "$RBM/q")" = 429 ]
+expect "host b: another key is not" [ "$(code -H 'X-Api-Key: k2' "$RBM/q")" = 200 ]
+expect "the 429 carries Retry-After" [ -n "$(header Retry-After -H 'X-Api-Key: k' "$RM/q")" ]
+
+# Redis paused for 1.5 s: a gated request waits on the thread pool while the one worker
+# answers another request at once.
+redis-cli -p "$RPORT" client pause 1500 all >/dev/null
+(
+  curl -s -o /dev/null -H 'X-Api-Key: k3' "$RM/q"
+  echo gated >>"$T/order"
+) &
+gated=$!
+sleep 0.2
+curl -s -o /dev/null "$RM/off/"
+echo free >>"$T/order"
+wait "$gated"
+expect "the worker served another request while a decision waited for Redis" \
+  [ "$(tr '\n' ' ' <"$T/order")" = "free gated " ]
+
+# A client that leaves while its decision waits: the request ends once the decision is back.
+redis-cli -p "$RPORT" client pause 1000 all >/dev/null
+c="$(code --max-time 0.3 -H 'X-Api-Key: k5' "$RM/q" || true)"
+for _ in $(seq 100); do [ "$(code -H 'X-Api-Key: k6' "$RM/q")" = 200 ] && break; sleep 0.05; done
+expect "a client gone while its decision waited ($c): the worker decides on" \
+  [ "$(code -H 'X-Api-Key: k7' "$RM/q")" = 200 ]
+expect "...and logged it 499" grep -q '"GET /q HTTP/1.1" 499' "$T/ra/logs/access.log"
+
+# A concurrency lease on Redis goes back on the thread pool once the response is done.
+served=0
+for _ in 1 2 3; do
+  for _ in $(seq 100); do
+    if [ "$(code "$RM/slow/x?ms=10")" = 200 ]; then
+      served=$((served + 1))
+      break
+    fi
+    sleep 0.02
+  done
+done
+expect "3 requests in a row through a one-lease limit: the lease came back each time" [ "$served" = 3 ]
+
+# Redis gone: fail_closed answers at once (no hang), and the workers live on.
+redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+t0="$(date +%s%N)"
+c="$(code -H 'X-Api-Key: k4' "$RM/q")"
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect "Redis down: fail_closed answers 429 ($c in $ms ms)" [ "$c" = 429 ]
+expect "...within the store's timeout" [ "$ms" -lt 3000 ]
+expect "host a: its worker still serves" [ "$(code "$RM/off/")" = 200 ]
+crashes="$(grep -hE '\[(alert|crit|emerg)\]' "$T/ra/logs/error.log" "$T/rb/logs/error.log" || true)"
+[ -z "$crashes" ] || echo "$crashes" | head -n 5
+expect "Redis hosts' error logs: no alert, crit or emerg" [ -z "$crashes" ]
+stop_nginx "$T/ra"
+stop_nginx "$T/rb"
 
 # ---------------------------------------------------------------------------------------------
 step "a short load: wrk, 3 s"

@@ -25,14 +25,23 @@
  * however it ends.
  *
  * The gate is opened while the configuration is read, in the master process,
- * and the workers inherit it (the shared store works across fork()); each
- * configuration cycle frees its own gate.
+ * and the workers inherit it (the shared store works across fork(), and the
+ * Redis store connects again in each worker); each configuration cycle frees
+ * its own gate.
+ *
+ * With the Redis store a decision is a network round trip: it runs on nginx's
+ * thread pool ("default", sized by `thread_pool default threads=N;` in the
+ * main context), and the request waits for it as for a threaded file read,
+ * its worker serving others meanwhile. Leases go back on the pool too.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include <portcullis.h>
 
@@ -60,6 +69,10 @@ typedef struct {
     portcullis_gate            *gate;
     ngx_uint_t                  store;       /* NGX_HTTP_PORTCULLIS_STORE_* */
     ngx_uint_t                  cors;        /* the file has a [cors] table */
+#if (NGX_THREADS)
+    /* Set when decisions wait on the network (the Redis store). */
+    ngx_thread_pool_t          *thread_pool;
+#endif
 } ngx_http_portcullis_main_conf_t;
 
 
@@ -78,10 +91,39 @@ typedef struct {
     portcullis_outcome_info     info;
     ngx_uint_t                  status;      /* NGX_HTTP_PORTCULLIS_* */
     ngx_uint_t                  cors;        /* the main conf's cors */
+    ngx_uint_t                  waiting;     /* decided on the thread pool now */
+    ngx_uint_t                  decided;     /* the pool's decision, to apply */
+    portcullis_result           rc;          /* the pool's result */
+#if (NGX_THREADS)
+    ngx_thread_pool_t          *thread_pool; /* where the leases go back */
+#endif
 } ngx_http_portcullis_ctx_t;
 
 
+#if (NGX_THREADS)
+
+/* A decision on the thread pool: what the thread reads and writes. */
+typedef struct {
+    portcullis_gate            *gate;
+    portcullis_request          req;
+    ngx_http_portcullis_ctx_t  *ctx;
+} ngx_http_portcullis_task_t;
+
+static ngx_int_t ngx_http_portcullis_post(ngx_http_request_t *r,
+    ngx_http_portcullis_ctx_t *ctx, portcullis_gate *gate,
+    portcullis_request *req, ngx_thread_pool_t *pool);
+static void ngx_http_portcullis_thread_decide(void *data, ngx_log_t *log);
+static void ngx_http_portcullis_thread_done(ngx_event_t *ev);
+static void ngx_http_portcullis_thread_release(void *data, ngx_log_t *log);
+static void ngx_http_portcullis_thread_released(ngx_event_t *ev);
+
+#endif
+
+
 static ngx_int_t ngx_http_portcullis_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_portcullis_apply(ngx_http_request_t *r,
+    ngx_http_portcullis_ctx_t *ctx, ngx_http_portcullis_loc_conf_t *plcf,
+    portcullis_result rc);
 static void ngx_http_portcullis_delay(ngx_http_request_t *r);
 static ngx_int_t ngx_http_portcullis_request(ngx_http_request_t *r,
     ngx_http_portcullis_loc_conf_t *plcf, portcullis_request *req);
@@ -277,9 +319,6 @@ static ngx_uint_t           ngx_http_portcullis_nspare;
 static ngx_int_t
 ngx_http_portcullis_handler(ngx_http_request_t *r)
 {
-    ngx_str_t                         msg;
-    ngx_msec_t                        delay;
-    portcullis_str                    reason;
     ngx_pool_cleanup_t               *cln;
     portcullis_result                 rc;
     portcullis_request                req;
@@ -303,7 +342,19 @@ ngx_http_portcullis_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_portcullis_get_ctx(r) != NULL) {
+    ctx = ngx_http_portcullis_get_ctx(r);
+
+    if (ctx != NULL) {
+        if (ctx->waiting) {
+            return NGX_AGAIN;
+        }
+
+        if (ctx->decided) {
+            /* Back from the thread pool with the decision. */
+            ctx->decided = 0;
+            return ngx_http_portcullis_apply(r, ctx, plcf, ctx->rc);
+        }
+
         /* Decided: back from the shaping delay, or redirected. */
         return NGX_DECLINED;
     }
@@ -334,7 +385,30 @@ ngx_http_portcullis_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+#if (NGX_THREADS)
+    if (pmcf->thread_pool != NULL) {
+        ctx->thread_pool = pmcf->thread_pool;
+        return ngx_http_portcullis_post(r, ctx, pmcf->gate, &req,
+                                        pmcf->thread_pool);
+    }
+#endif
+
     rc = portcullis_gate_decide_into(pmcf->gate, &req, ctx->outcome);
+
+    return ngx_http_portcullis_apply(r, ctx, plcf, rc);
+}
+
+
+/* Acts on a decision: answers, delays, or lets the request go on. */
+
+static ngx_int_t
+ngx_http_portcullis_apply(ngx_http_request_t *r,
+    ngx_http_portcullis_ctx_t *ctx, ngx_http_portcullis_loc_conf_t *plcf,
+    portcullis_result rc)
+{
+    ngx_str_t        msg;
+    ngx_msec_t       delay;
+    portcullis_str   reason;
 
     if (rc == PORTCULLIS_RESULT_OK) {
         rc = portcullis_outcome_get_info(ctx->outcome, &ctx->info);
@@ -417,6 +491,125 @@ ngx_http_portcullis_handler(ngx_http_request_t *r)
 
     return NGX_AGAIN;
 }
+
+
+#if (NGX_THREADS)
+
+/* Posts the decision to the thread pool; the request waits, its worker does not. */
+
+static ngx_int_t
+ngx_http_portcullis_post(ngx_http_request_t *r, ngx_http_portcullis_ctx_t *ctx,
+    portcullis_gate *gate, portcullis_request *req, ngx_thread_pool_t *pool)
+{
+    ngx_thread_task_t           *task;
+    ngx_http_portcullis_task_t  *t;
+
+    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_portcullis_task_t));
+    if (task == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    t = task->ctx;
+    t->gate = gate;
+    t->req = *req;     /* its strings live in the request, which waits */
+    t->ctx = ctx;
+
+    task->handler = ngx_http_portcullis_thread_decide;
+    task->event.data = r;
+    task->event.handler = ngx_http_portcullis_thread_done;
+
+    if (ngx_thread_task_post(pool, task) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->waiting = 1;
+    r->main->blocked++;
+    r->aio = 1;
+
+    return NGX_AGAIN;
+}
+
+
+/* On a pool thread: only the library, no nginx structure but the task's. */
+
+static void
+ngx_http_portcullis_thread_decide(void *data, ngx_log_t *log)
+{
+    ngx_http_portcullis_task_t  *t = data;
+
+    (void) log;
+
+    t->ctx->rc = portcullis_gate_decide_into(t->gate, &t->req, t->ctx->outcome);
+}
+
+
+/* Back on the event loop: the phases go on from this module's handler. */
+
+static void
+ngx_http_portcullis_thread_done(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_portcullis_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ctx = ngx_http_portcullis_get_ctx(r);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    if (ctx != NULL) {
+        ctx->waiting = 0;
+        ctx->decided = 1;
+    }
+
+    if (r->done) {
+        /* Finalized meanwhile (the client went away): let it end. */
+        c->write->handler(c->write);
+
+    } else {
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+/*
+ * Gives an outcome's leases back on the pool (a release on Redis is a round
+ * trip), then frees it. The task is allocated alone: the request it served
+ * is gone.
+ */
+
+static void
+ngx_http_portcullis_thread_release(void *data, ngx_log_t *log)
+{
+    portcullis_outcome  **outcome = data;
+    portcullis_result     rc;
+
+    rc = portcullis_outcome_release(*outcome);
+
+    if (rc != PORTCULLIS_RESULT_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "portcullis: releasing leases failed: %s",
+                      portcullis_result_name(rc));
+    }
+
+    portcullis_outcome_free(*outcome);
+    *outcome = NULL;
+}
+
+
+static void
+ngx_http_portcullis_thread_released(ngx_event_t *ev)
+{
+    ngx_free(ev->data);
+}
+
+#endif
 
 
 static void
@@ -859,6 +1052,33 @@ ngx_http_portcullis_cleanup(void *data)
     if (ctx->outcome == NULL) {
         return;
     }
+
+#if (NGX_THREADS)
+    if (ctx->thread_pool != NULL && ctx->info.leases > 0) {
+        ngx_thread_task_t  *task;
+
+        task = ngx_calloc(sizeof(ngx_thread_task_t)
+                          + sizeof(portcullis_outcome *), ngx_cycle->log);
+
+        if (task != NULL) {
+            task->ctx = task + 1;
+            *(portcullis_outcome **) task->ctx = ctx->outcome;
+            task->handler = ngx_http_portcullis_thread_release;
+            task->event.data = task;
+            task->event.handler = ngx_http_portcullis_thread_released;
+            task->event.log = ngx_cycle->log;
+
+            if (ngx_thread_task_post(ctx->thread_pool, task) == NGX_OK) {
+                ctx->outcome = NULL;
+                return;
+            }
+
+            ngx_free(task);
+        }
+
+        /* No task: give them back here, waiting on the network. */
+    }
+#endif
 
     rc = portcullis_outcome_release(ctx->outcome);
 
@@ -1444,18 +1664,20 @@ ngx_http_portcullis_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+#if !(NGX_THREADS)
     if (scan.error_line == 0
         && scan.store == NGX_HTTP_PORTCULLIS_STORE_REDIS)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "portcullis: %V:%ui: [store] kind = \"redis\" is "
-                           "refused in nginx: a check waits on the network "
-                           "(up to the store's timeout) and would stall the "
-                           "worker's event loop; use kind = \"shared\" for "
-                           "this host's workers",
+                           "portcullis: %V:%ui: [store] kind = \"redis\" "
+                           "needs nginx built --with-threads: a check waits "
+                           "on the network and runs on a thread pool, never "
+                           "on the worker's event loop; use kind = "
+                           "\"shared\" for this host's workers",
                            &file, scan.store_line);
         return NGX_CONF_ERROR;
     }
+#endif
 
     gate = NULL;
     rc = portcullis_gate_open_file(file.data, file.len, &gate);
@@ -1467,18 +1689,31 @@ ngx_http_portcullis_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     {
-        /* Whatever the scan saw: a gate that may block never serves here. */
+        /* Whatever the scan saw: a gate that may block decides on threads. */
         bool  may_block = false;
 
-        if (portcullis_gate_may_block(gate, &may_block) != PORTCULLIS_RESULT_OK
-            || may_block)
-        {
+        if (portcullis_gate_may_block(gate, &may_block) != PORTCULLIS_RESULT_OK) {
+            may_block = true;
+        }
+
+        if (may_block) {
+#if (NGX_THREADS)
+            /* The "default" pool, declared here when the config does not. */
+            pmcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+
+            if (pmcf->thread_pool == NULL) {
+                portcullis_gate_free(gate);
+                return NGX_CONF_ERROR;
+            }
+#else
             portcullis_gate_free(gate);
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "portcullis: %V: this store makes checks wait "
-                               "on the network, which would stall nginx's "
-                               "event loop: use kind = \"shared\"", &file);
+                               "on the network, which needs nginx built "
+                               "--with-threads: use kind = \"shared\"",
+                               &file);
             return NGX_CONF_ERROR;
+#endif
         }
     }
 
@@ -1752,8 +1987,10 @@ ngx_http_portcullis_init_module(ngx_cycle_t *cycle)
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_portcullis_module);
 
+    /* The shared and Redis stores count across processes. */
     if (pmcf == NULL || pmcf->gate == NULL
-        || pmcf->store == NGX_HTTP_PORTCULLIS_STORE_SHARED)
+        || pmcf->store == NGX_HTTP_PORTCULLIS_STORE_SHARED
+        || pmcf->store == NGX_HTTP_PORTCULLIS_STORE_REDIS)
     {
         return NGX_OK;
     }
