@@ -18,7 +18,7 @@
 #define NGX_HTTP_PORTCULLIS_STORE_SLED     1
 #define NGX_HTTP_PORTCULLIS_STORE_SHARED   2
 #define NGX_HTTP_PORTCULLIS_STORE_OTHER    3   /* a kind this module does not know */
-#define NGX_HTTP_PORTCULLIS_STORE_REDIS    4   /* refused: a check may wait on the network */
+#define NGX_HTTP_PORTCULLIS_STORE_REDIS    4   /* decided on the thread pool: a check waits on the network */
 
 
 typedef struct {
