@@ -8,7 +8,7 @@
 #    library the package bundles;
 # 3. `pip wheel ./bindings/python` gives a platform wheel (not none-any) carrying the library.
 # Needs python3 (>= 3.9) with pip; installs Debian's venv package when the venv module is
-# missing.
+# missing, and redis-server for the Redis tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -17,6 +17,19 @@ PYTHON="${PYTHON:-python3}"
 VENV=target/python-venv
 
 cargo build --release --lib -p portcullis
+
+# The Redis tests (tests/test_workers.py) start their own redis-server from Debian's package.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "python: installing redis-server (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  ($SUDO service redis-server stop || $SUDO systemctl stop redis-server || true) >/dev/null 2>&1
+fi
+PORTCULLIS_REDIS_SERVER="$(command -v redis-server)"
+export PORTCULLIS_REDIS_SERVER
 
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 """One quota across worker processes: the WSGI middleware under real ``gunicorn -w 4`` (the app
 loaded in each worker, and with ``--preload`` in the master before the fork) and the ASGI
-middleware under ``uvicorn --workers 4``, on the shared store. 40 requests from one client
-against 10/minute: exactly 10 pass, 30 get 429 with ``Retry-After``.
+middleware under ``uvicorn --workers 4``, on the shared store, and gunicorn on the Redis store
+(a redis-server of the test's own: ``PORTCULLIS_REDIS_SERVER``, which ci/python.sh sets). 40
+requests from one client against 10/minute: exactly 10 pass, 30 get 429 with ``Retry-After``.
 
 With a memory store each worker would count alone (up to 4 x 10 allowed); the shared store
 makes the four one. The app is loaded per worker, and with ``--preload`` in the master before
@@ -28,6 +29,23 @@ CONFIG = """\
 kind = "shared"
 path = "{store}"
 capacity = 1024
+
+[[policy]]
+name = "per-minute"
+algorithm = "fixed_window"
+limit = "10/m"
+
+[[route]]
+match = "/"
+limits = [{{ policy = "per-minute", key = "ip" }}]
+"""
+
+REDIS_CONFIG = """\
+[store]
+kind = "redis"
+url = "{url}"
+timeout = "2s"
+key_prefix = "{prefix}"
 
 [[policy]]
 name = "per-minute"
@@ -165,5 +183,43 @@ def test_uvicorn_four_workers_share_one_quota(tmp_path: Path) -> None:
         "app_module:app", "--workers", "4", "--host", "127.0.0.1", "--port", str(port),
         "--no-access-log",
     ]
+    for _ in serve(cmd, app_dir, config, port):
+        forty_requests(port)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    server = os.environ.get("PORTCULLIS_REDIS_SERVER")
+    if not server:
+        pytest.skip("PORTCULLIS_REDIS_SERVER is not set (ci/python.sh sets it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["per-worker", "preload"])
+def test_gunicorn_workers_on_redis_share_one_quota(
+    tmp_path: Path, redis_url: str, preload: bool
+) -> None:
+    # With --preload the gate connects to Redis in the master; each worker must then make
+    # connections of its own rather than share the master's socket.
+    app_dir, config = setup(tmp_path, WSGI_APP)
+    config.write_text(REDIS_CONFIG.format(url=redis_url, prefix=f"gunicorn-{preload}:"))
+    port = free_port()
+    cmd = module_cmd("gunicorn") + [
+        "-w", "4", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
+    ]
+    if preload:
+        cmd.append("--preload")
+    cmd.append("app_module:app")
     for _ in serve(cmd, app_dir, config, port):
         forty_requests(port)
