@@ -1054,7 +1054,15 @@ ngx_http_portcullis_cleanup(void *data)
     }
 
 #if (NGX_THREADS)
-    if (ctx->thread_pool != NULL && ctx->info.leases > 0) {
+    /*
+     * Read the outcome itself, not ctx->info: a request that ended while its
+     * decision was on the pool (its client left) never applied it.
+     */
+    if (ctx->thread_pool != NULL
+        && portcullis_outcome_get_info(ctx->outcome, &ctx->info)
+           == PORTCULLIS_RESULT_OK
+        && ctx->info.leases > 0)
+    {
         ngx_thread_task_t  *task;
 
         task = ngx_calloc(sizeof(ngx_thread_task_t)
