@@ -707,15 +707,7 @@ expect "invalid UTF-8 in the path still matched its route" \
 # ---------------------------------------------------------------------------------------------
 step "the Redis store: decisions on nginx's thread pool; one quota across two nginx hosts"
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-  echo "nginx: installing redis-server (apt-get)"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  ($SUDO service redis-server stop || true) >/dev/null 2>&1
-fi
+. ci/redis-server.sh
 read -r RPORT RA RB < <(python3 - <<'EOF'
 import socket
 socks = [socket.socket() for _ in range(3)]

@@ -35,18 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # The Redis tests (test/redis.test.js) start their own redis-server from Debian's package.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "node: installing redis-server (apt-get)"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  # The package starts a system service; the tests run their own servers.
-  ($SUDO service redis-server stop || $SUDO systemctl stop redis-server || true) >/dev/null 2>&1
-fi
-PORTCULLIS_REDIS_SERVER="$(command -v redis-server)"
-export PORTCULLIS_REDIS_SERVER
+. ci/redis-server.sh
 
 cargo build --release -p portcullis --lib
 

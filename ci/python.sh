@@ -19,17 +19,7 @@ VENV=target/python-venv
 cargo build --release --lib -p portcullis
 
 # The Redis tests (tests/test_workers.py) start their own redis-server from Debian's package.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "python: installing redis-server (apt-get)"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  ($SUDO service redis-server stop || $SUDO systemctl stop redis-server || true) >/dev/null 2>&1
-fi
-PORTCULLIS_REDIS_SERVER="$(command -v redis-server)"
-export PORTCULLIS_REDIS_SERVER
+. ci/redis-server.sh
 
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then

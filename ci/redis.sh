@@ -9,15 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+. ci/redis-server.sh
+if ! command -v openssl >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq redis-server openssl >/dev/null
-  # The package starts a system service; these tests run their own servers.
-  (service redis-server stop || systemctl stop redis-server || true) >/dev/null 2>&1
+  apt-get install -y -qq --no-install-recommends openssl >/dev/null
 fi
-PORTCULLIS_REDIS_SERVER="$(command -v redis-server)"
-export PORTCULLIS_REDIS_SERVER
 
 dir="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

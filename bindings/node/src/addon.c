@@ -1647,6 +1647,17 @@ typedef struct {
 /* The calls other than a limiter's decisions (OP_*) that run on the pool. */
 enum { AOP_GATE_DECIDE = -1, AOP_GATE_RESET = -2, AOP_LIMITER_RESET = -3, AOP_OUTCOME_RELEASE = -4 };
 
+/* A call for the pool on handle `h` (NULL: none), zeroed; throws when out of memory. */
+static async_t *async_new(napi_env env, handle_t *h) {
+  async_t *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
+    return NULL;
+  }
+  w->h = h;
+  return w;
+}
+
 static void async_free(async_t *w) {
   free(w->bytes);
   free(w->err);
@@ -1839,13 +1850,11 @@ static napi_value js_limiter_decide_async(napi_env env, napi_callback_info info)
     arena_free(&a);
     return NULL;
   }
-  async_t *w = calloc(1, sizeof *w);
+  async_t *w = async_new(env, h);
   if (w == NULL) {
     arena_free(&a);
-    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
     return NULL;
   }
-  w->h = h;
   w->op = (int)(intptr_t)data;
   w->policy = policy;
   w->cost = cost;
@@ -1875,13 +1884,11 @@ static napi_value js_gate_decide_async(napi_env env, napi_callback_info info) {
     arena_free(&a);
     return NULL;
   }
-  async_t *w = calloc(1, sizeof *w);
+  async_t *w = async_new(env, h);
   if (w == NULL) {
     arena_free(&a);
-    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
     return NULL;
   }
-  w->h = h;
   w->op = AOP_GATE_DECIDE;
   w->req.private_network = req.private_network;
   portcullis_str src[REQ_FIELDS] = {req.method,    req.path,          req.origin,
@@ -1923,13 +1930,11 @@ static napi_value js_gate_reset_async(napi_env env, napi_callback_info info) {
     arena_free(&a);
     return NULL;
   }
-  async_t *w = calloc(1, sizeof *w);
+  async_t *w = async_new(env, h);
   if (w == NULL) {
     arena_free(&a);
-    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
     return NULL;
   }
-  w->h = h;
   w->op = AOP_GATE_RESET;
   w->key_kind = kind;
   portcullis_str *dst[2] = {&w->policy_name, &w->key};
@@ -1959,13 +1964,11 @@ static napi_value js_limiter_reset_async(napi_env env, napi_callback_info info) 
     arena_free(&a);
     return NULL;
   }
-  async_t *w = calloc(1, sizeof *w);
+  async_t *w = async_new(env, h);
   if (w == NULL) {
     arena_free(&a);
-    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
     return NULL;
   }
-  w->h = h;
   w->op = AOP_LIMITER_RESET;
   w->policy = policy;
   portcullis_str *dst[1] = {&w->key};
@@ -1986,11 +1989,8 @@ static napi_value js_outcome_release_async(napi_env env, napi_callback_info info
   if (!get_args(env, info, 1, argv, NULL)) return NULL;
   outcome_lease_t *l = unwrap_kind(env, argv[0], K_OUTCOME);
   if (l == NULL) return NULL;
-  async_t *w = calloc(1, sizeof *w);
-  if (w == NULL) {
-    napi_throw_error(env, "PORTCULLIS_NAPI_ERROR", "out of memory");
-    return NULL;
-  }
+  async_t *w = async_new(env, NULL);
+  if (w == NULL) return NULL;
   if (l->outcome == NULL) {
     /* Already given back: a promise of false, settled now. */
     napi_value promise, no;

@@ -162,9 +162,17 @@ def module_cmd(tool: str) -> List[str]:
     return [str(Path(sys.executable).parent / tool)]
 
 
+@pytest.mark.parametrize("store", ["shared", "redis"])
 @pytest.mark.parametrize("preload", [False, True], ids=["per-worker", "preload"])
-def test_gunicorn_four_workers_share_one_quota(tmp_path: Path, preload: bool) -> None:
+def test_gunicorn_four_workers_share_one_quota(
+    tmp_path: Path, preload: bool, store: str, request: pytest.FixtureRequest
+) -> None:
     app_dir, config = setup(tmp_path, WSGI_APP)
+    if store == "redis":
+        # With --preload the gate connects to Redis in the master; each worker must then make
+        # connections of its own rather than share the master's socket.
+        url = request.getfixturevalue("redis_url")
+        config.write_text(REDIS_CONFIG.format(url=url, prefix=f"gunicorn-{preload}:"))
     port = free_port()
     cmd = module_cmd("gunicorn") + [
         "-w", "4", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
@@ -205,21 +213,3 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         proc.kill()
         proc.wait()
 
-
-@pytest.mark.parametrize("preload", [False, True], ids=["per-worker", "preload"])
-def test_gunicorn_workers_on_redis_share_one_quota(
-    tmp_path: Path, redis_url: str, preload: bool
-) -> None:
-    # With --preload the gate connects to Redis in the master; each worker must then make
-    # connections of its own rather than share the master's socket.
-    app_dir, config = setup(tmp_path, WSGI_APP)
-    config.write_text(REDIS_CONFIG.format(url=redis_url, prefix=f"gunicorn-{preload}:"))
-    port = free_port()
-    cmd = module_cmd("gunicorn") + [
-        "-w", "4", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-    ]
-    if preload:
-        cmd.append("--preload")
-    cmd.append("app_module:app")
-    for _ in serve(cmd, app_dir, config, port):
-        forty_requests(port)

@@ -263,11 +263,21 @@ impl Links {
             options.pool_size,
             options.timeout,
         ));
-        Links {
+        let mut links = Links {
             generation: fork::generation(),
-            cluster: clustered.then(|| Cluster::new(info.clone(), Arc::clone(&seed))),
+            cluster: None,
             seed,
+        };
+        if clustered {
+            links.route_by_slots(client);
         }
+        links
+    }
+
+    /// Sends calls to each key's master from now on, by a slot map read through the seed.
+    fn route_by_slots(&mut self, client: &::redis::Client) {
+        let info = client.get_connection_info().clone();
+        self.cluster = Some(Cluster::new(info, Arc::clone(&self.seed)));
     }
 
     /// Every node met so far.
@@ -329,7 +339,7 @@ impl RedisStore {
         let client = ::redis::Client::open(options.url.as_str()).map_err(|e| err(e.to_string()))?;
         // A process forked after this one opened the store connects again (see `links`).
         fork::watch();
-        let links = Links::new(&client, false, &options);
+        let mut links = Links::new(&client, false, &options);
         let db = client.get_connection_info().redis.db;
         let mut conn = links.seed.pool.take().map_err(|e| {
             err(match e.contains("SELECT is not allowed in cluster mode") {
@@ -350,12 +360,8 @@ impl RedisStore {
             .unwrap_or_default();
         links.seed.pool.put(conn);
         let clustered = about.lines().any(|l| l.trim() == "cluster_enabled:1");
-        let mut links = links;
         if clustered {
-            links.cluster = Some(Cluster::new(
-                client.get_connection_info().clone(),
-                Arc::clone(&links.seed),
-            ));
+            links.route_by_slots(&client);
         }
         if let Some(c) = &links.cluster {
             c.learn(&links.seed, &options).map_err(err)?;
